@@ -1,0 +1,38 @@
+# Two commands a new machine needs: `make demo` and `make test`. Each installs what it uses.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEB_PACKAGES := openssl
+
+.PHONY: demo test lint format bench clean deps
+
+$(STAMP): pyproject.toml
+	@bash scripts/install-debian-packages.sh $(DEB_PACKAGES)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+deps: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	bash scripts/run-tests.sh $(BIN)/python
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_mint.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

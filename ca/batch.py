@@ -1,0 +1,288 @@
+"""Minting a batch of devices, from a handful to a million, in parallel and in bounded memory.
+
+The batch is written into a staging folder inside ``--out`` and moved into place only when
+every device is minted, so a failure or Ctrl-C leaves nothing half-created. Worker processes
+each load the signing key once, mint chunks of devices from a :class:`DevicePrototype`, write
+their files (``files`` format) and return the manifest lines; at most a few chunks per worker
+are in flight, so memory does not grow with the batch size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from ca import manifest
+from ca.certificates import load_certificate, to_pem
+from ca.errors import AlreadyExistsError, InvalidInputError, InvalidThingNameError, OutputError
+from ca.files import PRIVATE_DIR_MODE, create_file, ensure_dir, read_bytes
+from ca.issue import Issuer
+from ca.keys import KeyType, load_private_key
+from ca.names import check_thing_name
+from ca.prototype import DevicePrototype
+
+FORMATS = ("files", "jsonl")
+CHUNK = 250  # devices a task: large enough to amortise inter-process traffic
+
+
+def numbered_names(prefix: str, count: int) -> _NumberedNames:
+    """Names ``prefix`` + a zero-padded number, 1..count; checked by their first and last."""
+    if count < 1:
+        raise InvalidInputError("--count must be at least 1.")
+    width = len(str(count))
+    check_thing_name(f"{prefix}{1:0{width}d}")
+    check_thing_name(f"{prefix}{count:0{width}d}")
+    return _NumberedNames(prefix, width, count)
+
+
+class _NumberedNames:
+    """A lazy sequence of numbered names (a million of them cost no memory)."""
+
+    def __init__(self, prefix: str, width: int, count: int) -> None:
+        self.prefix, self.width, self.count = prefix, width, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"{self.prefix}{i:0{self.width}d}" for i in range(1, self.count + 1))
+
+
+def names_from_file(path: Path) -> list[str]:
+    """Thing names, one a line (blank lines and ``#`` comments skipped), all valid and distinct."""
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(read_bytes(path, "names file").decode(errors="replace").splitlines(), start=1):
+        name = raw.strip()
+        if not name or name.startswith("#"):
+            continue
+        try:
+            check_thing_name(name)
+        except InvalidThingNameError as exc:
+            raise InvalidThingNameError(f"Line {number} of {path}: {exc}") from exc
+        if name in seen:
+            raise InvalidInputError(f"Duplicate thing name {name!r} in {path} (lines {seen[name]} and {number}).")
+        seen[name] = number
+    if not seen:
+        raise InvalidInputError(f"{path} holds no thing names.")
+    return list(seen)
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """What to mint and where; checked at the top of :func:`mint_batch`."""
+
+    out: Path
+    fmt: str = "files"
+    country: str | None = None
+    days: int = 3650
+    key_type: str = KeyType.EC_P256
+    workers: int = 1
+    chunk: int = CHUNK
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    count: int
+    manifest: Path
+    seconds: float
+
+
+# -- worker side ---------------------------------------------------------------------------------
+
+_worker: _ChunkMinter | None = None
+
+
+class _ChunkMinter:
+    """Mints chunks of devices; one per process."""
+
+    def __init__(
+        self,
+        cert_pem: bytes,
+        key_pem: bytes,
+        passphrase: bytes | None,
+        request: BatchRequest,
+        stage: Path,
+        now: dt.datetime,
+    ) -> None:
+        issuer = Issuer(load_certificate(cert_pem), load_private_key(key_pem, passphrase, "The CA key"))
+        self.prototype = DevicePrototype(
+            issuer, key_type=request.key_type, country=request.country, now=now, days=request.days
+        )
+        self.not_after = self.prototype.not_after.isoformat()
+        self.ca_pem = to_pem(issuer.certificate)
+        self.fmt = request.fmt
+        self.stage = stage
+        self.new_key = _key_generator(request.key_type)
+
+    def mint(self, names: list[str]) -> bytes:
+        lines = []
+        for thing in names:
+            key = self.new_key()
+            serial = x509.random_serial_number()
+            cert_der = self.prototype.issue(key.public_key(), thing, serial)
+            cert_pem = manifest.der_to_pem(cert_der)
+            key_pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            record = {
+                "thingName": thing,
+                "certificateId": hashlib.sha256(cert_der).hexdigest(),
+                "serial": format(serial, "x"),
+                "notAfter": self.not_after,
+                "caCertificate": manifest.CA_FILE,
+            }
+            if self.fmt == "jsonl":
+                record["certificatePem"] = cert_pem.decode()
+                record["privateKeyPem"] = key_pem.decode()
+            else:
+                record["certificate"] = manifest.cert_path(thing)
+                record["chain"] = manifest.chain_path(thing)
+                record["privateKey"] = manifest.key_path(thing)
+                create_file(self.stage / record["certificate"], cert_pem)
+                create_file(self.stage / record["chain"], cert_pem + self.ca_pem)
+                create_file(self.stage / record["privateKey"], key_pem, private=True)
+            lines.append(json.dumps(record, separators=(",", ":")))
+        return ("\n".join(lines) + "\n").encode()
+
+
+def _key_generator(key_type: str) -> Callable[[], object]:
+    key_type = KeyType(key_type)
+    if key_type is KeyType.EC_P256:
+        curve = ec.SECP256R1()
+        return lambda: ec.generate_private_key(curve)
+    if key_type is KeyType.EC_P384:
+        curve = ec.SECP384R1()
+        return lambda: ec.generate_private_key(curve)
+    bits = int(key_type.split("-")[1])
+    return lambda: rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def _init_worker(*args) -> None:
+    global _worker
+    _worker = _ChunkMinter(*args)
+
+
+def _mint_chunk(names: list[str]) -> bytes:
+    return _worker.mint(names)
+
+
+# -- coordinator side ----------------------------------------------------------------------------
+
+
+def _chunks(names: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(names)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _check_out(out: Path) -> None:
+    for rel in (manifest.MANIFEST, manifest.CERTS, manifest.PRIVATE, manifest.CA_FILE):
+        if (out / rel).exists():
+            raise AlreadyExistsError(f"{out / rel} already exists; mint the batch into another --out folder.")
+
+
+def mint_batch(
+    names: Iterable[str],
+    *,
+    ca_cert_pem: bytes,
+    ca_key_pem: bytes,
+    passphrase: bytes | None,
+    request: BatchRequest,
+    now: dt.datetime,
+    progress: Callable[[int], None] = lambda n: None,
+) -> BatchResult:
+    """Mint a device for each name into ``request.out``; all of them, or nothing."""
+    if request.fmt not in FORMATS:
+        raise InvalidInputError(f"Unknown format {request.fmt!r}; use one of {', '.join(FORMATS)}.")
+    if request.workers < 1:
+        raise InvalidInputError("--workers must be at least 1.")
+    out = Path(request.out)
+    _check_out(out)
+    # Load the key once here, so a wrong passphrase fails before any process starts.
+    Issuer(load_certificate(ca_cert_pem), load_private_key(ca_key_pem, passphrase, "The CA key"))
+    out_existed = out.exists()
+    ensure_dir(out)
+    stage = out / f".mint-{os.getpid()}"
+    started = dt.datetime.now(dt.UTC)
+    try:
+        ensure_dir(stage / manifest.CERTS)
+        ensure_dir(stage / manifest.PRIVATE, private=True)
+        create_file(stage / manifest.CA_FILE, ca_cert_pem)
+        manifest_mode_private = request.fmt == "jsonl"
+        fd = os.open(
+            stage / manifest.MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if manifest_mode_private else 0o644
+        )
+        with os.fdopen(fd, "wb") as sink:
+            count = _run(names, sink, (ca_cert_pem, ca_key_pem, passphrase, request, stage, now), request, progress)
+        _publish(stage, out, request.fmt)
+    except BaseException as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if not out_existed:
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"Cannot write the batch to {out}: {exc.strerror or exc}.") from exc
+        raise
+    seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
+    return BatchResult(count, out / manifest.MANIFEST, seconds)
+
+
+def _run(names, sink, init_args, request: BatchRequest, progress) -> int:
+    count = 0
+    chunks = _chunks(names, request.chunk)
+    if request.workers == 1:
+        minter = _ChunkMinter(*init_args)
+        for chunk in chunks:
+            sink.write(minter.mint(chunk))
+            count += len(chunk)
+            progress(len(chunk))
+        return count
+    window = request.workers * 3
+    with ProcessPoolExecutor(request.workers, initializer=_init_worker, initargs=init_args) as pool:
+        pending: dict[Future, int] = {}
+        order: list[Future] = []
+        for chunk in chunks:
+            future = pool.submit(_mint_chunk, chunk)
+            pending[future] = len(chunk)
+            order.append(future)
+            while len(pending) >= window:
+                count += _drain(order, pending, sink, progress, block=True)
+        while order:
+            count += _drain(order, pending, sink, progress, block=True)
+    return count
+
+
+def _drain(order: list[Future], pending: dict[Future, int], sink, progress, *, block: bool) -> int:
+    """Write finished chunks in submission order (the manifest keeps the names' order)."""
+    if block:
+        wait([order[0]])
+    written = 0
+    while order and order[0].done():
+        future = order.pop(0)
+        sink.write(future.result())
+        size = pending.pop(future)
+        written += size
+        progress(size)
+    return written
+
+
+def _publish(stage: Path, out: Path, fmt: str) -> None:
+    """Move the finished batch from the staging folder into ``out``."""
+    if fmt == "files":
+        os.replace(stage / manifest.CERTS, out / manifest.CERTS)
+        os.replace(stage / manifest.PRIVATE, out / manifest.PRIVATE)
+        os.chmod(out / manifest.PRIVATE, PRIVATE_DIR_MODE)
+    os.replace(stage / manifest.CA_FILE, out / manifest.CA_FILE)
+    os.replace(stage / manifest.MANIFEST, out / manifest.MANIFEST)
+    shutil.rmtree(stage, ignore_errors=True)

@@ -1,0 +1,34 @@
+"""The ``jitr`` command: one Typer app composed of sub-apps."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from ca.cli import ca_app, device_app
+from ca.cli.common import DEBUG_ENV
+
+app = typer.Typer(
+    name="jitr",
+    help="A certificate authority and automation kit for AWS IoT Core Just-in-Time Registration and Provisioning.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(ca_app.app, name="ca")
+app.add_typer(device_app.app, name="device")
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-sentence errors.")] = False,
+) -> None:
+    """Create a CA, mint device certificates, register the CA with AWS IoT, and run the loop locally."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,87 @@
+"""What every command shares: error handling at the edge, output, options, passphrases."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ca import config
+from ca.errors import ExitStatus, InvalidInputError, JitrError
+from ca.store import PkiStore
+
+DEBUG_ENV = "JITR_DEBUG"
+
+DirOption = Annotated[
+    Path,
+    typer.Option("--dir", envvar=config.ENV_PKI_DIR, help="The CA directory (certs/, private/, ca.json)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+PassphraseEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--passphrase-env",
+        metavar="VAR",
+        help="Name of the environment variable holding the CA key passphrase (never the passphrase itself).",
+    ),
+]
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def handle_errors(func):
+    """Turn a JitrError into one sentence on stderr and its exit code (a traceback only with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except JitrError as exc:
+            if debug_enabled():
+                raise
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            typer.echo("Interrupted; nothing half-written was left behind.", err=True)
+            raise typer.Exit(130) from None
+        except OSError as exc:
+            if debug_enabled():
+                raise
+            typer.echo(f"Error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}.", err=True)
+            raise typer.Exit(int(ExitStatus.ERROR)) from None
+
+    return wrapper
+
+
+def emit(data: dict | list, as_json: bool, human: str) -> None:
+    """Print ``data`` as JSON for scripts, or ``human`` for people."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        typer.echo(human)
+
+
+def passphrase(var: str | None, *, required: bool = False) -> bytes | None:
+    """The passphrase held by the environment variable ``var`` (or JITR_CA_PASSPHRASE)."""
+    name = var or config.ENV_CA_PASSPHRASE
+    value = os.environ.get(name)
+    if not value:
+        if required:
+            raise InvalidInputError(
+                f"Environment variable {name} is empty; it must hold the passphrase for the CA keys."
+            )
+        return None
+    return value.encode()
+
+
+def open_store(directory: Path, var: str | None) -> tuple[PkiStore, bytes | None]:
+    """The CA in ``directory`` and its key passphrase: --passphrase-env, else the variable named at init."""
+    probe = PkiStore(directory)
+    name = var or probe.metadata().passphrase_env or config.ENV_CA_PASSPHRASE
+    return PkiStore(directory, passphrase_var=name), passphrase(name)

@@ -1,0 +1,98 @@
+"""The kit's one error hierarchy.
+
+Every error the kit raises on purpose derives from :class:`JitrError`. Its message is one
+sentence written for the person at the terminal; the CLI prints it and exits with
+``exit_code``. Anything else that escapes is a bug and shows a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Process exit codes of the ``jitr`` command."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2  # bad arguments or input (Typer/Click use 2 for usage errors too)
+    NOT_FOUND = 3
+    CONFLICT = 4  # something already exists and would be overwritten
+    CRYPTO = 5  # wrong passphrase, bad signature, chain that does not verify
+    AWS = 6  # the AWS (or emulator) API refused or failed
+
+
+class JitrError(Exception):
+    """Base of every error the kit raises for a person to read."""
+
+    exit_code: ExitStatus = ExitStatus.ERROR
+
+
+class InvalidInputError(JitrError):
+    """An argument or input value is not acceptable."""
+
+    exit_code = ExitStatus.USAGE
+
+
+class InvalidThingNameError(InvalidInputError):
+    """A thing name does not match AWS IoT's rules."""
+
+
+class InvalidCountryError(InvalidInputError):
+    """A country code is not two upper-case letters."""
+
+
+class InvalidTemplateError(InvalidInputError):
+    """A JITP provisioning template is malformed or cannot be filled by the CA's certificates."""
+
+
+class NotFoundError(JitrError):
+    """A file, CA or registration that the command needs does not exist."""
+
+    exit_code = ExitStatus.NOT_FOUND
+
+
+class AlreadyExistsError(JitrError):
+    """The command would overwrite something that already exists."""
+
+    exit_code = ExitStatus.CONFLICT
+
+
+class MalformedError(InvalidInputError):
+    """A certificate, key, CSR or event cannot be parsed."""
+
+
+class CryptoError(JitrError):
+    """A cryptographic check failed."""
+
+    exit_code = ExitStatus.CRYPTO
+
+
+class WrongPassphraseError(CryptoError):
+    """A private key could not be decrypted with the passphrase given (or none was given)."""
+
+
+class KeyMismatchError(CryptoError):
+    """A private key does not belong to the certificate it is paired with."""
+
+
+class NotACaError(CryptoError):
+    """A certificate used as an issuer is not a CA certificate."""
+
+
+class SignatureError(CryptoError):
+    """A signature (of a CSR or certificate) does not verify."""
+
+
+class ChainError(CryptoError):
+    """A certificate does not chain to the CA."""
+
+
+class OutputError(JitrError):
+    """An output file or directory cannot be written."""
+
+
+class AwsError(JitrError):
+    """AWS IoT (or the local emulator) refused or failed a call."""
+
+    exit_code = ExitStatus.AWS

@@ -1,0 +1,150 @@
+"""The PKI directory: where a CA's certificates, keys and metadata live.
+
+::
+
+    PKI/ca.json                    metadata (key type, subject defaults, which CA signs devices)
+    PKI/certs/root-ca.pem
+    PKI/certs/intermediate-ca.pem  only with --intermediate
+    PKI/private/root-ca.key        mode 0600, optionally encrypted
+    PKI/private/intermediate-ca.key
+    PKI/registration.json          written by ``jitr ca register``
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from ca.certificates import load_certificate, to_pem
+from ca.errors import AlreadyExistsError, MalformedError, NotFoundError
+from ca.files import FileSpec, read_bytes, write_files
+from ca.issue import Issuer
+from ca.keys import PrivateKey, load_private_key, private_key_pem
+
+METADATA = "ca.json"
+REGISTRATION = "registration.json"
+ROOT_CERT = "certs/root-ca.pem"
+ROOT_KEY = "private/root-ca.key"
+INTERMEDIATE_CERT = "certs/intermediate-ca.pem"
+INTERMEDIATE_KEY = "private/intermediate-ca.key"
+
+
+@dataclass(frozen=True)
+class CaMetadata:
+    """What the CLI needs to know about a CA beyond its certificates."""
+
+    key_type: str
+    country: str | None
+    org: str | None
+    signer: str  # "root" or "intermediate": the CA that signs device certificates
+    passphrase_env: str | None  # the variable that holds the key passphrase, never the passphrase
+    device_days: int
+
+    @classmethod
+    def from_json(cls, data: dict) -> CaMetadata:
+        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class CaMaterial:
+    """A freshly created CA: what :meth:`PkiStore.create` writes."""
+
+    root_cert: x509.Certificate
+    root_key: PrivateKey
+    intermediate_cert: x509.Certificate | None = None
+    intermediate_key: PrivateKey | None = None
+
+
+class PkiStore:
+    """A CA directory on disk."""
+
+    def __init__(self, root: Path, *, passphrase_var: str | None = None) -> None:
+        self.root = Path(root)
+        self.passphrase_var = passphrase_var  # named in 'key is encrypted' errors
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def exists(self) -> bool:
+        return self.path(METADATA).exists() or self.path(ROOT_CERT).exists()
+
+    # -- creation -------------------------------------------------------------------------------
+
+    def create(self, material: CaMaterial, metadata: CaMetadata, passphrase: bytes | None) -> list[Path]:
+        """Write a new CA in one step; refuse if a CA is already there."""
+        if self.exists():
+            raise AlreadyExistsError(f"A CA already exists in {self.root}; refusing to overwrite it.")
+        files = {
+            ROOT_CERT: FileSpec(to_pem(material.root_cert)),
+            ROOT_KEY: FileSpec(private_key_pem(material.root_key, passphrase), private=True),
+        }
+        if material.intermediate_cert is not None:
+            files[INTERMEDIATE_CERT] = FileSpec(to_pem(material.intermediate_cert))
+            files[INTERMEDIATE_KEY] = FileSpec(private_key_pem(material.intermediate_key, passphrase), private=True)
+        files[METADATA] = FileSpec(json.dumps(asdict(metadata), indent=2).encode() + b"\n")
+        return write_files(self.root, files)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def metadata(self) -> CaMetadata:
+        if not self.exists():
+            raise NotFoundError(f"No CA in {self.root}; create one with 'jitr ca init --dir {self.root}'.")
+        raw = read_bytes(self.path(METADATA), "CA metadata file")
+        try:
+            return CaMetadata.from_json(json.loads(raw))
+        except (ValueError, TypeError) as exc:
+            raise MalformedError(f"{self.path(METADATA)} is not valid CA metadata.") from exc
+
+    def _certificate(self, rel: str) -> x509.Certificate:
+        path = self.path(rel)
+        return load_certificate(read_bytes(path, "CA certificate"), str(path))
+
+    def _key(self, rel: str, passphrase: bytes | None) -> PrivateKey:
+        path = self.path(rel)
+        return load_private_key(read_bytes(path, "CA key"), passphrase, f"The CA key {path}", self.passphrase_var)
+
+    def has_intermediate(self) -> bool:
+        return self.metadata().signer == "intermediate"
+
+    def root_certificate(self) -> x509.Certificate:
+        return self._certificate(ROOT_CERT)
+
+    def intermediates(self) -> list[x509.Certificate]:
+        return [self._certificate(INTERMEDIATE_CERT)] if self.has_intermediate() else []
+
+    def signer_cert_path(self) -> Path:
+        """The certificate of the CA that signs devices (and is registered with AWS IoT)."""
+        return self.path(INTERMEDIATE_CERT if self.has_intermediate() else ROOT_CERT)
+
+    def signer_certificate(self) -> x509.Certificate:
+        return self._certificate(INTERMEDIATE_CERT if self.has_intermediate() else ROOT_CERT)
+
+    def signer(self, passphrase: bytes | None) -> Issuer:
+        """The issuer of device certificates, with its key decrypted."""
+        if self.has_intermediate():
+            return Issuer(self._certificate(INTERMEDIATE_CERT), self._key(INTERMEDIATE_KEY, passphrase))
+        return Issuer(self._certificate(ROOT_CERT), self._key(ROOT_KEY, passphrase))
+
+    def signer_key_pem(self) -> bytes:
+        """The signer's key file as stored (possibly encrypted), for worker processes."""
+        rel = INTERMEDIATE_KEY if self.has_intermediate() else ROOT_KEY
+        return read_bytes(self.path(rel), "CA key")
+
+    # -- registration ------------------------------------------------------------------------------
+
+    def registration(self) -> dict | None:
+        path = self.path(REGISTRATION)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_bytes())
+        except ValueError as exc:
+            raise MalformedError(f"{path} is not valid JSON.") from exc
+
+    def save_registration(self, record: dict, extra: dict[str, FileSpec] | None = None) -> None:
+        files = dict(extra or {})
+        files[REGISTRATION] = FileSpec(json.dumps(record, indent=2).encode() + b"\n")
+        write_files(self.root, files, overwrite=True)
