@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +30,7 @@ from ca.files import PRIVATE_DIR_MODE, create_file, ensure_dir, read_bytes
 from ca.issue import Issuer
 from ca.keys import KeyType, load_private_key
 from ca.names import check_thing_name
-from ca.prototype import DevicePrototype
+from ca.prototype import P256_SPKI_PREFIX, DevicePrototype
 
 FORMATS = ("files", "jsonl")
 CHUNK = 250  # devices a task: large enough to amortise inter-process traffic
@@ -125,36 +124,70 @@ class _ChunkMinter:
         self.fmt = request.fmt
         self.stage = stage
         self.new_key = _key_generator(request.key_type)
+        self.spki_of = _p256_spki_from_pkcs8 if KeyType(request.key_type) is KeyType.EC_P256 else _spki_from_pkcs8
 
     def mint(self, names: list[str]) -> bytes:
+        """Mint ``names`` and return their manifest lines.
+
+        The lines are formatted directly rather than through ``json.dumps``: every value is
+        JSON-safe by construction (validated thing names, hex, ISO dates, PEM whose only
+        character needing an escape is the newline), and this loop runs a million times.
+        """
         lines = []
+        jsonl = self.fmt == "jsonl"
+        nl = b"\\n" if jsonl else b"\n"  # PEM newlines, already escaped for JSON in jsonl lines
+        new_key, spki_of, issue, to_pem_ = self.new_key, self.spki_of, self.prototype.issue_spki, manifest.der_to_pem
+        tail = b'","notAfter":"%s","caCertificate":"%s",' % (self.not_after.encode(), manifest.CA_FILE.encode())
         for thing in names:
-            key = self.new_key()
             serial = x509.random_serial_number()
-            cert_der = self.prototype.issue(key.public_key(), thing, serial)
-            cert_pem = manifest.der_to_pem(cert_der)
-            key_pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            key_der = new_key().private_bytes(_DER, _PKCS8, _NO_ENCRYPTION)
+            cert_der = issue(spki_of(key_der), thing, serial)
+            cert_pem = to_pem_(cert_der, newline=nl)
+            key_pem = to_pem_(key_der, "PRIVATE KEY", newline=nl)
+            head = b'{"thingName":"%s","certificateId":"%s","serial":"%x%s' % (
+                thing.encode(),
+                hashlib.sha256(cert_der).hexdigest().encode(),
+                serial,
+                tail,
             )
-            record = {
-                "thingName": thing,
-                "certificateId": hashlib.sha256(cert_der).hexdigest(),
-                "serial": format(serial, "x"),
-                "notAfter": self.not_after,
-                "caCertificate": manifest.CA_FILE,
-            }
-            if self.fmt == "jsonl":
-                record["certificatePem"] = cert_pem.decode()
-                record["privateKeyPem"] = key_pem.decode()
+            if jsonl:
+                lines.append(b'%s"certificatePem":"%s","privateKeyPem":"%s"}' % (head, cert_pem, key_pem))
             else:
-                record["certificate"] = manifest.cert_path(thing)
-                record["chain"] = manifest.chain_path(thing)
-                record["privateKey"] = manifest.key_path(thing)
-                create_file(self.stage / record["certificate"], cert_pem)
-                create_file(self.stage / record["chain"], cert_pem + self.ca_pem)
-                create_file(self.stage / record["privateKey"], key_pem, private=True)
-            lines.append(json.dumps(record, separators=(",", ":")))
-        return ("\n".join(lines) + "\n").encode()
+                cert_rel, chain_rel, key_rel = (
+                    manifest.cert_path(thing),
+                    manifest.chain_path(thing),
+                    manifest.key_path(thing),
+                )
+                create_file(self.stage / cert_rel, cert_pem)
+                create_file(self.stage / chain_rel, cert_pem + self.ca_pem)
+                create_file(self.stage / key_rel, key_pem, private=True)
+                paths = (cert_rel.encode(), chain_rel.encode(), key_rel.encode())
+                lines.append(b'%s"certificate":"%s","chain":"%s","privateKey":"%s"}' % (head, *paths))
+        lines.append(b"")
+        return b"\n".join(lines)
+
+
+_DER, _PKCS8, _NO_ENCRYPTION = (
+    serialization.Encoding.DER,
+    serialization.PrivateFormat.PKCS8,
+    serialization.NoEncryption(),
+)
+
+
+def _spki_from_pkcs8(key_der: bytes) -> bytes:
+    """The public key of a PKCS#8 private key, as SubjectPublicKeyInfo DER."""
+    return (
+        serialization.load_der_private_key(key_der, None)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def _p256_spki_from_pkcs8(key_der: bytes) -> bytes:
+    """P-256 PKCS#8 ends with the public point (ECPrivateKey's [1] publicKey): no parsing needed."""
+    if key_der[-67:-65] == b"\x42\x00":  # BIT STRING of 66 bytes, no unused bits, then the point
+        return P256_SPKI_PREFIX + key_der[-65:]
+    return _spki_from_pkcs8(key_der)
 
 
 def _key_generator(key_type: str) -> Callable[[], object]:

@@ -41,10 +41,21 @@ def key_path(thing: str) -> str:
     return f"{PRIVATE}/{thing}.key"
 
 
-def der_to_pem(der: bytes, label: str = "CERTIFICATE") -> bytes:
+_LINES = [slice(i, i + 64) for i in range(0, 1 << 16, 64)]
+
+
+def der_to_pem(der: bytes, label: str = "CERTIFICATE", newline: bytes = b"\n") -> bytes:
+    """PEM with 64-character lines (RFC 7468); ``newline=b"\\n"`` gives it escaped for a JSON string."""
     encoded = base64.b64encode(der)
-    lines = b"\n".join(encoded[i : i + 64] for i in range(0, len(encoded), 64))
-    return b"-----BEGIN %s-----\n%s\n-----END %s-----\n" % (label.encode(), lines, label.encode())
+    body = newline.join([encoded[s] for s in _LINES[: (len(encoded) + 63) // 64]])
+    return b"-----BEGIN %s-----%s%s%s-----END %s-----%s" % (
+        label.encode(),
+        newline,
+        body,
+        newline,
+        label.encode(),
+        newline,
+    )
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ from ca.names import check_thing_name
 _SKI_OID = bytes.fromhex("0603551d0e")  # 2.5.29.14
 _CN_OID = bytes.fromhex("0603550403")  # 2.5.4.3
 _PROTOTYPE_CN = "prototype"
+_DER, _SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+# SubjectPublicKeyInfo of a P-256 key up to the uncompressed point (id-ecPublicKey, prime256v1, BIT STRING).
+P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
 # Extension ::= SEQUENCE { extnID 2.5.29.14, extnValue OCTET STRING { OCTET STRING (20 bytes of SHA-1) } }
 _SKI_PREFIX = bytes.fromhex("301d") + _SKI_OID + bytes.fromhex("04160414")
 
@@ -43,8 +46,10 @@ class DevicePrototype:
         days: int,
     ) -> None:
         self._issuer = issuer
-        self._hash = signature_hash(issuer.key)
-        self._ecdsa = ec.ECDSA(self._hash) if isinstance(issuer.key, ec.EllipticCurvePrivateKey) else None
+        hash_ = signature_hash(issuer.key)
+        is_ec = isinstance(issuer.key, ec.EllipticCurvePrivateKey)
+        self._sign_args = (ec.ECDSA(hash_),) if is_ec else (padding.PKCS1v15(), hash_)
+        self._sign = issuer.key.sign
         sample = issuer.issue_device(
             generate_key(key_type).public_key(), _PROTOTYPE_CN, country=country, now=now, days=days, serial=1
         )
@@ -56,32 +61,39 @@ class DevicePrototype:
         self._subject_prefix = b"".join(der.children(subject)[:-1])  # every RDN before the CN
         ext_list = der.children(der.children(extensions)[0])
         ski_index = next(i for i, ext in enumerate(ext_list) if ext[2:].startswith(_SKI_OID))
-        self._ext_before = b"".join(ext_list[:ski_index])
-        self._ext_after = b"".join(ext_list[ski_index + 1 :])
+        before, after = b"".join(ext_list[:ski_index]), b"".join(ext_list[ski_index + 1 :])
+        # The SKI extension is always len(_SKI_PREFIX) + 20 bytes, so the extensions' headers are constant.
+        inner_len = len(before) + len(_SKI_PREFIX) + 20 + len(after)
+        sequence_header = der.tlv(der.SEQUENCE, bytes(inner_len))[: -inner_len or None]
+        explicit_header = der.tlv(0xA3, bytes(len(sequence_header) + inner_len))[: -(len(sequence_header) + inner_len)]
+        self._ext_open = explicit_header + sequence_header + before + _SKI_PREFIX
+        self._ext_after = after
         self.not_after = sample.not_valid_after_utc
 
     def _subject(self, thing_name: str) -> bytes:
-        cn = der.tlv(der.SET, der.tlv(der.SEQUENCE, _CN_OID + der.tlv(der.UTF8_STRING, thing_name.encode())))
+        value = thing_name.encode()
+        n = len(value)  # at most 64 (a checked thing name), so every length below is one byte
+        cn = bytes((der.SET, n + 9, der.SEQUENCE, n + 7)) + _CN_OID + bytes((der.UTF8_STRING, n)) + value
         return der.tlv(der.SEQUENCE, self._subject_prefix + cn)
-
-    def _sign(self, tbs: bytes) -> bytes:
-        if self._ecdsa is not None:
-            return self._issuer.key.sign(tbs, self._ecdsa)
-        return self._issuer.key.sign(tbs, padding.PKCS1v15(), self._hash)
 
     def issue(self, public_key: PublicKeyTypes, thing_name: str, serial: int) -> bytes:
         """The DER of a device certificate for ``public_key`` with CN ``thing_name``."""
+        return self.issue_spki(public_key.public_bytes(_DER, _SPKI), thing_name, serial)
+
+    def issue_spki(self, spki: bytes, thing_name: str, serial: int) -> bytes:
+        """As :meth:`issue`, for a public key given as SubjectPublicKeyInfo DER."""
         check_thing_name(thing_name)
-        spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        _tag, inner, _end = der.read_tlv(spki)
-        _tag, _start, algorithm_end = der.read_tlv(spki, inner)
-        _tag, bits_start, bits_end = der.read_tlv(spki, algorithm_end)
-        key_bits = spki[bits_start + 1 : bits_end]  # the BIT STRING without its unused-bits byte
-        ski = _SKI_PREFIX + hashlib.sha1(key_bits).digest()
-        extensions = der.tlv(0xA3, der.tlv(der.SEQUENCE, self._ext_before + ski + self._ext_after))
+        if spki.startswith(P256_SPKI_PREFIX):
+            key_bits = spki[len(P256_SPKI_PREFIX) :]  # the fleet's usual key: a fixed layout
+        else:
+            _tag, inner, _end = der.read_tlv(spki)
+            _tag, _start, algorithm_end = der.read_tlv(spki, inner)
+            _tag, bits_start, bits_end = der.read_tlv(spki, algorithm_end)
+            key_bits = spki[bits_start + 1 : bits_end]  # the BIT STRING without its unused-bits byte
+        extensions = self._ext_open + hashlib.sha1(key_bits).digest() + self._ext_after
         tbs = der.tlv(
             der.SEQUENCE,
             self._head + der.integer(serial) + self._middle + self._subject(thing_name) + spki + extensions,
         )
-        signature = der.tlv(der.BIT_STRING, b"\x00" + self._sign(tbs))
+        signature = der.tlv(der.BIT_STRING, b"\x00" + self._sign(tbs, *self._sign_args))
         return der.tlv(der.SEQUENCE, tbs + self._signature_algorithm + signature)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
 
 from ca.cli import ca_app, device_app
-from ca.cli.common import DEBUG_ENV
+from ca.cli.common import set_debug
 
 app = typer.Typer(
     name="jitr",
@@ -25,8 +24,7 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-sentence errors.")] = False,
 ) -> None:
     """Create a CA, mint device certificates, register the CA with AWS IoT, and run the loop locally."""
-    if debug:
-        os.environ[DEBUG_ENV] = "1"
+    set_debug(debug)
 
 
 def run() -> None:

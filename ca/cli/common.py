@@ -31,8 +31,17 @@ PassphraseEnvOption = Annotated[
 ]
 
 
+_debug = False
+
+
+def set_debug(enabled: bool) -> None:
+    """Set by the --debug option at every invocation (JITR_DEBUG=1 turns it on too)."""
+    global _debug
+    _debug = enabled
+
+
 def debug_enabled() -> bool:
-    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    return _debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 def handle_errors(func):

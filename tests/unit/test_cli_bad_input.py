@@ -1,0 +1,198 @@
+"""Bad input: one clear sentence on stderr, a non-zero exit, no traceback, nothing half-written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from ca.keys import generate_key
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()
+
+
+def _fails(result, code: int, fragment: str) -> None:
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert fragment in lines[0], lines[0]
+
+
+def _csr_file(tmp_path: Path, cn: str = "dev-1", key=None) -> Path:
+    key = key or generate_key("ec-p256")
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path / f"{cn.replace(' ', '_')}.csr"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.fixture
+def encrypted_pki(jitr, tmp_path) -> Path:
+    directory = tmp_path / "enc"
+    assert jitr("ca", "init", "--dir", directory, "--passphrase-env", "PASS", env={"PASS": "right"}).exit_code == 0
+    return directory
+
+
+def test_wrong_passphrase(jitr, encrypted_pki):
+    before = _files(encrypted_pki)
+    _fails(jitr("device", "mint", "--dir", encrypted_pki, "--thing", "d", env={"PASS": "wrong"}), 5, "Wrong passphrase")
+    assert _files(encrypted_pki) == before
+
+
+def test_missing_passphrase_names_the_variable(jitr, encrypted_pki):
+    _fails(jitr("device", "mint", "--dir", encrypted_pki, "--thing", "d", env={"PASS": ""}), 5, "set PASS")
+
+
+def test_passphrase_variable_unset_at_init(jitr, tmp_path):
+    _fails(jitr("ca", "init", "--dir", tmp_path / "p", "--passphrase-env", "NOPE_UNSET"), 2, "NOPE_UNSET is empty")
+    assert not (tmp_path / "p").exists()
+
+
+def test_existing_ca_directory_is_not_overwritten(jitr, pki):
+    before = (pki / "certs/root-ca.pem").read_bytes()
+    _fails(jitr("ca", "init", "--dir", pki), 4, "already exists")
+    assert (pki / "certs/root-ca.pem").read_bytes() == before
+
+
+def test_missing_ca_directory(jitr, tmp_path):
+    _fails(jitr("device", "mint", "--dir", tmp_path / "nowhere", "--thing", "d"), 3, "No CA in")
+
+
+def test_corrupt_ca_key(jitr, pki):
+    (pki / "private/intermediate-ca.key").write_text(
+        "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n"
+    )
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "d"), 2, "is not a PEM private key")
+    assert not (pki / "devices").exists()
+
+
+def test_missing_ca_key(jitr, pki):
+    (pki / "private/intermediate-ca.key").unlink()
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "d"), 3, "does not exist")
+
+
+def test_corrupt_certificate(jitr, tmp_path):
+    (tmp_path / "bad.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    _fails(jitr("ca", "show", tmp_path / "bad.pem"), 2, "is not a PEM certificate")
+
+
+def test_missing_certificate_file(jitr, tmp_path):
+    _fails(jitr("ca", "show", tmp_path / "absent.pem"), 3, "does not exist")
+
+
+def test_key_that_does_not_match_its_certificate(jitr, pki):
+    shutil.copy(pki / "private/root-ca.key", pki / "private/intermediate-ca.key")
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "d"), 5, "does not match")
+
+
+def test_issuer_that_is_not_a_ca(jitr, pki):
+    jitr("device", "mint", "--dir", pki, "--thing", "leaf")
+    shutil.copy(pki / "devices/certs/leaf.pem", pki / "certs/intermediate-ca.pem")
+    shutil.copy(pki / "devices/private/leaf.key", pki / "private/intermediate-ca.key")
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "d"), 5, "is not a CA certificate")
+
+
+@pytest.mark.parametrize("code", ["de", "DEU", "1X"])
+def test_bad_country_code(jitr, tmp_path, code):
+    _fails(jitr("ca", "init", "--dir", tmp_path / "p", "--country", code), 2, "Invalid country code")
+    assert not (tmp_path / "p").exists()
+
+
+def test_invalid_thing_name(jitr, pki):
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "bad name"), 2, "Invalid thing name")
+    assert not (pki / "devices").exists()
+
+
+def test_thing_name_too_long_for_a_certificate(jitr, pki):
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "x" * 65), 2, "at most 64")
+
+
+def test_duplicate_thing_names_in_a_batch(jitr, pki, tmp_path):
+    (tmp_path / "names.txt").write_text("a\nb\na\n")
+    _fails(
+        jitr("device", "mint", "--dir", pki, "--names", tmp_path / "names.txt", "--out", tmp_path / "o"),
+        2,
+        "Duplicate thing name",
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_minting_an_existing_device_again(jitr, pki):
+    assert jitr("device", "mint", "--dir", pki, "--thing", "dev-1").exit_code == 0
+    before = (pki / "devices/certs/dev-1.pem").read_bytes()
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "dev-1"), 4, "already exists")
+    assert (pki / "devices/certs/dev-1.pem").read_bytes() == before
+
+
+def test_unwritable_output(jitr, pki, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "d", "--out", blocker / "sub"), 1, "Cannot")
+
+
+def test_csr_with_a_bad_signature(jitr, pki, tmp_path):
+    path = _csr_file(tmp_path)
+    der = bytearray(x509.load_pem_x509_csr(path.read_bytes()).public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01
+    path.write_bytes(bytes(der))
+    _fails(jitr("device", "sign-csr", "--dir", pki, "--csr", path, "--out", tmp_path / "o.pem"), 5, "does not verify")
+    assert not (tmp_path / "o.pem").exists()
+
+
+def test_malformed_csr(jitr, pki, tmp_path):
+    (tmp_path / "x.csr").write_text("hello")
+    _fails(
+        jitr("device", "sign-csr", "--dir", pki, "--csr", tmp_path / "x.csr"), 2, "not a certificate signing request"
+    )
+
+
+def test_csr_with_a_weak_rsa_key(jitr, pki, tmp_path):
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    _fails(jitr("device", "sign-csr", "--dir", pki, "--csr", _csr_file(tmp_path, key=weak)), 2, "too weak")
+
+
+def test_csr_whose_cn_is_not_a_thing_name(jitr, pki, tmp_path):
+    _fails(
+        jitr("device", "sign-csr", "--dir", pki, "--csr", _csr_file(tmp_path, cn="no good")), 2, "Invalid thing name"
+    )
+
+
+def test_certificate_from_another_ca_does_not_verify(jitr, pki, tmp_path):
+    assert jitr("ca", "init", "--dir", tmp_path / "other").exit_code == 0
+    jitr("device", "mint", "--dir", tmp_path / "other", "--thing", "stranger")
+    _fails(jitr("ca", "verify", "--dir", pki, tmp_path / "other/devices/certs/stranger.pem"), 5, "does not chain")
+
+
+def test_one_device_and_a_batch_at_once(jitr, pki):
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "a", "--count", "3", "--prefix", "p"), 2, "not both")
+
+
+def test_jitp_without_a_role(jitr, pki):
+    _fails(jitr("ca", "register", "--dir", pki, "--jitp"), 2, "needs --role-arn")
+
+
+def test_malformed_role_arn(jitr, pki):
+    _fails(jitr("ca", "register", "--dir", pki, "--jitp", "--role-arn", "role/x"), 2, "is not an IAM role ARN")
+
+
+def test_malformed_template_file(jitr, pki, tmp_path):
+    (tmp_path / "t.json").write_text("{nope")
+    _fails(jitr("ca", "template", "--dir", pki, "--policy", tmp_path / "t.json"), 2, "not valid JSON")
+
+
+def test_debug_shows_the_traceback(jitr, tmp_path):
+    result = jitr("--debug", "ca", "show", tmp_path / "absent.pem")
+    assert result.exit_code != 0
+    assert result.exception is not None and "does not exist" in str(result.exception)
