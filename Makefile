@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 deps: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/jitr demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

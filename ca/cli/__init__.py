@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ca.cli import ca_app, device_app
+from ca.cli import ca_app, demo, device_app
 from ca.cli.common import set_debug
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(ca_app.app, name="ca")
 app.add_typer(device_app.app, name="device")
+app.command("demo")(demo.demo)
 
 
 @app.callback()
