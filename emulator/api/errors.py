@@ -1,0 +1,96 @@
+"""The AWS IoT errors the emulator answers, as part of the kit's one error hierarchy.
+
+Each class carries the AWS error code and HTTP status of the shape in botocore's IoT model, so a
+boto3 client raises ``ClientError`` with the same ``Error.Code`` it would get from AWS.
+The registry helpers raise them too, so the broker and rules engine see the same errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ca.errors import AwsError
+
+
+class IotServiceError(AwsError):
+    """AWS IoT (here, the local emulator) refused a call; ``code`` and ``status`` are AWS's."""
+
+    code = "InternalFailureException"
+    status = 500
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields  # extra members of the error shape, such as resourceId
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message, **self.fields}
+
+
+class InvalidRequest(IotServiceError):
+    """The request is not valid (a missing, malformed or contradictory parameter)."""
+
+    code = "InvalidRequestException"
+    status = 400
+
+
+class ResourceNotFound(IotServiceError):
+    """The CA, certificate, template or other resource named does not exist."""
+
+    code = "ResourceNotFoundException"
+    status = 404
+
+
+class ResourceAlreadyExists(IotServiceError):
+    """The resource already exists; the answer names it by ``resourceId`` and ``resourceArn``."""
+
+    code = "ResourceAlreadyExistsException"
+    status = 409
+
+    def __init__(self, message: str, *, resource_id: str, resource_arn: str) -> None:
+        super().__init__(message, resourceId=resource_id, resourceArn=resource_arn)
+
+
+class CertificateValidation(IotServiceError):
+    """A certificate is malformed, expired, not a CA, or not signed by the CA it claims."""
+
+    code = "CertificateValidationException"
+    status = 400
+
+
+class RegistrationCodeValidation(IotServiceError):
+    """The verification certificate's CN is not this account's registration code."""
+
+    code = "RegistrationCodeValidationException"
+    status = 400
+
+
+class CertificateState(IotServiceError):
+    """The certificate's status does not allow the operation (deleting an ACTIVE CA)."""
+
+    code = "CertificateStateException"
+    status = 406
+
+
+class DeleteConflict(IotServiceError):
+    """The resource is still in use (a template a CA's registrationConfig names)."""
+
+    code = "DeleteConflictException"
+    status = 409
+
+
+class LimitExceeded(IotServiceError):
+    """An AWS IoT limit is reached (ten CAs with the same subject)."""
+
+    code = "LimitExceededException"
+    status = 410
+
+
+class Throttling(IotServiceError):
+    """The operation's per-second quota is spent; retry with backoff."""
+
+    code = "ThrottlingException"
+    status = 400
+
+    def __init__(self, message: str = "Rate exceeded") -> None:
+        super().__init__(message)

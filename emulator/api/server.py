@@ -1,0 +1,178 @@
+"""The emulator's AWS API endpoint: moto server, in-process, on 127.0.0.1, with the IoT it lacks.
+
+::
+
+    with EmulatorApi(quotas={"UpdateCertificate": 10}, mqtt_endpoint=("localhost", 8883)) as api:
+        os.environ["AWS_ENDPOINT_URL"] = api.url   # boto3 and the AWS CLI now talk to the emulator
+        registry = api.registry()                  # the broker's and rules engine's typed view
+
+moto keeps its backends, and its configuration, in process-wide globals: run one EmulatorApi per
+process, and do not start ``moto.mock_aws`` while it runs (it resets every backend).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ca.errors import InvalidInputError
+from emulator.api import ca_registration, device_certificates, endpoint, provisioning_templates
+from emulator.api.middleware import IotMiddleware, iot_operations
+from emulator.api.quotas import Quotas
+from emulator.api.registry import Registry
+from emulator.api.state import StateStore
+from emulator.api.wire import DEFAULT_REGION, Settings
+
+HOST = "127.0.0.1"  # loopback only: the emulator has no authentication
+DEFAULT_ACCOUNT = "123456789012"  # moto's default account (any access key it has not issued maps here)
+REQUEST_TIMEOUT = 30.0  # seconds an idle or slow connection may hold a server thread
+STOP_TIMEOUT = 5.0
+POLL_INTERVAL = 0.05  # how soon stop() is noticed
+
+HANDLERS = {
+    **ca_registration.HANDLERS,
+    **device_certificates.HANDLERS,
+    **provisioning_templates.HANDLERS,
+    **endpoint.HANDLERS,
+}
+
+
+def _request_handler():
+    from moto.server import MotoRequestHandler
+
+    class QuietRequestHandler(MotoRequestHandler):
+        """moto's handler, without an access-log line per request, with a socket timeout."""
+
+        timeout = REQUEST_TIMEOUT
+
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            pass
+
+    return QuietRequestHandler
+
+
+class EmulatorApi:
+    """moto server plus the emulator's IoT operations and quotas, served on 127.0.0.1:``port``."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        quotas: Mapping[str, float] | None = None,
+        mqtt_endpoint: tuple[str, int] | None = None,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise InvalidInputError(f"Port {port} is not a TCP port; use 0 to pick a free one.")
+        self._requested_port = port
+        self.quotas = Quotas(quotas, known_operations=iot_operations())
+        self.store = StateStore()
+        self.settings = Settings(mqtt_endpoint)
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._saved_iot_config: dict[str, Any] | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------
+
+    def start(self) -> EmulatorApi:
+        """Serve on 127.0.0.1 in a daemon thread; returns once the port is bound."""
+        if self._server is not None:
+            return self
+        from moto.core.config import default_user_config
+        from moto.server import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        self._saved_iot_config = copy.deepcopy(default_user_config.get("iot"))
+        default_user_config["iot"] = {"use_valid_cert": True}  # DER-based certificate ids in moto's own calls
+        app = IotMiddleware(
+            DomainDispatcherApplication(create_backend_app),
+            handlers=HANDLERS,
+            quotas=self.quotas,
+            store=self.store,
+            settings=self.settings,
+        )
+        try:
+            self._server = make_server(
+                HOST, self._requested_port, app, threaded=True, request_handler=_request_handler()
+            )
+        except OSError as exc:
+            self._restore_config()
+            raise InvalidInputError(f"Cannot listen on {HOST}:{self._requested_port}: {exc.strerror or exc}.") from exc
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL},
+            name="jitr-emulator-api",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (moto's data stays in the process until reset)."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT)
+        self._server = None
+        self._thread = None
+        self._restore_config()
+
+    def _restore_config(self) -> None:
+        from moto.core.config import default_user_config
+
+        if self._saved_iot_config is not None:
+            default_user_config["iot"] = self._saved_iot_config
+            self._saved_iot_config = None
+
+    def __enter__(self) -> EmulatorApi:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Forget every resource: moto's backends and the emulator's own state."""
+        from moto.core.base_backend import BackendDict
+
+        BackendDict.reset()
+        self.store.clear()
+
+    # -- where it is --------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("The emulator API is not started; call start() first.")
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        """The value for AWS_ENDPOINT_URL (or boto3's ``endpoint_url``)."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def mqtt_endpoint(self) -> tuple[str, int] | None:
+        """The (host, port) DescribeEndpoint answers; the broker sets it once it listens."""
+        return self.settings.mqtt_endpoint
+
+    @mqtt_endpoint.setter
+    def mqtt_endpoint(self, value: tuple[str, int] | None) -> None:
+        self.settings.mqtt_endpoint = value
+
+    def info(self, region: str = DEFAULT_REGION, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+        """What ``jitr local up --json`` prints: where the API and the MQTT broker are."""
+        host, port = self.mqtt_endpoint or (None, None)
+        return {"endpointUrl": self.url, "region": region, "accountId": account, "mqttHost": host, "mqttPort": port}
+
+    # -- the Python side ----------------------------------------------------------------------------
+
+    def registry(self, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> Registry:
+        """Typed access to the IoT state of one account and region (see :mod:`emulator.api.registry`)."""
+        return Registry(self.store.region(account, region), account, region)
+
+    def backend(self, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION):
+        """moto's IoTBackend for one account and region (prefer :meth:`registry`)."""
+        return self.registry(account, region).backend

@@ -1,0 +1,158 @@
+"""One IoT call as the emulator's handlers see it, and the JSON they answer with.
+
+AWS IoT is a REST-JSON API: parameters come in the path (``/cacertificate/{caCertificateId}``),
+the query string (``?setAsActive=true``) and a JSON body; answers are JSON with timestamps as
+epoch seconds, and errors carry their code in the ``x-amzn-ErrorType`` header, which is where
+botocore reads ``Error.Code`` from.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from emulator.api.errors import InvalidRequest, IotServiceError
+from emulator.api.state import RegionState
+
+DEFAULT_REGION = "us-east-1"
+T = TypeVar("T")
+
+
+class Settings:
+    """Server settings the handlers read, such as the MQTT endpoint DescribeEndpoint answers."""
+
+    def __init__(self, mqtt_endpoint: tuple[str, int] | None = None) -> None:
+        self.mqtt_endpoint = mqtt_endpoint
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A JSON answer with a status and extra headers (most handlers just return a dict)."""
+
+    body: Mapping[str, Any] = field(default_factory=dict)
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+DELEGATE = object()  # returned by a handler that leaves the call to moto after all
+
+
+@dataclass(frozen=True)
+class Call:
+    """An IoT operation addressed to the emulator, its parameters already split out."""
+
+    operation: str
+    account: str
+    region: str
+    path: Mapping[str, str]
+    query: Mapping[str, str]
+    body: Mapping[str, Any]
+    state: RegionState
+    settings: Settings
+
+    @property
+    def backend(self):
+        """moto's IoT backend for this account and region."""
+        from moto.iot.models import iot_backends
+
+        return iot_backends[self.account][self.region]
+
+    def arn(self, resource: str) -> str:
+        return iot_arn(self.region, self.account, resource)
+
+    def flag(self, name: str) -> bool | None:
+        """A boolean query parameter (``true``/``false``), or None when absent."""
+        value = self.query.get(name)
+        if value is None:
+            return None
+        if value.lower() not in ("true", "false"):
+            raise InvalidRequest(f"{name} must be true or false, not {value!r}.")
+        return value.lower() == "true"
+
+    def text(self, name: str, *, required: bool = False, max_length: int | None = None) -> str | None:
+        """A string member of the JSON body."""
+        value = self.body.get(name)
+        if value is None:
+            if required:
+                raise InvalidRequest(f"{name} is required.")
+            return None
+        if not isinstance(value, str):
+            raise InvalidRequest(f"{name} must be a string.")
+        if max_length is not None and len(value) > max_length:
+            raise InvalidRequest(f"{name} is {len(value)} characters; at most {max_length} are allowed.")
+        return value
+
+    def query_int(self, name: str, default: int, *, low: int, high: int) -> int:
+        """An integer query parameter within [low, high], such as ``pageSize``."""
+        value = self.query.get(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise InvalidRequest(f"{name} must be an integer, not {value!r}.") from None
+        if not low <= number <= high:
+            raise InvalidRequest(f"{name} must be between {low} and {high}.")
+        return number
+
+
+Handler = Callable[[Call], "Mapping[str, Any] | Answer | object"]
+
+
+def choice(value: str | None, allowed: Collection[str], name: str) -> str | None:
+    """``value`` if it is one of ``allowed`` (or None), else InvalidRequestException."""
+    if value is not None and value not in allowed:
+        raise InvalidRequest(f"Value {value!r} at '{name}' failed to satisfy constraint: one of {', '.join(allowed)}.")
+    return value
+
+
+def page(items: Sequence[T], token: str | None, size: int) -> tuple[list[T], str | None]:
+    """One page of ``items`` and the token of the next (the base64 of an offset), or None at the end."""
+    start = 0
+    if token:
+        try:
+            start = int(base64.b64decode(token, validate=True).decode())
+        except ValueError:
+            raise InvalidRequest("The pagination token is not valid.") from None
+    end = start + size
+    return list(items[start:end]), base64.b64encode(str(end).encode()).decode() if end < len(items) else None
+
+
+def iot_arn(region: str, account: str, resource: str) -> str:
+    from moto.utilities.utils import get_partition
+
+    return f"arn:{get_partition(region)}:iot:{region}:{account}:{resource}"
+
+
+def epoch(value: dt.datetime) -> float:
+    """Epoch seconds; moto's naive datetimes are UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return epoch(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _headers(extra: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", str(uuid.uuid4()))]
+    return headers + list((extra or {}).items())
+
+
+def json_response(answer: Answer) -> tuple[int, list[tuple[str, str]], bytes]:
+    body = json.dumps(answer.body, default=_encode).encode() if answer.body else b"{}"
+    return answer.status, _headers(answer.headers), body
+
+
+def error_response(error: IotServiceError) -> tuple[int, list[tuple[str, str]], bytes]:
+    """AWS's REST-JSON error: code in ``x-amzn-ErrorType`` (and ``__type``), text in ``message``."""
+    body = {"__type": error.code, **error.body()}
+    return error.status, _headers({"x-amzn-ErrorType": f"{error.code}:"}), json.dumps(body, default=_encode).encode()
