@@ -23,6 +23,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint sam/template.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -1,0 +1,398 @@
+"""The JITR activation Lambda against moto: activation, idempotence, fleet membership, failures and retries."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+import types
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from moto import mock_aws
+from moto.iot.models import FakeCertificate
+
+from ca.certificates import to_pem
+from ca.issue import Issuer
+from ca.keys import generate_key, signature_hash
+from ca.template import device_policy
+from tests.conftest import NOW
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "tests" / "events"
+POLICY = "jitr-device-policy"
+FLEET = "/jitr/fleet"
+
+
+def load_function(directory: Path = ROOT / "functions" / "jitr_activation"):
+    """Import the Lambda's app.py as Lambda does, with its directory on sys.path for its sibling modules."""
+    sys.path.insert(0, str(directory))
+    try:
+        spec = importlib.util.spec_from_file_location("jitr_activation_app", directory / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(directory))
+
+
+app = load_function()
+
+
+def decisions(capsys) -> list[dict]:
+    """The JSON log lines the function printed, in order."""
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def throttle(code: str = "ThrottlingException") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "Rate exceeded"}}, "Operation")
+
+
+class Wrapped:
+    """A client whose operations can fail ``failures[name]`` times with ``code`` before calling through."""
+
+    def __init__(self, client, failures: dict[str, int], code: str = "ThrottlingException") -> None:
+        self.client, self.failures, self.code = client, dict(failures), code
+        self.calls: list[str] = []
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name):
+        target = getattr(self.client, name)
+
+        def call(**kwargs):
+            with self.lock:
+                self.calls.append(name)
+                fail = self.failures.get(name, 0) > 0
+                if fail:
+                    self.failures[name] -= 1
+            if fail:
+                raise throttle(self.code)
+            return target(**kwargs)
+
+        call.__name__ = name
+        return call
+
+
+class AwsLikeThings(Wrapped):
+    """CreateThing as AWS answers it: an existing thing with other attributes is ResourceAlreadyExists."""
+
+    def create_thing(self, **kwargs):
+        with self.lock:  # moto would silently replace the thing
+            try:
+                existing = self.client.describe_thing(thingName=kwargs["thingName"])
+            except ClientError:
+                return self.client.create_thing(**kwargs)
+        if existing["attributes"] != kwargs.get("attributePayload", {}).get("attributes", {}):
+            raise throttle("ResourceAlreadyExistsException")
+        return {"thingName": existing["thingName"], "thingArn": existing["thingArn"]}
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    describe = FakeCertificate.to_description_dict
+
+    def with_ca(self):  # AWS (and the kit's emulator) return caCertificateId; moto leaves it out
+        return describe(self) | ({"caCertificateId": self.ca_certificate_id} if self.ca_certificate_id else {})
+
+    monkeypatch.setattr(FakeCertificate, "to_description_dict", with_ca)
+    with mock_aws(config={"iot": {"use_valid_cert": True}}):
+        yield types.SimpleNamespace(iot=boto3.client("iot"), ssm=boto3.client("ssm"))
+
+
+@dataclass
+class Stack:
+    """What the SAM stack and `jitr ca register` leave in the account: the CA, the device policy, the config."""
+
+    iot: object
+    ssm: object
+    issuer: Issuer
+    ca_pem: str
+    config: object
+
+    def device(self, name: str = "dev-1", *, status: str = "PENDING_ACTIVATION", issuer=None, country="DE"):
+        issuer = issuer or self.issuer
+        cert = issuer.issue_device(generate_key("ec-p256").public_key(), name, country=country, now=NOW, days=365)
+        return self.register(to_pem(cert).decode(), status=status, issuer=issuer)
+
+    def register(self, pem: str, *, status: str = "PENDING_ACTIVATION", issuer=None) -> tuple[str, str]:
+        ca_pem = to_pem(issuer.certificate).decode() if issuer else self.ca_pem
+        registered = self.iot.register_certificate(certificatePem=pem, caCertificatePem=ca_pem, status=status)
+        return registered["certificateId"], registered["certificateArn"]
+
+    def event(self, certificate_id: str, name: str = "jitr_registration.json") -> dict:
+        event = json.loads((EVENTS / name).read_text())
+        return event | {"certificateId": certificate_id, "caCertificateId": self.config.ca_certificate_id}
+
+    def handle(self, event, *, iot=None, config=None, sleeps: list | None = None):
+        clients = app.Clients(iot=iot or self.iot, ssm=self.ssm)
+        call = app.Retrier((config or self.config).max_attempts, sleep=(sleeps if sleeps is not None else []).append)
+        return app.handle(event, config=config or self.config, clients=clients, call=call)
+
+    def status(self, certificate_id: str) -> str:
+        return self.iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]["status"]
+
+    def things(self) -> list[str]:
+        return [thing["thingName"] for thing in self.iot.list_things()["things"]]
+
+    def assert_untouched(self, certificate_id: str, arn: str, status: str = "PENDING_ACTIVATION") -> None:
+        assert self.status(certificate_id) == status
+        assert self.things() == []
+        assert self.iot.list_attached_policies(target=arn)["policies"] == []
+
+
+@pytest.fixture
+def stack(aws, intermediate_issuer) -> Stack:
+    ca_pem = to_pem(intermediate_issuer.certificate).decode()
+    ca_id = aws.iot.register_ca_certificate(caCertificate=ca_pem, setAsActive=True, allowAutoRegistration=True)
+    aws.iot.create_policy(policyName=POLICY, policyDocument=json.dumps(device_policy()))
+    config = app.Config(ca_certificate_id=ca_id["certificateId"], policy_name=POLICY)
+    return Stack(aws.iot, aws.ssm, intermediate_issuer, ca_pem, config)
+
+
+def assert_activated(stack: Stack, certificate_id: str, arn: str, thing: str = "dev-1") -> None:
+    assert stack.status(certificate_id) == "ACTIVE"
+    assert stack.things() == [thing]
+    assert stack.iot.describe_thing(thingName=thing)["attributes"] == {"country": "DE"}
+    assert stack.iot.list_thing_principals(thingName=thing)["principals"] == [arn]
+    assert [p["policyName"] for p in stack.iot.list_attached_policies(target=arn)["policies"]] == [POLICY]
+
+
+# -- activation ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "event_file",
+    [
+        "jitr_registration.json",  # certificateRegistrationTimestamp as a number
+        "jitr_registration_string_timestamp.json",  # ... as a string of milliseconds
+        "jitr_registration_null_timestamp_source_ip.json",  # ... as null, with an extra sourceIp
+    ],
+)
+def test_a_pending_device_of_the_ca_is_activated_with_its_thing_and_policy(stack, capsys, event_file):
+    certificate_id, arn = stack.device("dev-1")
+    result = stack.handle(stack.event(certificate_id, event_file))
+    assert result["outcome"] == "activated" and result["thingName"] == "dev-1"
+    assert_activated(stack, certificate_id, arn)
+    [line] = decisions(capsys)
+    assert line["decision"] == "activated" and line["certificateId"] == certificate_id and line["level"] == "info"
+
+
+def test_lambda_handler_reads_its_configuration_from_the_environment(stack, monkeypatch, capsys):
+    certificate_id, arn = stack.device("dev-1")
+    monkeypatch.setenv("CA_CERTIFICATE_ID", stack.config.ca_certificate_id)
+    monkeypatch.setenv("POLICY_NAME", POLICY)
+    monkeypatch.setattr(app, "_default_clients", None)  # clients are created on first use, under moto
+    context = types.SimpleNamespace(aws_request_id="req-1", get_remaining_time_in_millis=lambda: 60_000)
+    assert app.lambda_handler(stack.event(certificate_id), context)["outcome"] == "activated"
+    assert_activated(stack, certificate_id, arn)
+    assert decisions(capsys)[-1]["requestId"] == "req-1"
+
+
+def test_lambda_handler_without_its_configuration_fails_loudly(monkeypatch, capsys):
+    monkeypatch.delenv("CA_CERTIFICATE_ID", raising=False)
+    with pytest.raises(app.ConfigurationError, match="CA_CERTIFICATE_ID"):
+        app.lambda_handler(json.loads((EVENTS / "jitr_registration.json").read_text()), None)
+    assert decisions(capsys)[-1]["decision"] == "failed"
+
+
+# -- idempotence -----------------------------------------------------------------------------------------
+
+
+def test_a_duplicate_event_is_a_no_op(stack, capsys):
+    certificate_id, arn = stack.device("dev-1")
+    event = stack.event(certificate_id)
+    assert stack.handle(event)["outcome"] == "activated"
+    assert stack.handle(event)["outcome"] == "already-active"
+    assert_activated(stack, certificate_id, arn)
+    assert [line["decision"] for line in decisions(capsys)] == ["activated", "already-active"]
+
+
+def test_concurrent_events_for_one_device_activate_it_once(stack):
+    certificate_id, arn = stack.device("dev-1")
+    iot, event, barrier, outcomes = AwsLikeThings(stack.iot, {}), stack.event(certificate_id), threading.Barrier(8), []
+
+    def run():
+        barrier.wait()
+        outcomes.append(stack.handle(event, iot=iot)["outcome"])
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 8 and set(outcomes) <= {"activated", "already-active"} and "activated" in outcomes
+    assert_activated(stack, certificate_id, arn)
+
+
+def test_an_event_for_an_already_active_certificate_changes_nothing(stack, capsys):
+    certificate_id, arn = stack.device("dev-1", status="ACTIVE")  # e.g. activated by hand before the event
+    assert stack.handle(stack.event(certificate_id))["outcome"] == "already-active"
+    stack.assert_untouched(certificate_id, arn, status="ACTIVE")
+
+
+def test_an_event_for_a_deleted_certificate_is_ignored(stack):
+    certificate_id, _arn = stack.device("dev-1")
+    stack.iot.delete_certificate(certificateId=certificate_id)
+    assert stack.handle(stack.event(certificate_id))["outcome"] == "ignored"
+    assert stack.things() == []
+
+
+def test_a_partial_failure_is_completed_by_the_next_event(stack, capsys):
+    certificate_id, arn = stack.device("dev-1")
+    failing = Wrapped(stack.iot, {"attach_thing_principal": 1}, code="InvalidRequestException")
+    with pytest.raises(ClientError):
+        stack.handle(stack.event(certificate_id), iot=failing)
+    assert stack.status(certificate_id) == "PENDING_ACTIVATION"  # activation is last: nothing half-active
+    assert stack.things() == ["dev-1"]
+    assert stack.handle(stack.event(certificate_id), iot=AwsLikeThings(stack.iot, {}))["outcome"] == "activated"
+    assert_activated(stack, certificate_id, arn)
+    assert [line["decision"] for line in decisions(capsys)] == ["failed", "activated"]
+
+
+def test_an_existing_thing_with_other_attributes_is_reused(stack):
+    certificate_id, arn = stack.device("dev-1")
+    stack.iot.create_thing(thingName="dev-1", attributePayload={"attributes": {"country": "DE"}})
+    stack.iot.update_thing(thingName="dev-1", attributePayload={"attributes": {"model": "x1"}, "merge": True})
+    result = stack.handle(stack.event(certificate_id), iot=AwsLikeThings(stack.iot, {}))
+    assert result["outcome"] == "activated" and result["thingCreated"] is False
+    assert stack.status(certificate_id) == "ACTIVE"
+
+
+def test_a_certificate_revoked_during_activation_is_not_activated(stack):
+    certificate_id, _arn = stack.device("dev-1")
+    iot = Wrapped(stack.iot, {"update_certificate": 1}, code="CertificateStateException")
+    assert stack.handle(stack.event(certificate_id), iot=iot)["outcome"] == "ignored"
+    assert stack.status(certificate_id) == "PENDING_ACTIVATION"
+
+
+# -- what is not activated -------------------------------------------------------------------------------
+
+
+def test_an_event_from_another_ca_is_ignored(stack, capsys):
+    certificate_id, arn = stack.device("dev-1")
+    event = stack.event(certificate_id) | {"caCertificateId": "ab" * 32}
+    assert stack.handle(event)["outcome"] == "ignored"
+    stack.assert_untouched(certificate_id, arn)
+    assert "not the configured CA" in decisions(capsys)[-1]["reason"]
+
+
+def test_a_certificate_of_another_ca_is_ignored_even_if_the_event_names_ours(stack, root_issuer):
+    stack.iot.register_ca_certificate(caCertificate=to_pem(root_issuer.certificate).decode(), setAsActive=True)
+    certificate_id, arn = stack.device("dev-1", issuer=root_issuer)
+    assert stack.handle(stack.event(certificate_id))["outcome"] == "ignored"
+    stack.assert_untouched(certificate_id, arn)
+
+
+@pytest.mark.parametrize("status", ["REVOKED", "INACTIVE", "REGISTER_INACTIVE"])
+def test_a_certificate_that_is_not_pending_is_left_alone(stack, capsys, status):
+    certificate_id, arn = stack.device("dev-1", status=status)
+    assert stack.handle(stack.event(certificate_id))["outcome"] == "ignored"
+    stack.assert_untouched(certificate_id, arn, status=status)
+    assert decisions(capsys)[-1]["status"] == status
+
+
+def test_malformed_events_create_nothing(stack, capsys):
+    certificate_id, arn = stack.device("dev-1")
+    samples = json.loads((EVENTS / "jitr_registration_malformed.json").read_text())
+    for sample in samples.values():
+        event = sample["event"]
+        if isinstance(event, dict) and "certificateId" in event and "caCertificateId" in event:
+            event = event | {"certificateId": certificate_id, "caCertificateId": stack.config.ca_certificate_id}
+            if sample["reason"].startswith(("certificateId", "caCertificateId")):
+                event = sample["event"]  # keep the malformed id
+        assert stack.handle(event)["outcome"] == "rejected"
+    stack.assert_untouched(certificate_id, arn)
+    assert {line["decision"] for line in decisions(capsys)} == {"rejected"}
+
+
+def _certificate_with_subject(issuer: Issuer, subject: x509.Name) -> str:
+    key = generate_key("ec-p256")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW)
+        .not_valid_after(NOW.replace(year=NOW.year + 1))
+    )
+    return to_pem(builder.sign(issuer.key, signature_hash(issuer.key))).decode()
+
+
+@pytest.mark.parametrize(
+    "attributes, reason",
+    [
+        ([x509.NameAttribute(NameOID.COMMON_NAME, "dev 1!")], "not a thing name"),  # a space and a '!'
+        ([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme")], "0 common names"),  # no CN at all
+        ([x509.NameAttribute(NameOID.COMMON_NAME, n) for n in ("dev-1", "dev-2")], "2 common names"),  # ambiguous
+    ],
+)
+def test_a_certificate_without_one_valid_thing_name_is_refused(stack, capsys, attributes, reason):
+    certificate_id, arn = stack.register(_certificate_with_subject(stack.issuer, x509.Name(attributes)))
+    assert stack.handle(stack.event(certificate_id))["outcome"] == "refused"
+    stack.assert_untouched(certificate_id, arn)
+    assert reason in decisions(capsys)[-1]["reason"]
+
+
+@pytest.mark.parametrize(
+    "value, thing, outcome",
+    [
+        ("dev-1,dev-2", "dev-1", "activated"),  # in a comma-separated allow-list
+        ("dev-2\ndev-3", "dev-1", "refused"),  # not in a newline-separated allow-list
+        ("re:dev-[0-9]+", "dev-7", "activated"),  # matches the pattern
+        ("re:dev-[0-9]+", "dev-7x", "refused"),  # the pattern must match the whole name
+        ("re:dev-(", "dev-1", "refused"),  # an invalid pattern admits nobody
+        (None, "dev-1", "refused"),  # a missing parameter admits nobody
+    ],
+)
+def test_fleet_membership_comes_from_ssm(stack, capsys, value, thing, outcome):
+    if value is not None:
+        stack.ssm.put_parameter(Name=FLEET, Value=value, Type="String")
+    certificate_id, arn = stack.device(thing)
+    config = replace(stack.config, fleet_parameter_name=FLEET)
+    assert stack.handle(stack.event(certificate_id), config=config)["outcome"] == outcome
+    if outcome == "refused":
+        stack.assert_untouched(certificate_id, arn)
+        assert decisions(capsys)[-1]["thingName"] == thing
+    else:
+        assert_activated(stack, certificate_id, arn, thing)
+
+
+# -- throttling ------------------------------------------------------------------------------------------
+
+
+def test_throttled_calls_are_retried_with_backoff_until_they_succeed(stack, capsys):
+    certificate_id, arn = stack.device("dev-1")
+    operations = ("describe_certificate", "create_thing", "attach_policy", "attach_thing_principal")
+    iot = Wrapped(stack.iot, dict.fromkeys(operations + ("update_certificate",), 3))
+    sleeps: list[float] = []
+    assert stack.handle(stack.event(certificate_id), iot=iot, sleeps=sleeps)["outcome"] == "activated"
+    assert_activated(stack, certificate_id, arn)
+    assert len(sleeps) == 15 and all(0 <= delay <= 0.4 for delay in sleeps)  # full jitter under 0.1 * 2**n
+    retries = [line for line in decisions(capsys) if line["decision"] == "retry"]
+    assert len(retries) == 15 and {line["code"] for line in retries} == {"ThrottlingException"}
+
+
+def test_throttling_that_outlasts_the_retries_fails_without_activating(stack, capsys):
+    certificate_id, _arn = stack.device("dev-1")
+    iot = Wrapped(stack.iot, {"update_certificate": 100})
+    with pytest.raises(ClientError, match="Rate exceeded"):
+        stack.handle(stack.event(certificate_id), iot=iot, config=replace(stack.config, max_attempts=4))
+    assert iot.calls.count("update_certificate") == 4
+    assert stack.status(certificate_id) == "PENDING_ACTIVATION"
+    failed = decisions(capsys)[-1]
+    assert failed["decision"] == "failed" and failed["error"] == "ThrottlingException" and failed["level"] == "error"
+    assert failed["thingName"] == "dev-1" and failed["certificateId"] == certificate_id

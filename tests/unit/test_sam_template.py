@@ -1,0 +1,225 @@
+"""sam/template.yaml: the resources the kit promises, least privilege, and cfn-lint and `sam validate --lint` pass."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+from ca.template import device_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "sam" / "template.yaml"
+TEMPLATE = yaml_parse(TEMPLATE_PATH.read_text())
+RESOURCES = TEMPLATE["Resources"]
+BIN = Path(sys.executable).parent
+FUNCTION_DIR = ROOT / "functions" / "jitr_activation"
+
+
+class _ManagedPolicies:
+    """What SAM would look up in IAM: the one managed policy it attaches to function roles."""
+
+    def load(self):
+        return {"AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
+
+
+@pytest.fixture
+def translated(monkeypatch) -> dict:
+    """The template as CloudFormation sees it after the SAM transform (CodeUri stands in for a package)."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # SAM fills AWS::Region from the session
+    template = yaml_parse(TEMPLATE_PATH.read_text())
+    template["Resources"]["ActivationFunction"]["Properties"]["CodeUri"] = "s3://bucket/activation.zip"
+    return transform(template, {}, _ManagedPolicies())
+
+
+def statements(resources: dict):
+    """Every IAM statement in roles and bucket policies, with where it came from (``Fn::If`` branches too)."""
+    for name, resource in resources.items():
+        props = resource.get("Properties", {})
+        documents = [props.get("PolicyDocument")] + [
+            policy.get("PolicyDocument")
+            for item in props.get("Policies", [])
+            for policy in (item["Fn::If"][1:] if "Fn::If" in item else [item])
+            if isinstance(policy, dict)
+        ]
+        for document in filter(None, documents):
+            for statement in document.get("Statement", []):
+                yield name, statement
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_it_is_a_sam_template_with_the_kit_parameters():
+    assert TEMPLATE["Transform"] == "AWS::Serverless-2016-10-31"
+    assert re.fullmatch(TEMPLATE["Parameters"]["CaCertificateId"]["AllowedPattern"], "ab" * 32)
+    assert TEMPLATE["Parameters"]["FleetParameterName"]["Default"] == ""
+    assert TEMPLATE["Parameters"]["ArchiveBucketName"]["Default"] == ""
+
+
+def test_the_resources_are_there():
+    kinds = {name: resource["Type"] for name, resource in RESOURCES.items()}
+    assert kinds == {
+        "ActivationFunction": "AWS::Serverless::Function",
+        "ActivationFunctionLogGroup": "AWS::Logs::LogGroup",
+        "RegistrationRule": "AWS::IoT::TopicRule",
+        "ActivationInvokePermission": "AWS::Lambda::Permission",
+        "ArchiveBucket": "AWS::S3::Bucket",
+        "ArchiveBucketPolicy": "AWS::S3::BucketPolicy",
+        "ArchiveRuleRole": "AWS::IAM::Role",
+        "ArchiveRule": "AWS::IoT::TopicRule",
+        "RuleErrorLogGroup": "AWS::Logs::LogGroup",
+        "RuleErrorRole": "AWS::IAM::Role",
+        "DevicePolicy": "AWS::IoT::Policy",
+        "ProvisioningRole": "AWS::IAM::Role",
+    }
+    assert set(TEMPLATE["Outputs"]) >= {
+        "ArchiveBucketName",
+        "DevicePolicyName",
+        "RegistrationRuleName",
+        "ArchiveRuleName",
+        "ProvisioningRoleArn",
+        "ActivationFunctionName",
+    }
+
+
+def test_the_function_is_the_code_in_functions_on_a_current_python_runtime():
+    props = RESOURCES["ActivationFunction"]["Properties"]
+    code = (TEMPLATE_PATH.parent / props["CodeUri"]).resolve()
+    assert code == FUNCTION_DIR and props["Handler"] == "app.lambda_handler"
+    assert "def lambda_handler(event, context)" in (code / "app.py").read_text()
+    function = TEMPLATE["Globals"]["Function"]
+    assert function["Runtime"] in ("python3.12", "python3.13")
+    assert function["Environment"]["Variables"] == {
+        "CA_CERTIFICATE_ID": {"Ref": "CaCertificateId"},
+        "POLICY_NAME": {"Ref": "DevicePolicy"},
+        "FLEET_PARAMETER_NAME": {"Ref": "FleetParameterName"},
+    }
+    for name in function["Environment"]["Variables"]:
+        assert f'"{name}"' in (code / "app.py").read_text()  # the names the function reads
+
+
+def test_the_function_is_self_contained():
+    for module in FUNCTION_DIR.glob("*.py"):
+        imports = re.findall(r"^\s*(?:from|import) ([\w.]+)", module.read_text(), re.MULTILINE)
+        local = {path.stem for path in FUNCTION_DIR.glob("*.py")}
+        stdlib = set(sys.stdlib_module_names) | {"__future__"}
+        assert {name.split(".")[0] for name in imports} <= stdlib | local | {"boto3", "botocore"}, module.name
+
+
+def test_iot_may_invoke_the_function_only_from_the_registration_rule():
+    props = RESOURCES["ActivationInvokePermission"]["Properties"]
+    assert props["Action"] == "lambda:InvokeFunction" and props["Principal"] == "iot.amazonaws.com"
+    assert props["FunctionName"] == {"Fn::GetAtt": ["ActivationFunction", "Arn"]}
+    assert props["SourceArn"] == {"Fn::GetAtt": ["RegistrationRule", "Arn"]}
+    assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_the_archive_bucket_is_encrypted_and_private():
+    props = RESOURCES["ArchiveBucket"]["Properties"]
+    [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+
+
+def test_the_device_policy_is_the_kit_default():
+    assert RESOURCES["DevicePolicy"]["Properties"]["PolicyDocument"] == device_policy()
+
+
+def test_the_provisioning_role_is_for_iot_with_things_registration():
+    props = RESOURCES["ProvisioningRole"]["Properties"]
+    [trust] = props["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "iot.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+    [managed] = props["ManagedPolicyArns"]
+    assert managed["Fn::Sub"].endswith(":iam::aws:policy/service-role/AWSIoTThingsRegistration")
+
+
+def test_no_allow_statement_grants_a_wildcard_action_or_resource(translated):
+    found = list(statements(translated["Resources"]))
+    assert len(found) >= 6
+    for name, statement in found:
+        if statement["Effect"] != "Allow":
+            continue  # the bucket policy's Deny of s3:* without TLS only takes away
+        assert not any("*" in action for action in as_list(statement["Action"])), name
+        assert "*" not in as_list(statement["Resource"]), name
+
+
+def _allowed(translated: dict, resource: str) -> set[str]:
+    return {
+        action
+        for name, statement in statements(translated["Resources"])
+        if name == resource and statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"])
+    }
+
+
+def test_the_function_may_call_exactly_the_operations_its_code_calls(translated):
+    code = "\n".join(path.read_text() for path in FUNCTION_DIR.glob("*.py"))
+    calls = set(re.findall(r"call\((iot|ssm|clients\.ssm)\.(\w+)", code))
+    actions = {f"{'ssm' if 'ssm' in service else 'iot'}:{op.title().replace('_', '')}" for service, op in calls}
+    assert actions == {
+        "iot:DescribeCertificate",
+        "iot:CreateThing",
+        "iot:AttachPolicy",
+        "iot:AttachThingPrincipal",
+        "iot:UpdateCertificate",
+        "ssm:GetParameter",
+    }
+    assert _allowed(translated, "ActivationFunctionRole") == actions
+
+
+def test_the_rule_roles_may_only_write_where_the_rules_write(translated):
+    assert _allowed(translated, "ArchiveRuleRole") == {"s3:PutObject"}
+    assert _allowed(translated, "RuleErrorRole") == {
+        "logs:CreateLogStream",
+        "logs:DescribeLogStreams",
+        "logs:PutLogEvents",
+    }
+
+
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    """No credentials, no telemetry, no version check, and any connection attempt refused by a dead proxy."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") or k == "AWS_CA_BUNDLE"}
+    app_dir = tmp_path / "sam-app-dir"
+    app_dir.mkdir()
+    (app_dir / "metadata.json").write_text(json.dumps({"lastVersionCheck": time.time(), "telemetryEnabled": False}))
+    dead = "http://127.0.0.1:9"
+    return env | {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SAM_CLI_TELEMETRY": "0",
+        "__SAM_CLI_APP_DIR": str(app_dir),  # SAM CLI's own hook for its config dir (holds lastVersionCheck)
+        "HTTPS_PROXY": dead,
+        "HTTP_PROXY": dead,
+        "NO_PROXY": "",
+    }
+
+
+@pytest.mark.skipif(not (BIN / "cfn-lint").exists(), reason="cfn-lint is not installed in the venv")
+def test_cfn_lint_passes(tmp_path):
+    run = subprocess.run(
+        [str(BIN / "cfn-lint"), str(TEMPLATE_PATH)], env=_offline_env(tmp_path), capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.skipif(not (BIN / "sam").exists(), reason="aws-sam-cli is not installed in the venv")
+def test_sam_validate_lint_passes_offline(tmp_path):
+    run = subprocess.run(
+        [str(BIN / "sam"), "validate", "--lint", "-t", str(TEMPLATE_PATH)],
+        env=_offline_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "is a valid SAM Template" in run.stdout + run.stderr
