@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := openssl
+DEB_PACKAGES := openssl mosquitto-clients
 
 .PHONY: demo test lint format bench clean deps
 
