@@ -1,19 +1,7 @@
 """The emulator's MQTT endpoint: amqtt over TLS with client certificates, behaving like AWS IoT Core.
 
-The broker itself knows nothing of certificates' status, policies or rules. It asks a :class:`BrokerHooks`:
-
-- ``on_connect(info) -> ConnectDecision`` once the CONNECT is read: ACCEPT, REFUSE (CONNACK 5, close) or
-  DROP (close without CONNACK, what AWS does on a JITR first connect). ``info`` carries the client id, the
-  certificate chain the client sent (DER, leaf first), its SNI and address; ``info.attributes`` is the hook's
-  to fill (thing name, policies...) for the checks below. A sync hook runs in a thread pool.
-- ``on_publish(info, topic, payload, qos, retain) -> bool``: False disconnects the client, as AWS does, and the
-  message reaches no subscriber and no rule. ``on_subscribe(info, topic_filter) -> bool``: False is SUBACK 0x80.
-  ``can_receive(info, topic) -> bool``: asked per subscriber before each delivery (iot:Receive). These three
-  run on the broker's loop: keep them fast and free of I/O (resolve what they need in ``on_connect``).
-- ``on_connected(info)``, ``on_message(info, topic, payload)`` (every accepted publish; ``info`` is None for
-  :meth:`Broker.publish`) and ``on_disconnect(info)`` are events, run in order on one worker thread.
-
-Any hook may be ``async def`` instead (it is then awaited on the loop). A hook left None allows everything.
+The broker itself knows nothing of certificates' status, policies or rules: it asks a :class:`BrokerHooks`
+(see :mod:`emulator.mqtt_hooks` for what each hook is asked, when, and on which thread).
 
 AWS IoT Core's own rules apply whatever the hooks say: QoS 0 and 1 only, no client publishes to ``$`` topics
 other than ``$aws/...`` nor to ``$aws/events/...``, wills go through ``on_publish`` and the rules like any
@@ -29,16 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import math
 import threading
-import time
-import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +35,9 @@ from amqtt.utils import gen_client_id
 
 from ca.errors import JitrError
 from emulator import tls
+from emulator.mqtt_hooks import BrokerHooks, ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
+
+__all__ = ["Broker", "BrokerHooks", "BrokerNotRunningError", "ConnectDecision", "DisconnectReason", "SessionInfo"]
 
 log = logging.getLogger(__name__)
 
@@ -65,57 +50,8 @@ KEEP_ALIVE_FACTOR = 1.5
 CLIENT_FORBIDDEN_PREFIXES = ("$aws/events/",)  # published by AWS IoT itself, never by a client
 
 
-class ConnectDecision(Enum):
-    ACCEPT = "accept"
-    REFUSE = "refuse"  # CONNACK 0x05 not authorized, then close
-    DROP = "drop"  # close the connection without a CONNACK
-
-
-class DisconnectReason(StrEnum):
-    """The ``disconnectReason`` values of AWS IoT lifecycle events."""
-
-    CLIENT_INITIATED_DISCONNECT = "CLIENT_INITIATED_DISCONNECT"
-    CONNECTION_LOST = "CONNECTION_LOST"
-    DUPLICATE_CLIENTID = "DUPLICATE_CLIENTID"
-    AUTHORIZATION_ERROR = "AUTHORIZATION_ERROR"
-    SERVER_INITIATED_DISCONNECT = "SERVER_INITIATED_DISCONNECT"
-    MQTT_KEEP_ALIVE_TIMEOUT = "MQTT_KEEP_ALIVE_TIMEOUT"
-
-
 class BrokerNotRunningError(JitrError):
     """The MQTT broker is not running."""
-
-
-@dataclass(eq=False)
-class SessionInfo:
-    """One client connection as the hooks see it."""
-
-    client_id: str
-    remote_address: tuple[str, int]
-    certificate_chain: tuple[bytes, ...] = ()  # DER, leaf first, as the client sent it
-    sni: str | None = None
-    username: str | None = None
-    clean_session: bool = True
-    session_identifier: str = field(default_factory=lambda: str(uuid.uuid4()))
-    connected_at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
-    disconnect_reason: DisconnectReason | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)  # for the hooks: principal, thing name, policies
-
-    @property
-    def certificate(self) -> bytes | None:
-        """The client's own certificate (DER), if it sent one."""
-        return self.certificate_chain[0] if self.certificate_chain else None
-
-
-@dataclass
-class BrokerHooks:
-    on_connect: Callable[[SessionInfo], Any] | None = None
-    on_connected: Callable[[SessionInfo], Any] | None = None
-    on_publish: Callable[[SessionInfo, str, bytes, int, bool], Any] | None = None
-    on_subscribe: Callable[[SessionInfo, str], Any] | None = None
-    can_receive: Callable[[SessionInfo, str], Any] | None = None
-    on_message: Callable[[SessionInfo | None, str, bytes], Any] | None = None
-    on_disconnect: Callable[[SessionInfo], Any] | None = None
 
 
 @dataclass(eq=False)
@@ -152,65 +88,10 @@ class _Replay(ReaderAdapter):
         self._inner.feed_eof()
 
 
-class _Dispatch:
-    """Calls the hooks: decisions inline or in a pool, events in order on one worker thread."""
-
-    def __init__(self, hooks: BrokerHooks, loop: asyncio.AbstractEventLoop, connect_workers: int) -> None:
-        self.hooks = hooks
-        self._loop = loop
-        self._connect_pool = ThreadPoolExecutor(connect_workers, thread_name_prefix="mqtt-connect")
-        self._event_pool = ThreadPoolExecutor(1, thread_name_prefix="mqtt-events")
-        self.tasks: set[asyncio.Task] = set()
-
-    async def decide(self, info: SessionInfo) -> ConnectDecision:
-        hook = self.hooks.on_connect
-        if hook is None:
-            return ConnectDecision.ACCEPT
-        try:
-            if inspect.iscoroutinefunction(hook):
-                return ConnectDecision(await hook(info))
-            return ConnectDecision(await self._loop.run_in_executor(self._connect_pool, hook, info))
-        except Exception:
-            log.exception("on_connect failed for client %s; refusing it", info.client_id)
-            return ConnectDecision.REFUSE
-
-    async def allowed(self, hook: Callable[..., Any] | None, *args: Any) -> bool:
-        if hook is None:
-            return True
-        try:
-            result = hook(*args)
-            return bool(await result if inspect.isawaitable(result) else result)
-        except Exception:
-            log.exception("%s failed; denying", getattr(hook, "__name__", hook))
-            return False
-
-    def notify(self, hook: Callable[..., Any] | None, *args: Any) -> None:
-        if hook is None:
-            return
-        if inspect.iscoroutinefunction(hook):
-            task = self._loop.create_task(hook(*args))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-            return
-        with contextlib.suppress(RuntimeError):  # the pool is shut down: the broker is stopping
-            self._event_pool.submit(self._run_event, hook, args)
-
-    @staticmethod
-    def _run_event(hook: Callable[..., Any], args: tuple) -> None:
-        try:
-            hook(*args)
-        except Exception:
-            log.exception("%s failed", getattr(hook, "__name__", hook))
-
-    def close(self) -> None:
-        self._connect_pool.shutdown(wait=False, cancel_futures=True)
-        self._event_pool.shutdown(wait=True)
-
-
 class _AwsIotBroker(_AmqttBroker):
     """amqtt's broker with AWS IoT Core's connect, authorization and delivery rules."""
 
-    def __init__(self, config: dict, dispatch: _Dispatch, ssl_context: Any) -> None:
+    def __init__(self, config: dict, dispatch: HookDispatch, ssl_context: Any) -> None:
         super().__init__(config, loop=asyncio.get_running_loop())
         self.dispatch = dispatch
         self._ssl_context = ssl_context
@@ -529,7 +410,7 @@ class Broker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: _AwsIotBroker | None = None
-        self._dispatch: _Dispatch | None = None
+        self._dispatch: HookDispatch | None = None
         self.port: int | None = None
         self.ca_file: Path | None = None
 
@@ -559,7 +440,7 @@ class Broker:
         log.info("MQTT broker listening on %s:%s (TLS, CA %s)", LOOPBACK, self.port, pki.ca_file)
 
     async def _start(self, context: Any) -> _AwsIotBroker:
-        self._dispatch = _Dispatch(self.hooks, asyncio.get_running_loop(), self._connect_workers)
+        self._dispatch = HookDispatch(self.hooks, asyncio.get_running_loop(), self._connect_workers)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{LOOPBACK}:{self._requested_port}", "ssl": True}},
             "plugins": {},  # no amqtt plugins: the hooks decide

@@ -1,0 +1,113 @@
+"""The local AWS IoT Core: API endpoint, MQTT/TLS broker, rules engine and Lambda runtime, wired.
+
+Everything listens on 127.0.0.1 only. ``LocalIot`` is what ``jitr local up``, ``jitr demo`` and
+the test fixture start.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.api.server import EmulatorApi
+from emulator.broker import Broker
+from emulator.iot_core import IotCore, Settings
+from emulator.lambdas import LambdaRuntime
+from emulator.rules_engine import RulesEngine
+
+ENDPOINT_HOST = "localhost"  # the broker's certificate names localhost and 127.0.0.1
+
+
+@dataclass
+class Options:
+    state_dir: Path
+    api_port: int = 0
+    mqtt_port: int = 0
+    quotas: dict[str, float] = field(default_factory=dict)
+    jitp_drops_first_connect: bool = False
+    lambda_retry_delays: tuple[float, ...] = (1.0, 2.0)
+
+
+class LocalIot:
+    """Start, use and stop the emulator in this process."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.api = EmulatorApi(port=options.api_port, quotas=options.quotas or None)
+        self.broker: Broker | None = None
+        self.rules: RulesEngine | None = None
+        self.lambdas: LambdaRuntime | None = None
+        self.core: IotCore | None = None
+
+    def start(self) -> LocalIot:
+        state = Path(self.options.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        for name in ("amqtt", "transitions", "werkzeug"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.api.start()
+        try:
+            registry = self.api.registry()
+            settings = Settings(
+                account_id=registry.account,
+                region=registry.region,
+                jitp_drops_first_connect=self.options.jitp_drops_first_connect,
+            )
+            self.lambdas = LambdaRuntime(
+                account_id=registry.account,
+                region=registry.region,
+                endpoint_url=self.api.url,
+                work_dir=state / "lambda",
+                retry_delays=self.options.lambda_retry_delays,
+            )
+            self.rules = RulesEngine(registry, lambdas=self.lambdas, log_dir=state / "logs")
+            self.core = IotCore(registry, on_message=self.rules.handle, settings=settings)
+            self.broker = Broker(self.core.hooks(), state_dir=state, port=self.options.mqtt_port)
+            self.broker.start()
+            self.core.publish = self.broker.publish
+            self.rules.publish = self.broker.publish
+            self.api.mqtt_endpoint = (ENDPOINT_HOST, self.broker.port)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        if self.lambdas is not None:
+            self.lambdas.close()
+            self.lambdas = None
+        self.api.stop()
+
+    def __enter__(self) -> LocalIot:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def info(self) -> dict[str, Any]:
+        """Where everything is: what ``jitr local up --json`` prints."""
+        registry = self.api.registry()
+        return {
+            "aws_endpoint_url": self.api.url,
+            "mqtt_host": ENDPOINT_HOST,
+            "mqtt_port": self.broker.port if self.broker else None,
+            "endpoint_ca": str(self.broker.ca_file) if self.broker else None,
+            "region": registry.region,
+            "account_id": registry.account,
+            "state_dir": str(self.options.state_dir),
+        }
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables that point boto3, the AWS CLI and ``jitr`` at this emulator."""
+        info = self.info()
+        return {
+            "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
+            "AWS_REGION": info["region"],
+            "AWS_DEFAULT_REGION": info["region"],
+            "AWS_ACCESS_KEY_ID": "emulator",
+            "AWS_SECRET_ACCESS_KEY": "emulator",
+        }

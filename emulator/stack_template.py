@@ -1,0 +1,163 @@
+"""Reading a SAM template as CloudFormation for the emulator: transform, conditions, intrinsics.
+
+The SAM transform is samtranslator's own (the library ``sam deploy`` uses), so the emulator
+deploys what CloudFormation would. Local ``CodeUri`` folders become a placeholder S3 location
+that :mod:`emulator.stack` replaces with a zip of the folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ca.errors import InvalidInputError
+
+LOCAL_CODE_BUCKET = "jitr-local-code"
+_SUB_RE = re.compile(r"\$\{([^}!][^}]*)\}")
+NO_VALUE = object()
+
+# samtranslator adds these managed policies by name; real AWS resolves them through IAM.
+MANAGED_POLICIES = {
+    "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "AWSIoTThingsRegistration": "arn:aws:iam::aws:policy/service-role/AWSIoTThingsRegistration",
+}
+
+
+class TemplateError(InvalidInputError):
+    """A template the emulator cannot deploy."""
+
+
+class _StaticPolicies:
+    def load(self) -> dict[str, str]:
+        return dict(MANAGED_POLICIES)
+
+
+def load_sam(path: Path, parameters: Mapping[str, str]) -> tuple[dict, dict[str, Path]]:
+    """The CloudFormation template of a SAM template, and the local code folder of each function."""
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    path = Path(path)
+    try:
+        template = yaml_parse(path.read_text())
+    except OSError as exc:
+        raise TemplateError(f"Cannot read the template {path}: {exc.strerror}.") from exc
+    except Exception as exc:
+        raise TemplateError(f"{path} is not a valid YAML template: {exc}.") from exc
+    code_dirs: dict[str, Path] = {}
+    for name, resource in (template.get("Resources") or {}).items():
+        props = resource.get("Properties") or {}
+        if resource.get("Type") == "AWS::Serverless::Function" and isinstance(props.get("CodeUri"), str):
+            folder = (path.parent / props["CodeUri"]).resolve()
+            if not props["CodeUri"].startswith("s3://"):
+                if not folder.is_dir():
+                    raise TemplateError(f"Function {name}: CodeUri {props['CodeUri']} is not a folder.")
+                code_dirs[name] = folder
+                props["CodeUri"] = f"s3://{LOCAL_CODE_BUCKET}/{name}.zip"
+    try:
+        translated = transform(template, dict(parameters), _StaticPolicies())
+    except Exception as exc:
+        raise TemplateError(f"The SAM transform of {path} failed: {exc}.") from exc
+    return translated, code_dirs
+
+
+def parameter_values(template: Mapping[str, Any], given: Mapping[str, str], pseudo: Mapping[str, str]) -> dict:
+    """Values of every parameter: given, else Default; a missing one is an error."""
+    values = dict(pseudo)
+    for name, spec in (template.get("Parameters") or {}).items():
+        if name in given:
+            values[name] = given[name]
+        elif "Default" in spec:
+            values[name] = spec["Default"]
+        else:
+            raise TemplateError(f"The template needs a value for parameter {name} (--parameter-overrides {name}=...).")
+    unknown = sorted(set(given) - set(template.get("Parameters") or {}))
+    if unknown:
+        raise TemplateError(f"The template has no parameter {unknown[0]}.")
+    return values
+
+
+def dependencies(node: Any) -> set[str]:
+    """Logical ids a resource refers to through Ref, Fn::GetAtt and Fn::Sub."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+            elif key == "Fn::Sub":
+                text = value[0] if isinstance(value, list) else value
+                found |= {name.split(".")[0] for name in _SUB_RE.findall(text)}
+            found |= dependencies(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= dependencies(item)
+    return found
+
+
+class Resolver:
+    """Evaluates intrinsic functions against parameters, conditions and created resources."""
+
+    def __init__(self, values: dict[str, Any], conditions: Mapping[str, Any], attribute: Callable[[str, str], Any]):
+        self.values = values  # parameters, pseudo parameters, and each created resource's Ref
+        self.attribute = attribute
+        self.conditions: dict[str, bool] = {}
+        for name, expression in (conditions or {}).items():
+            self.conditions[name] = bool(self.resolve(expression))
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [item for item in (self.resolve(i) for i in node) if item is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((key, arg),) = node.items()
+            handler = _FUNCTIONS.get(key)
+            if handler is not None:
+                return handler(self, arg)
+        resolved = {k: self.resolve(v) for k, v in node.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+
+    def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if name not in self.values:
+            raise TemplateError(f"Ref {name} names nothing the template defines.")
+        return self.values[name]
+
+    def sub(self, arg: Any) -> str:
+        text, variables = (arg[0], self.resolve(arg[1])) if isinstance(arg, list) else (arg, {})
+
+        def value(match: re.Match) -> str:
+            name = match.group(1)
+            if name in variables:
+                return str(variables[name])
+            if "." in name:  # ${Resource.Attribute}
+                resource, attribute = name.split(".", 1)
+                return str(self.attribute(resource, attribute))
+            return str(self.ref(name))
+
+        return _SUB_RE.sub(value, text).replace("${!", "${")
+
+
+_FUNCTIONS: dict[str, Callable[[Resolver, Any], Any]] = {
+    "Ref": lambda r, a: r.ref(a),
+    "Fn::GetAtt": lambda r, a: r.attribute(*(a if isinstance(a, list) else a.split(".", 1))),
+    "Fn::Sub": lambda r, a: r.sub(a),
+    "Fn::Join": lambda r, a: str(a[0]).join(str(x) for x in r.resolve(a[1])),
+    "Fn::If": lambda r, a: r.resolve(a[1] if r.conditions[a[0]] else a[2]),
+    "Fn::Equals": lambda r, a: r.resolve(a[0]) == r.resolve(a[1]),
+    "Fn::Not": lambda r, a: not r.resolve(a[0]),
+    "Fn::And": lambda r, a: all(r.resolve(x) for x in a),
+    "Fn::Or": lambda r, a: any(r.resolve(x) for x in a),
+    "Fn::Select": lambda r, a: r.resolve(a[1])[int(r.resolve(a[0]))],
+    "Condition": lambda r, a: r.conditions[a],
+}
+
+
+def copy_template(template: Mapping[str, Any]) -> dict:
+    return copy.deepcopy(dict(template))

@@ -1,0 +1,65 @@
+"""The kit's whole loop against the emulator: register, deploy, first connect, activate, publish, archive."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.conftest import Device, deploy_stack, publish, wait_for
+
+
+@pytest.fixture
+def pki(tmp_path, jitr, emulator):
+    directory = tmp_path / "pki"
+    assert jitr("ca", "init", "--dir", directory, "--country", "DE", "--intermediate").exit_code == 0
+    return directory
+
+
+def _register(jitr, pki, *args) -> str:
+    result = jitr("ca", "register", "--dir", pki, "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["caCertificateId"]
+
+
+def _mint(jitr, pki, thing: str) -> Device:
+    assert jitr("device", "mint", "--dir", pki, "--thing", thing).exit_code == 0
+    return pki / "devices/certs" / f"{thing}.chain.pem", pki / "devices/private" / f"{thing}.key"
+
+
+def test_jitr_first_connect_is_dropped_then_the_lambda_activates_and_messages_are_archived(jitr, pki, emulator, aws):
+    ca_id = _register(jitr, pki)
+    stack = deploy_stack(aws, ca_id)
+    chain, key = _mint(jitr, pki, "dev-1")
+    device = Device(emulator, chain, key, "dev-1")
+
+    rc, client = device.connect_once()
+    assert client is None and rc is None  # dropped without CONNACK: JITR's first connect
+    registry = emulator.api.registry()
+    cert_id = json.loads(jitr("ca", "show", "--json", chain).stdout)[0]["certificateId"]
+    wait_for(lambda: (registry.certificate(cert_id) or None) and registry.certificate(cert_id).status == "ACTIVE")
+    assert registry.things_for(registry.certificate(cert_id).arn) == ["dev-1"]
+
+    client, _ = device.connect_until_accepted()
+    publish(client, "devices/dev-1/telemetry", {"temperature": 21.5})
+    client.disconnect()
+
+    s3 = aws.client("s3")
+    bucket = stack["outputs"]["ArchiveBucketName"]
+    keys = wait_for(lambda: [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])])
+    assert len(keys) == 1 and keys[0].startswith("devices/dev-1/telemetry/")
+    body = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+    assert json.loads(body) == {"temperature": 21.5}
+
+
+def test_jitp_provisions_on_first_connect_without_a_lambda(jitr, pki, emulator, aws):
+    _register(jitr, pki, "--jitp", "--role-arn", "arn:aws:iam::123456789012:role/JITPRole")
+    chain, key = _mint(jitr, pki, "dev-2")
+    client, history = Device(emulator, chain, key, "dev-2").connect_until_accepted()
+    assert history == [0]  # provisioned and accepted on the first connect
+    registry = emulator.api.registry()
+    cert_id = json.loads(jitr("ca", "show", "--json", chain).stdout)[0]["certificateId"]
+    assert registry.certificate(cert_id).status == "ACTIVE"
+    assert registry.thing("dev-2").attributes == {"country": "DE"}
+    publish(client, "devices/dev-2/telemetry", {"ok": True})
+    client.disconnect()
