@@ -42,7 +42,7 @@ class LocalIot:
         self.core: IotCore | None = None
 
     def start(self) -> LocalIot:
-        state = Path(self.options.state_dir)
+        state = self.options.state_dir = Path(self.options.state_dir).resolve()
         state.mkdir(parents=True, exist_ok=True)
         for name in ("amqtt", "transitions", "werkzeug"):
             logging.getLogger(name).setLevel(logging.WARNING)

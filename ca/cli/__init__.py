@@ -8,6 +8,7 @@ import typer
 
 from ca.cli import ca_app, demo, device_app
 from ca.cli.common import set_debug
+from emulator.cli import app as local_app
 
 app = typer.Typer(
     name="jitr",
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(ca_app.app, name="ca")
 app.add_typer(device_app.app, name="device")
+app.add_typer(local_app, name="local")
 app.command("demo")(demo.demo)
 
 
