@@ -1,0 +1,380 @@
+"""amqtt's broker made to behave like AWS IoT Core; :mod:`emulator.broker` runs it for synchronous callers.
+
+AWS IoT Core's own rules apply whatever the hooks say: QoS 0 and 1 only, no client publishes to ``$`` topics
+other than ``$aws/...`` nor to ``$aws/events/...``, wills go through ``on_publish`` and the rules like any
+message, a newer connection with the same client id closes the older one, and a client silent for 1.5 times
+its keep-alive is disconnected.
+
+amqtt speaks MQTT 3.1.1 only (MQTT 5 clients get CONNACK 0x84). Its connect, publish, subscribe, delivery and
+disconnect paths are overridden (its plugin API cannot drop a connection without CONNACK nor disconnect a
+publisher), which ties this module to amqtt 0.12.x.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from amqtt.adapters import ReaderAdapter
+from amqtt.broker import Broker as _AmqttBroker
+from amqtt.contexts import Action
+from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.utils import gen_client_id
+
+from emulator import tls
+from emulator.mqtt_hooks import ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
+
+log = logging.getLogger(__name__)
+
+MQTT_311 = 4  # the protocol level amqtt serves; MQTT 5 clients get CONNACK 0x84
+MAX_QOS = 1  # AWS IoT Core speaks QoS 0 and 1; QoS 2 publishes are refused, subscriptions granted QoS 1
+CONNECT_TIMEOUT = 10.0  # seconds from TLS handshake to CONNECT
+CLOSE_TIMEOUT = 5.0
+KEEP_ALIVE_FACTOR = 1.5
+CLIENT_FORBIDDEN_PREFIXES = ("$aws/events/",)  # published by AWS IoT itself, never by a client
+
+
+@dataclass(eq=False)
+class _Link:
+    """The broker's own state for one connection, kept on amqtt's session."""
+
+    info: SessionInfo
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: DisconnectReason | None = None  # set when the broker ends the connection
+
+
+def _link(session: Any) -> _Link | None:
+    return getattr(session, "_jitr_link", None)
+
+
+def _is_wildcard(topic_filter: str) -> bool:
+    return "+" in topic_filter or "#" in topic_filter
+
+
+class _Replay(ReaderAdapter):
+    """A reader that first gives back the bytes already read from ``inner``."""
+
+    def __init__(self, prefix: bytes, inner: ReaderAdapter) -> None:
+        self._prefix, self._inner = prefix, inner
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._prefix:
+            return await self._inner.read(n)
+        head, self._prefix = (self._prefix, b"") if n < 0 else (self._prefix[:n], self._prefix[n:])
+        missing = -1 if n < 0 else n - len(head)
+        return head + (await self._inner.read(missing) if missing else b"")
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+
+class _AwsIotBroker(_AmqttBroker):
+    """amqtt's broker with AWS IoT Core's connect, authorization and delivery rules."""
+
+    def __init__(self, config: dict, dispatch: HookDispatch, ssl_context: Any) -> None:
+        super().__init__(config, loop=asyncio.get_running_loop())
+        self.dispatch = dispatch
+        self._ssl_context = ssl_context
+        self._connections: set[asyncio.Task] = set()
+        self._background: set[asyncio.Future] = set()
+        self._stopping = False
+
+    def _create_ssl_context(self, listener: Any) -> Any:
+        return self._ssl_context
+
+    @property
+    def port(self) -> int:
+        return self._servers["default"].instance.sockets[0].getsockname()[1]
+
+    # --- connect -----------------------------------------------------------------------------
+
+    async def _client_connected(self, listener_name: str, reader: Any, writer: Any) -> None:
+        server = self._servers[listener_name]
+        task = asyncio.current_task()
+        self._connections.add(task)
+        await server.acquire_connection()
+        session = link = None
+        try:
+            peer = writer.get_peer_info()
+            reader = await self._check_protocol(reader, writer)
+            opened = await self._initialize_client_session(reader, writer, *peer) if peer and reader else None
+            if opened is None:
+                return
+            handler, session = opened
+            link = _link(session)
+            self.dispatch.notify(self.dispatch.hooks.on_connected, link.info)
+            await self._handle_client_session(reader, writer, session, handler, server, listener_name)
+        except (AMQTTError, MQTTError, NoDataError, ConnectionError) as exc:
+            log.info("MQTT connection ended with an error: %s", exc)
+        except Exception:
+            log.exception("MQTT connection handling failed")
+        finally:
+            if link is not None:
+                await self._finish(session, link, DisconnectReason.CONNECTION_LOST)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.close(), CLOSE_TIMEOUT)
+            server.release_connection()
+            self._connections.discard(task)
+
+    @staticmethod
+    async def _check_protocol(reader: Any, writer: Any) -> ReaderAdapter | None:
+        """Answer a CONNECT for another protocol level than 3.1.1 at once (amqtt would misread an MQTT 5 one)."""
+        head = bytearray()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                head += await reader.read(1)
+                while len(head) < 5 and (len(head) == 1 or head[-1] & 0x80):  # the remaining length, 1-4 bytes
+                    head += await reader.read(1)
+                head += await reader.read(2)
+                name_length = int.from_bytes(head[-2:], "big")
+                head += await reader.read(name_length + 1) if head[0] == 0x10 and name_length <= 6 else b""
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return None
+        level = head[-1] if head[0] == 0x10 and len(head) > 7 else None
+        if level != MQTT_311:
+            log.info("Refusing a CONNECT for MQTT protocol level %s: only 3.1.1 (level 4) is served", level)
+            with contextlib.suppress(Exception):  # MQTT 5 CONNACK 0x84, else the 3.1.1 CONNACK 0x01; garbage: nothing
+                if level is not None:
+                    writer.write(b"\x20\x03\x00\x84\x00" if level == 5 else b"\x20\x02\x00\x01")
+                    await writer.drain()
+            return None
+        return _Replay(bytes(head), reader)
+
+    async def _initialize_client_session(self, reader: Any, writer: Any, address: str, port: int) -> Any:
+        """Read the CONNECT, ask ``on_connect``, then take over or resume the client's session."""
+        try:
+            connect = BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+            handler, session = await asyncio.wait_for(connect, CONNECT_TIMEOUT)
+        except Exception as exc:  # a network boundary: garbage, timeouts, resets
+            log.debug("No valid CONNECT from %s:%s: %r", address, port, exc)
+            return None
+        session.client_id = session.client_id or gen_client_id()
+        ssl_object = session.ssl_object
+        info = SessionInfo(
+            client_id=session.client_id,
+            remote_address=(address, port),
+            certificate_chain=tls.peer_chain(ssl_object),
+            sni=tls.server_name(ssl_object),
+            username=session.username,
+            clean_session=bool(session.clean_session),
+        )
+        decision = await self.dispatch.decide(info)
+        if decision is not ConnectDecision.ACCEPT:
+            log.info("Client %s from %s:%s: connection %s", info.client_id, address, port, decision.value)
+            if decision is ConnectDecision.REFUSE:
+                with contextlib.suppress(Exception):
+                    await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            return None
+        await self.kick(session.client_id, DisconnectReason.DUPLICATE_CLIENTID)  # AWS: the newcomer wins
+        if session.clean_session:
+            await self._delete_session(session.client_id)
+            session.parent = 0
+        elif session.client_id in self._sessions:  # resume the persistent session with this connection's details
+            existing = self._sessions[session.client_id][0]
+            for name in ("will_flag", "will_message", "will_topic", "will_qos", "will_retain", "keep_alive"):
+                setattr(existing, name, getattr(session, name))
+            for name in ("username", "password", "ssl_object", "remote_address", "remote_port"):
+                setattr(existing, name, getattr(session, name))
+            existing.parent = 1
+            session = existing
+        else:
+            session.parent = 0
+        link = session._jitr_link = _Link(info)
+        if session.keep_alive > 0:  # AWS IoT closes a connection silent for 1.5 times its keep-alive
+            session.keep_alive = math.ceil(session.keep_alive * KEEP_ALIVE_FACTOR)
+            handler.handle_read_timeout = lambda: self._in_background(
+                self._close(link, handler, DisconnectReason.MQTT_KEEP_ALIVE_TIMEOUT)
+            )
+        return handler, session
+
+    def _in_background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _authenticate(self, session: Any, listener: Any) -> bool:
+        return True  # on_connect has decided already
+
+    async def _client_message_loop(self, session: Any, handler: Any) -> None:
+        reader_task = handler._reader_task
+        if reader_task is None or reader_task.done():  # gone before amqtt's handler started: nothing would notice
+            await handler.handle_connection_closed()
+        await super()._client_message_loop(session, handler)
+
+    # --- disconnect --------------------------------------------------------------------------
+
+    async def _handle_disconnect(self, session: Any, handler: Any, disconnect_waiter: asyncio.Future) -> None:
+        clean = isinstance(disconnect_waiter.result(), DisconnectPacket)
+        link = _link(session)
+        if not clean and session.will_flag and link is not None:  # the will, as any publish: policy, then rules
+            will = (
+                session.will_topic,
+                bytes(session.will_message or b""),
+                session.will_qos or 0,
+                bool(session.will_retain),
+            )
+            if await self._may_publish(link.info, *will):
+                await self._route(session, link.info, *will)
+        session.will_flag = False  # handled here, not by amqtt
+        try:
+            await super()._handle_disconnect(session, handler, disconnect_waiter)
+        finally:
+            reason = DisconnectReason.CLIENT_INITIATED_DISCONNECT if clean else DisconnectReason.CONNECTION_LOST
+            await self._finish(session, link, reason)
+
+    async def _finish(self, session: Any, link: _Link | None, reason: DisconnectReason) -> None:
+        """Once per connection: mark the session disconnected and tell ``on_disconnect``."""
+        if link is None or link.closed.is_set():
+            return
+        if _link(session) is link and session.transitions.is_connected():  # amqtt's disconnect handling did not run
+            handler = self._sessions.get(session.client_id, (None, None))[1]
+            if handler is not None:
+                await self._stop_handler(handler)
+            session.transitions.disconnect()
+        stopping = DisconnectReason.SERVER_INITIATED_DISCONNECT if self._stopping else None
+        link.info.disconnect_reason = link.reason or stopping or reason
+        link.closed.set()
+        self.dispatch.notify(self.dispatch.hooks.on_disconnect, link.info)
+
+    async def kick(self, client_id: str, reason: DisconnectReason) -> bool:
+        """Close a connected client's connection and wait until it is gone; False if it is not connected."""
+        session, handler = self._sessions.get(client_id, (None, None))
+        link = _link(session)
+        if link is None or link.closed.is_set() or not session.transitions.is_connected():
+            return False
+        await self._close(link, handler, reason)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(link.closed.wait(), CLOSE_TIMEOUT)
+        return True
+
+    @staticmethod
+    async def _close(link: _Link, handler: Any, reason: DisconnectReason) -> None:
+        """End a connection from the broker's side; its message loop then runs the disconnect handling.
+
+        Closing the transport (not only amqtt's disconnect waiter, which exists only once the handler has
+        started) makes this work at any point after CONNACK.
+        """
+        link.reason = link.reason or reason
+        await handler.handle_connection_closed()
+        if handler.writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(handler.writer.close(), CLOSE_TIMEOUT)
+
+    async def shutdown(self) -> None:
+        self._stopping = True
+        await super().shutdown()
+        pending = [task for task in self._connections if task is not asyncio.current_task()]
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=CLOSE_TIMEOUT)
+            for task in still:
+                task.cancel()
+        for task in list(self._background):
+            task.cancel()
+        if self.dispatch.tasks:  # async event hooks still running
+            await asyncio.wait(list(self.dispatch.tasks), timeout=CLOSE_TIMEOUT)
+
+    # --- publish, subscribe, receive ---------------------------------------------------------
+
+    async def _handle_message_delivery(self, session: Any, handler: Any, wait_deliver: asyncio.Future) -> bool:
+        """A PUBLISH from a client: check it, then deliver it and hand it to the rules; else disconnect."""
+        message = wait_deliver.result()
+        link = _link(session)
+        if message is None or link is None or link.reason is not None:  # the connection is being closed
+            return True
+        topic, payload, qos = message.topic, bytes(message.data), message.qos or 0
+        retain = bool(message.publish_packet and message.publish_packet.retain_flag)
+        if await self._may_publish(link.info, topic, payload, qos, retain):
+            await self._route(session, link.info, topic, payload, qos, retain)
+        else:
+            log.info("Client %s may not publish to %r (QoS %s): disconnecting it", session.client_id, topic, qos)
+            await self._close(link, handler, DisconnectReason.AUTHORIZATION_ERROR)
+        return True
+
+    async def _may_publish(self, info: SessionInfo, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        if not topic or _is_wildcard(topic) or qos > MAX_QOS:
+            return False
+        if topic.startswith("$") and (not topic.startswith("$aws/") or topic.startswith(CLIENT_FORBIDDEN_PREFIXES)):
+            return False
+        return await self.dispatch.allowed(self.dispatch.hooks.on_publish, info, topic, payload, qos, retain)
+
+    async def _route(
+        self, session: Any, info: SessionInfo | None, topic: str, payload: bytes, qos: int, retain: bool
+    ) -> None:
+        """An accepted message: to the subscribers, to the retained store if asked, to the rules."""
+        await self._broadcast_message(session, topic, payload, min(qos, MAX_QOS))
+        if retain:
+            await self.retain_message(session, topic, payload, min(qos, MAX_QOS))
+        self.dispatch.notify(self.dispatch.hooks.on_message, info, topic, payload)
+
+    async def publish_internal(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """A message from the emulator itself: no policy check, but subscribers' iot:Receive and the rules apply."""
+        await self._route(None, None, topic, payload, qos, retain)
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Any) -> int:
+        topic_filter, qos = subscription
+        return await super().add_subscription((topic_filter, min(qos, MAX_QOS)), session)
+
+    async def _topic_filtering(self, session: Any, topic: str, action: Action) -> bool:
+        link = _link(session)
+        if link is None:
+            return False
+        if action == Action.SUBSCRIBE:
+            return await self.dispatch.allowed(self.dispatch.hooks.on_subscribe, link.info, topic)
+        if action == Action.RECEIVE:
+            return await self.dispatch.allowed(self.dispatch.hooks.can_receive, link.info, topic)
+        return True  # publishes are checked in _handle_message_delivery, with their payload
+
+    async def _broadcast_message(self, session: Any, topic: Any, data: Any, force_qos: int | None = None) -> None:
+        """Deliver to each matching subscriber now, at min(message QoS, subscription QoS).
+
+        amqtt queues every message for a broadcast task; delivering inline keeps each publisher's order and
+        halves the work per message. Each QoS 1 delivery then waits for its PUBACK in a task of its own.
+        """
+        broadcast = {"session": session, "topic": topic, "data": data}
+        for topic_filter, subscriptions in list(self._subscriptions.items()):
+            if topic_filter != topic and not (_is_wildcard(topic_filter) and self._matches(topic, topic_filter)):
+                continue
+            for target, subscription_qos in list(subscriptions):
+                qos = subscription_qos if force_qos is None else min(force_qos, subscription_qos)
+                if not await self._topic_filtering(target, topic, Action.RECEIVE):
+                    continue
+                if not target.transitions.is_connected():
+                    if not target.clean_session and qos > 0:  # a persistent session keeps it for later
+                        await self._retain_broadcast_message(broadcast, qos, target)
+                    continue
+                handler = self._get_handler(target)
+                if handler is not None:
+                    delivery = asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False))
+                    self._background.add(delivery)
+                    delivery.add_done_callback(self._delivered)
+
+    def _delivered(self, delivery: asyncio.Future) -> None:
+        self._background.discard(delivery)
+        if not delivery.cancelled() and delivery.exception() is not None:
+            log.info("A message was not delivered: %r", delivery.exception())
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
+        """Retained messages for a filter this session subscribes to, each subject to iot:Receive.
+
+        (amqtt sends a reconnecting client the retained messages of every client's subscriptions.)
+        """
+        topic_filter = subscription[0]
+        granted = [qos for s, qos in self._subscriptions.get(topic_filter, []) if s.client_id == session.client_id]
+        handler = self._get_handler(session)
+        if not granted or handler is None:
+            return
+        sends = [
+            handler.mqtt_publish(retained.topic, retained.data, min(granted[0], retained.qos or 0), retain=True)
+            for topic, retained in list(self._retained_messages.items())
+            if self._matches(topic, topic_filter) and await self._topic_filtering(session, topic, Action.RECEIVE)
+        ]
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.info("A retained message did not reach %s: %s", session.client_id, outcome)
