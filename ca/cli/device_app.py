@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ca.batch import FORMATS, BatchRequest, mint_batch, names_from_file, numbered_names
@@ -19,6 +20,14 @@ from ca.files import FileSpec, read_bytes, write_files
 from ca.keys import KeyType
 from ca.mint import mint_device
 from ca.names import check_country
+from device.backoff import Backoff
+from device.check import check_manifest
+from device.client import ConnectOptions, Messages, run_device
+from device.endpoint import parse_endpoint
+from device.errors import DevicesFailedError
+from device.identity import chain_warning, identity_from_files
+from device.report import FleetProgress, check_table, count_devices, describe_result, describe_summary
+from device.simulate import simulate_manifest
 
 app = typer.Typer(help="Mint device certificates and sign device CSRs.", no_args_is_help=True)
 
@@ -186,3 +195,163 @@ def sign_csr(
         typer.echo(pem.decode(), nl=False)
     else:
         typer.echo(f"Signed {out} ({certificate_id(cert)}).")
+
+
+# -- jitr device connect / simulate / check: the device side (device/) ------------------------------
+
+EndpointOption = Annotated[
+    str, typer.Option("--endpoint", help="The MQTT endpoint HOST[:PORT] (port 8883 by default; 443 uses ALPN).")
+]
+RootCaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root-ca",
+        exists=True,
+        dir_okay=False,
+        help="Trust this CA for the endpoint (the emulator's endpoint-ca.pem); default: the system store, "
+        "which has Amazon Root CA 1.",
+    ),
+]
+ManifestOption = Annotated[
+    Path, typer.Option("--manifest", exists=True, dir_okay=False, help="The manifest of a minted batch.")
+]
+ConcurrencyOption = Annotated[int, typer.Option("--concurrency", min=1, help="Devices connecting at the same time.")]
+BaseOption = Annotated[float, typer.Option("--base", min=0.001, help="Backoff: the first retry waits up to BASE s.")]
+CapOption = Annotated[float, typer.Option("--cap", min=0.001, help="Backoff: no wait longer than CAP s.")]
+AttemptsOption = Annotated[int, typer.Option("--attempts", min=1, help="Connection attempts before giving up.")]
+RefusalsOption = Annotated[
+    int,
+    typer.Option(
+        "--refusals", min=0, help="CONNACK 'not authorized' answers retried before the certificate counts as refused."
+    ),
+]
+
+
+def _connect_options(base: float, cap: float, attempts: int, refusals: int) -> ConnectOptions:
+    return ConnectOptions(backoff=Backoff(base=base, cap=cap, attempts=attempts), refusals_tolerated=refusals)
+
+
+@app.command()
+@handle_errors
+def connect(
+    endpoint: EndpointOption,
+    cert: Annotated[
+        Path,
+        typer.Option("--cert", exists=True, dir_okay=False, help="The chain file: device certificate, then its CA's."),
+    ],
+    key: Annotated[Path, typer.Option("--key", exists=True, dir_okay=False, help="The device's private key.")],
+    root_ca: RootCaOption = None,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="MQTT client id; default: the thing name (certificate CN).")
+    ] = None,
+    topic: Annotated[str | None, typer.Option("--topic", help="Default: devices/<thing>/telemetry.")] = None,
+    message: Annotated[
+        str | None, typer.Option("--message", help="The payload; default: a JSON sample with a sequence number.")
+    ] = None,
+    stdin: Annotated[bool, typer.Option("--stdin", help="Read the payload from standard input.")] = False,
+    count: Annotated[int, typer.Option("--count", min=0, help="Messages to publish (QoS 1); 0 only connects.")] = 1,
+    interval: Annotated[float, typer.Option("--interval", min=0, help="Seconds between messages.")] = 1.0,
+    base: BaseOption = 1.0,
+    cap: CapOption = 30.0,
+    attempts: AttemptsOption = 10,
+    refusals: RefusalsOption = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Connect as a device, retrying while its certificate is activated (JITR/JITP), then publish.
+
+    TLS with the chain (device certificate, then its CA's) and SNI; a dropped or (once) refused
+    connection is retried with exponential backoff and full jitter. --stdin reads one payload from
+    standard input. Permanent failures stop at once with their own exit code: 10 server not trusted, 11 key not the
+    certificate's, 12 certificate refused, 13 publish denied by policy, 14 never activated, 15 endpoint
+    unreachable, 16 certificate expired, 17 connection rejected.
+    """
+    if message is not None and stdin:
+        raise InvalidInputError("Give either --message or --stdin, not both.")
+    payload = typer.get_binary_stream("stdin").read() if stdin else (message.encode() if message is not None else None)
+    identity = identity_from_files(cert, key)
+    if (note := chain_warning(identity)) and not as_json:
+        typer.echo(note, err=True)
+    result = run_device(
+        identity,
+        parse_endpoint(endpoint),
+        root_ca=root_ca,
+        client_id=client_id,
+        messages=Messages(count=count, topic=topic, payload=payload, interval=interval),
+        options=_connect_options(base, cap, attempts, refusals),
+        on_attempt=None if as_json else lambda attempt: typer.echo(attempt.describe(), err=True),
+    )
+    if as_json or result.ok:
+        emit(result.to_dict(), as_json, describe_result(result))
+    result.raise_for_error()
+
+
+@app.command()
+@handle_errors
+def simulate(
+    manifest: ManifestOption,
+    endpoint: EndpointOption,
+    root_ca: RootCaOption = None,
+    count: Annotated[int | None, typer.Option("--count", min=1, help="Only the first COUNT devices.")] = None,
+    concurrency: ConcurrencyOption = 64,
+    messages: Annotated[int, typer.Option("--messages", min=0, help="Messages each device publishes.")] = 1,
+    base: BaseOption = 1.0,
+    cap: CapOption = 30.0,
+    attempts: AttemptsOption = 10,
+    refusals: RefusalsOption = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """First-connect many devices of a manifest at once: each self-registers and publishes MESSAGES.
+
+    Prints devices/s, p50/p95 time to first publish, messages sent and failures by reason; exits 20
+    if any device failed.
+    """
+    with FleetProgress(count_devices(manifest, count), "first connects", quiet=as_json) as progress:
+        summary = simulate_manifest(
+            manifest,
+            endpoint,
+            root_ca=root_ca,
+            count=count,
+            concurrency=concurrency,
+            messages=messages,
+            options=_connect_options(base, cap, attempts, refusals),
+            progress=progress,
+        )
+    emit(summary.to_dict(), as_json, describe_summary(summary))
+    if summary.failed:
+        raise DevicesFailedError(f"{summary.failed} of {summary.devices} devices failed.")
+
+
+@app.command()
+@handle_errors
+def check(
+    manifest: ManifestOption,
+    endpoint: EndpointOption,
+    root_ca: RootCaOption = None,
+    concurrency: ConcurrencyOption = 64,
+    publish: Annotated[bool, typer.Option("--publish", help="Also publish one message (tests the policy).")] = False,
+    base: BaseOption = 0.5,
+    cap: CapOption = 2.0,
+    attempts: AttemptsOption = 3,
+    refusals: RefusalsOption = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Test that every thing of a manifest connects: a table of which do and which do not, and why.
+
+    Exits 20 if any thing does not connect.
+    """
+    with FleetProgress(count_devices(manifest), "checking", quiet=as_json) as progress:
+        report = check_manifest(
+            manifest,
+            endpoint,
+            root_ca=root_ca,
+            concurrency=concurrency,
+            publish=publish,
+            options=_connect_options(base, cap, attempts, refusals),
+            progress=progress,
+        )
+    if as_json:
+        emit(report.to_dict(), True, "")
+    else:
+        Console(soft_wrap=False).print(check_table(report))
+    if not report.ok:
+        raise DevicesFailedError(f"{len(report.failing)} of {len(report.rows)} things do not connect.")

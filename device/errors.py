@@ -1,0 +1,116 @@
+"""Why a device could not connect or publish: one class per permanent failure, each with its exit code.
+
+Every class derives from :class:`DeviceError` and from the ``ca.errors`` class it is a kind of, so
+``handle_errors`` prints its sentence and exits with its code. The codes start at 10, clear of
+``ca.errors.ExitStatus`` (0-6), Click's usage error (2) and Ctrl-C (130):
+
+====  =========================  ===========================================================
+code  reason                     meaning
+====  =========================  ===========================================================
+10    ``server-not-trusted``     the endpoint's certificate does not verify (wrong or no --root-ca)
+11    ``key-mismatch``           the private key is not the certificate's (found before connecting)
+12    ``certificate-refused``    CONNACK "not authorized" beyond the tolerated refusals: revoked,
+                                 inactive, or its CA unknown
+13    ``policy-denied``          the endpoint closed the connection on a publish (iot:Publish denied)
+14    ``not-activated``          the connection was dropped on every attempt: never activated
+15    ``unreachable``            no TLS connection or no answer on every attempt
+16    ``certificate-expired``    the certificate is expired or not yet valid (found before connecting)
+17    ``connection-rejected``    CONNACK "unsupported protocol" or "identifier rejected"
+20    ``devices-failed``         ``simulate``/``check``: at least one device failed
+====  =========================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from ca.errors import AwsError, CryptoError, JitrError, KeyMismatchError
+
+
+class DeviceExit(IntEnum):
+    """Exit codes of ``jitr device connect``, ``simulate`` and ``check`` (see the module docstring)."""
+
+    SERVER_NOT_TRUSTED = 10
+    KEY_MISMATCH = 11
+    CERTIFICATE_REFUSED = 12
+    POLICY_DENIED = 13
+    NOT_ACTIVATED = 14
+    UNREACHABLE = 15
+    CERTIFICATE_EXPIRED = 16
+    CONNECTION_REJECTED = 17
+    DEVICES_FAILED = 20
+
+
+class DeviceError(JitrError):
+    """A device could not connect to its endpoint or publish; ``reason`` names the kind in summaries."""
+
+    reason = "error"
+
+
+class ServerNotTrustedError(DeviceError, CryptoError):
+    """The endpoint's server certificate does not verify against the trusted CAs."""
+
+    reason = "server-not-trusted"
+    exit_code = DeviceExit.SERVER_NOT_TRUSTED
+
+
+class DeviceKeyMismatchError(DeviceError, KeyMismatchError):
+    """The device's private key does not belong to its certificate."""
+
+    reason = "key-mismatch"
+    exit_code = DeviceExit.KEY_MISMATCH
+
+
+class CertificateExpiredError(DeviceError, CryptoError):
+    """The device certificate is expired or not yet valid."""
+
+    reason = "certificate-expired"
+    exit_code = DeviceExit.CERTIFICATE_EXPIRED
+
+
+class CertificateRefusedError(DeviceError, AwsError):
+    """The endpoint answered CONNACK not authorized more often than a registration in progress explains."""
+
+    reason = "certificate-refused"
+    exit_code = DeviceExit.CERTIFICATE_REFUSED
+
+
+class PolicyDeniedError(DeviceError, AwsError):
+    """The endpoint closed the connection on a publish: the certificate's policy denies it."""
+
+    reason = "policy-denied"
+    exit_code = DeviceExit.POLICY_DENIED
+
+
+class NotActivatedError(DeviceError, AwsError):
+    """The endpoint dropped the connection on every attempt: the certificate was never activated."""
+
+    reason = "not-activated"
+    exit_code = DeviceExit.NOT_ACTIVATED
+
+
+class EndpointUnreachableError(DeviceError):
+    """No attempt reached an MQTT answer: network errors or timeouts."""
+
+    reason = "unreachable"
+    exit_code = DeviceExit.UNREACHABLE
+
+
+class ConnectionRejectedError(DeviceError, AwsError):
+    """The endpoint rejected the MQTT connection itself (protocol version or client identifier)."""
+
+    reason = "connection-rejected"
+    exit_code = DeviceExit.CONNECTION_REJECTED
+
+
+class FleetInterruptedError(DeviceError):
+    """A fleet run was interrupted (Ctrl-C) while this device was waiting to retry."""
+
+    reason = "interrupted"
+
+
+class DevicesFailedError(DeviceError):
+    """A fleet run (``simulate`` or ``check``) had at least one failing device."""
+
+    reason = "devices-failed"
+    exit_code = DeviceExit.DEVICES_FAILED
