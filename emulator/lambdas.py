@@ -19,6 +19,7 @@ import importlib.util
 import io
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -33,6 +34,19 @@ from typing import Any
 from ca.errors import JitrError
 
 log = logging.getLogger("jitr.emulator.lambda")
+
+
+def arn_like(arn: str, patterns: str | list[str]) -> bool:
+    """IAM's ArnLike: each of the six colon-separated parts matched on its own, ``*`` and ``?`` wildcards."""
+    parts = arn.split(":", 5)
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        globs = pattern.split(":", 5)
+        if len(globs) == len(parts) and all(
+            re.fullmatch(re.escape(glob).replace(r"\*", ".*").replace(r"\?", "."), part)
+            for glob, part in zip(globs, parts, strict=True)
+        ):
+            return True
+    return False
 
 
 class LambdaError(JitrError):
@@ -99,7 +113,7 @@ class LambdaRuntime:
         for statement in list(getattr(function.policy, "statements", [])):
             allowed = statement.get("Effect") == "Allow" and statement.get("Principal", {}).get("Service") == principal
             condition = statement.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn")
-            if allowed and (condition is None or source_arn is None or condition == source_arn):
+            if allowed and (condition is None or source_arn is None or arn_like(source_arn, condition)):
                 return
         raise LambdaError(
             f"{principal} may not invoke {function.function_name}: the function has no permission for it."

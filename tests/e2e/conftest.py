@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import paho.mqtt.client as mqtt
 import pytest
 
+from ca.certificates import certificate_id, load_certificates, to_pem
 from emulator.local import LocalIot, Options
 from emulator.stack import StackDeployer
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "sam" / "template.yaml"
+JITP_ROLE = "arn:aws:iam::123456789012:role/JITPRole"
+RULE_ROLE = "arn:aws:iam::123456789012:role/RuleRole"
+NOT_AUTHORIZED = 135  # CONNACK 5 "not authorized", which paho 2 reports as reason code 135 for MQTT 3.1.1 too
 
 
-@pytest.fixture(scope="module")
-def local_iot(tmp_path_factory):
-    """One emulator per test module (moto's state is process-wide); reset before each test."""
-    state = tmp_path_factory.mktemp("local-iot")
+@contextlib.contextmanager
+def running_emulator(state: Path, **options) -> Iterator[LocalIot]:
+    """A LocalIot on free ports with the environment pointing boto3 and ``jitr`` at it; one at a time."""
     with (
         pytest.MonkeyPatch.context() as patch,
-        LocalIot(Options(state_dir=state, lambda_retry_delays=(0.2, 0.4))) as iot,
+        LocalIot(Options(state_dir=state, lambda_retry_delays=(0.2, 0.4), **options)) as iot,
     ):
         for name, value in iot.environment().items():
             patch.setenv(name, value)
@@ -33,9 +39,18 @@ def local_iot(tmp_path_factory):
         yield iot
 
 
+@pytest.fixture(scope="module")
+def local_iot(tmp_path_factory):
+    """One emulator per test module (moto's state is process-wide); reset before each test."""
+    with running_emulator(tmp_path_factory.mktemp("local-iot")) as iot:
+        yield iot
+
+
 @pytest.fixture
 def emulator(local_iot):
     local_iot.api.reset()
+    local_iot.rules.logs.clear()  # what cloudwatchLogs actions wrote for earlier tests
+    local_iot.lambdas.invocations.clear()  # and which functions ran
     return local_iot
 
 
@@ -48,13 +63,71 @@ def deploy_stack(session, ca_certificate_id: str, stack: str = "jitr-test") -> d
     return StackDeployer(session).deploy(TEMPLATE, stack, {"CaCertificateId": ca_certificate_id})
 
 
+# -- the CA and its devices, as an operator and a manufacturer make them ---------------------------
+
+
+def register_ca(jitr, pki: Path, *args) -> str:
+    """``jitr ca register`` (JITR unless ``--jitp`` is among ``args``); the caCertificateId."""
+    result = jitr("ca", "register", "--dir", pki, "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["caCertificateId"]
+
+
+def mint(jitr, pki: Path, thing: str) -> tuple[Path, Path]:
+    """``jitr device mint``: the chain file (certificate then CA) and the key of one device."""
+    result = jitr("device", "mint", "--dir", pki, "--thing", thing)
+    assert result.exit_code == 0, result.output
+    return pki / "devices/certs" / f"{thing}.chain.pem", pki / "devices/private" / f"{thing}.key"
+
+
+def certificate_id_of(chain: Path) -> str:
+    """The AWS IoT certificateId of the first certificate in a PEM file."""
+    return certificate_id(load_certificates(chain.read_bytes())[0])
+
+
+def enroll(session, chain: Path, thing: str, policy: str) -> str:
+    """What the activation Lambda does, done directly: register ACTIVE, create the thing, attach both."""
+    leaf, ca = load_certificates(chain.read_bytes())[:2]
+    iot = session.client("iot")
+    arn = iot.register_certificate(
+        certificatePem=to_pem(leaf).decode(), caCertificatePem=to_pem(ca).decode(), status="ACTIVE"
+    )["certificateArn"]
+    iot.create_thing(thingName=thing)
+    iot.attach_policy(policyName=policy, target=arn)
+    iot.attach_thing_principal(thingName=thing, principal=arn)
+    return arn
+
+
+# -- topic rules and what they log ---------------------------------------------------------------
+
+
+def create_rule(session, name: str, sql: str, actions: list[dict], error_action: dict | None = None) -> str:
+    """CreateTopicRule with SQL version 2016-03-23; the rule's ARN."""
+    payload = {"sql": sql, "actions": actions, "awsIotSqlVersion": "2016-03-23", "ruleDisabled": False}
+    if error_action is not None:
+        payload["errorAction"] = error_action
+    iot = session.client("iot")
+    iot.create_topic_rule(ruleName=name, topicRulePayload=payload)
+    return iot.get_topic_rule(ruleName=name)["ruleArn"]
+
+
+def log_action(group: str) -> dict:
+    return {"cloudwatchLogs": {"logGroupName": group, "roleArn": RULE_ROLE}}
+
+
+def logged(emulator: LocalIot, group: str) -> list[dict]:
+    """The JSON messages cloudwatchLogs actions wrote to ``group``, oldest first."""
+    return [json.loads(message) for name, message in list(emulator.rules.logs) if name == group]
+
+
 class Device:
     """A paho client with a device chain: one connect attempt at a time, so tests see each outcome."""
 
-    def __init__(self, emulator: LocalIot, chain: Path, key: Path, client_id: str) -> None:
+    def __init__(self, emulator: LocalIot, chain: Path, key: Path, client_id: str, host: str | None = None) -> None:
         self.info = emulator.info()
         self.client_id = client_id
         self.chain, self.key = chain, key
+        self.host = host or self.info["mqtt_host"]  # an IP address (127.0.0.1) sends no SNI
 
     def connect_once(self, timeout: float = 10.0):
         """``(rc, client)``: rc is the CONNACK reason code, or None when the server dropped us."""
@@ -62,20 +135,23 @@ class Device:
         context = ssl.create_default_context(cafile=self.info["endpoint_ca"])
         context.load_cert_chain(self.chain, self.key)
         client.tls_set_context(context)
+        client.reconnect_delay_set(60, 60)  # a connection the server closes later stays closed
         outcome: dict = {}
         done = threading.Event()
         client.on_connect = lambda c, u, flags, rc, props: (outcome.setdefault("rc", rc.value), done.set())
         client.on_disconnect = lambda c, u, flags, rc, props: done.set()
         try:
-            client.connect(self.info["mqtt_host"], self.info["mqtt_port"], keepalive=30)
+            client.connect(self.host, self.info["mqtt_port"], keepalive=30)
         except OSError:
             return None, None
-        client.loop_start()
-        done.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:  # the network loop in this thread, until
+            if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:  # the CONNACK or the dropped connection:
+                break  # no background thread that would wait to reconnect a refused client
         if outcome.get("rc") != 0:
-            client.loop_stop()
             client.disconnect()
             return outcome.get("rc"), None
+        client.loop_start()
         return 0, client
 
     def connect_until_accepted(self, attempts: int = 40, delay: float = 0.25):
@@ -87,6 +163,52 @@ class Device:
                 return client, history
             time.sleep(delay)
         raise AssertionError(f"never accepted: {history}")
+
+    def session(self) -> Session:
+        """Connect until accepted; the connection with its callbacks in queues."""
+        client, _ = self.connect_until_accepted()
+        return Session(client)
+
+
+class Session:
+    """An accepted paho connection whose messages, SUBACKs and disconnection land where a test can wait."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.messages: queue.Queue = queue.Queue()
+        self.subacks: queue.Queue = queue.Queue()
+        self.disconnected = threading.Event()
+        client.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, json.loads(msg.payload)))
+        client.on_subscribe = lambda _c, _u, _mid, codes, _p: self.subacks.put([code.value for code in codes])
+        client.on_disconnect = lambda *_args: self.disconnected.set()
+
+    def subscribe(self, *filters: str, timeout: float = 10.0) -> list[int]:
+        """SUBSCRIBE at QoS 1; the SUBACK's codes (1 granted, 0x80 refused) in the order asked."""
+        self.client.subscribe([(topic_filter, 1) for topic_filter in filters])
+        return self.subacks.get(timeout=timeout)
+
+    def publish(self, topic: str, payload: dict) -> None:
+        publish(self.client, topic, payload)
+
+    def send(self, topic: str, payload: dict) -> None:
+        """Publish without waiting for the PUBACK: for a publish the server answers by disconnecting."""
+        self.client.publish(topic, json.dumps(payload), qos=1)
+
+    def received(self, timeout: float = 10.0) -> tuple[str, dict]:
+        return self.messages.get(timeout=timeout)
+
+    def received_nothing(self, seconds: float = 0.5) -> bool:
+        try:
+            self.messages.get(timeout=seconds)
+        except queue.Empty:
+            return True
+        return False
+
+    def close(self) -> None:
+        """Disconnect; a connection the server already closed just lets its network thread end."""
+        self.client.disconnect()
+        if not self.disconnected.is_set():
+            self.client.loop_stop()
 
 
 def publish(client, topic: str, payload: dict, timeout: float = 10.0) -> None:

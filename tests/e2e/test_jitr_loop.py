@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import Device, deploy_stack, publish, wait_for
+from tests.e2e.conftest import JITP_ROLE, Device, deploy_stack, mint, publish, register_ca, wait_for
 
 
 @pytest.fixture
@@ -16,21 +16,10 @@ def pki(tmp_path, jitr, emulator):
     return directory
 
 
-def _register(jitr, pki, *args) -> str:
-    result = jitr("ca", "register", "--dir", pki, "--json", *args)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)["caCertificateId"]
-
-
-def _mint(jitr, pki, thing: str) -> Device:
-    assert jitr("device", "mint", "--dir", pki, "--thing", thing).exit_code == 0
-    return pki / "devices/certs" / f"{thing}.chain.pem", pki / "devices/private" / f"{thing}.key"
-
-
 def test_jitr_first_connect_is_dropped_then_the_lambda_activates_and_messages_are_archived(jitr, pki, emulator, aws):
-    ca_id = _register(jitr, pki)
+    ca_id = register_ca(jitr, pki)
     stack = deploy_stack(aws, ca_id)
-    chain, key = _mint(jitr, pki, "dev-1")
+    chain, key = mint(jitr, pki, "dev-1")
     device = Device(emulator, chain, key, "dev-1")
 
     rc, client = device.connect_once()
@@ -53,8 +42,8 @@ def test_jitr_first_connect_is_dropped_then_the_lambda_activates_and_messages_ar
 
 
 def test_jitp_provisions_on_first_connect_without_a_lambda(jitr, pki, emulator, aws):
-    _register(jitr, pki, "--jitp", "--role-arn", "arn:aws:iam::123456789012:role/JITPRole")
-    chain, key = _mint(jitr, pki, "dev-2")
+    register_ca(jitr, pki, "--jitp", "--role-arn", JITP_ROLE)
+    chain, key = mint(jitr, pki, "dev-2")
     client, history = Device(emulator, chain, key, "dev-2").connect_until_accepted()
     assert history == [0]  # provisioned and accepted on the first connect
     registry = emulator.api.registry()
