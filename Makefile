@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := openssl mosquitto-clients
+DEB_PACKAGES := openssl mosquitto-clients shellcheck
 
 .PHONY: demo test lint format bench clean deps
 
@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint sam/template.yaml
+	shellcheck deploy.sh delete.sh scripts/*.sh
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -117,6 +117,108 @@ class IotApi:
     def update_ca(self, **params: Any) -> None:
         self._checked("update_ca_certificate", **params)
 
+    def delete_ca_certificate(self, ca_certificate_id: str) -> bool:
+        """Delete an INACTIVE CA registration; False if AWS IoT no longer knows it."""
+        return self._unless_missing("delete_ca_certificate", certificateId=ca_certificate_id)
+
+    # -- device certificates, things and policies (fleet reset) -----------------------------------------
+
+    def list_certificates_by_ca(self, ca_certificate_id: str) -> list[dict]:
+        """Every certificate registered under the CA (``certificateId``, ``certificateArn``, ``status``)."""
+        return self._pages(
+            "list_certificates_by_ca", "certificates", "marker", "nextMarker", caCertificateId=ca_certificate_id
+        )
+
+    def update_certificate(self, certificate_id: str, status: str) -> bool:
+        return self._unless_missing("update_certificate", certificateId=certificate_id, newStatus=status)
+
+    def delete_certificate(self, certificate_id: str) -> bool:
+        """Delete an inactive certificate with no thing attached (attached policies do not stop it)."""
+        return self._unless_missing(
+            "delete_certificate", settle=("DeleteConflictException",), certificateId=certificate_id, forceDelete=True
+        )
+
+    def list_principal_things(self, principal_arn: str) -> list[str]:
+        return self._pages(
+            "list_principal_things", "things", "nextToken", "nextToken", missing_ok=True, principal=principal_arn
+        )
+
+    def list_thing_principals(self, thing_name: str) -> list[str]:
+        return self._pages(
+            "list_thing_principals", "principals", "nextToken", "nextToken", missing_ok=True, thingName=thing_name
+        )
+
+    def detach_thing_principal(self, thing_name: str, principal_arn: str) -> bool:
+        return self._unless_missing("detach_thing_principal", thingName=thing_name, principal=principal_arn)
+
+    def delete_thing(self, thing_name: str) -> bool:
+        """Delete a thing; detaching principals is eventually consistent, so 'still attached' is retried."""
+        return self._unless_missing("delete_thing", settle=("InvalidRequestException",), thingName=thing_name)
+
+    def list_attached_policies(self, target: str) -> list[str]:
+        """The names of the policies attached directly to ``target`` (a certificate ARN)."""
+        policies = self._pages(
+            "list_attached_policies", "policies", "marker", "nextMarker", missing_ok=True, target=target
+        )
+        return [policy["policyName"] for policy in policies]
+
+    def list_targets_for_policy(self, policy_name: str) -> list[str]:
+        return self._pages(
+            "list_targets_for_policy", "targets", "marker", "nextMarker", missing_ok=True, policyName=policy_name
+        )
+
+    def detach_policy(self, policy_name: str, target: str) -> bool:
+        return self._unless_missing("detach_policy", policyName=policy_name, target=target)
+
+    def delete_policy(self, policy_name: str) -> bool:
+        return self._unless_missing("delete_policy", settle=("DeleteConflictException",), policyName=policy_name)
+
+    def data_endpoint(self) -> str:
+        """The ATS data endpoint devices connect to: ``host`` on AWS, ``host:port`` on the local emulator."""
+        answer = self._checked("describe_endpoint", endpointType="iot:Data-ATS")
+        port = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-jitr-mqtt-port")
+        return f"{answer['endpointAddress']}:{port}" if port else answer["endpointAddress"]
+
+    def _pages(
+        self, operation: str, key: str, token_param: str, token_field: str, *, missing_ok: bool = False, **params: Any
+    ) -> list:
+        """Every item of a paginated list call (``[]`` for a missing resource when ``missing_ok``)."""
+        from botocore.exceptions import ClientError
+
+        items: list = []
+        token = None
+        while True:
+            try:
+                answer = self.call(operation, **params, **({token_param: token} if token else {}))
+            except ClientError as exc:
+                if missing_ok and aws_error_code(exc) == "ResourceNotFoundException":
+                    return items
+                raise _as_aws_error(operation, exc) from exc
+            items.extend(answer.get(key) or [])
+            token = answer.get(token_field)
+            if not token:
+                return items
+
+    def _unless_missing(self, operation: str, *, settle: tuple[str, ...] = (), **params: Any) -> bool:
+        """Call ``operation``; False if its resource is already gone. Codes in ``settle`` are retried a few
+        times with backoff: AWS IoT applies detachments eventually, so a delete right after may conflict."""
+        from botocore.exceptions import ClientError
+
+        attempts = 8
+        for attempt in range(1, attempts + 1):
+            try:
+                self.call(operation, **params)
+                return True
+            except ClientError as exc:
+                code = aws_error_code(exc)
+                if code == "ResourceNotFoundException":
+                    return False
+                if code in settle and attempt < attempts:
+                    self._sleep(min(self.max_delay, self.base_delay * 2**attempt))
+                    continue
+                raise _as_aws_error(operation, exc) from exc
+        raise AssertionError("unreachable")
+
     def _checked(self, operation: str, **params: Any) -> dict:
         from botocore.exceptions import ClientError
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ca.cli import ca_app, demo, device_app
+from ca.cli import ca_app, demo, device_app, fleet_app
 from ca.cli.common import set_debug
 from emulator.cli import app as local_app
 
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.add_typer(ca_app.app, name="ca")
 app.add_typer(device_app.app, name="device")
 app.add_typer(local_app, name="local")
+app.add_typer(fleet_app.app, name="fleet")
 app.command("demo")(demo.demo)
 
 

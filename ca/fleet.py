@@ -1,0 +1,260 @@
+"""A stack's fleet, and taking it down: what ``jitr fleet reset`` and ``delete.sh`` remove.
+
+The fleet of a stack is what the kit made for it in AWS IoT: the device certificates registered
+under the stack's CA, the things attached to them, the policies JITP created for them, and the CA
+registration. Nothing else is touched: a certificate of another CA stays, and so does a thing that
+a certificate of another CA still uses (it is only detached from the stack's certificates).
+
+The order matters: the CA stops auto-registering first (no device re-registers while its
+certificate is being deleted), then each certificate is set INACTIVE, detached and deleted, then
+the things and JITP policies left unused are deleted, the stack's device policy is detached from
+whatever still holds it (so the stack itself can be deleted), and the CA registration goes last.
+Every step tolerates what is already gone, so running it again is a no-op.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ca.aws import IotApi, aws_error_code
+from ca.errors import AwsError, InvalidInputError
+
+# AWS IoT names the policy a JITP template creates from an inline PolicyDocument after the document's hash.
+JITP_POLICY_NAME = re.compile(r"^[0-9a-f]{64}$")
+DELETABLE_STATUSES = ("INACTIVE", "REVOKED")  # a certificate in any other status is set INACTIVE first
+S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """A deployed stack as far as the fleet is concerned: its parameters and outputs."""
+
+    name: str
+    status: str = "DEPLOYED"
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    outputs: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ca_certificate_id(self) -> str | None:
+        return self.parameters.get("CaCertificateId") or None
+
+    @property
+    def device_policy(self) -> str | None:
+        return self.outputs.get("DevicePolicyName") or None
+
+    @property
+    def archive_bucket(self) -> str | None:
+        return self.outputs.get("ArchiveBucketName") or None
+
+    def as_dict(self) -> dict:
+        return {
+            "stack": self.name,
+            "exists": True,
+            "status": self.status,
+            "parameters": dict(self.parameters),
+            "outputs": dict(self.outputs),
+        }
+
+
+def stack_from_cloudformation(cloudformation, name: str) -> StackInfo | None:
+    """The CloudFormation stack ``name`` (a boto3 client), or None if there is none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
+    except ClientError as exc:
+        message = exc.response.get("Error", {}).get("Message", "")
+        if aws_error_code(exc) == "ValidationError" and "does not exist" in message:
+            return None
+        raise AwsError(f"CloudFormation refused describe_stacks for {name}: {message.rstrip('.')}.") from exc
+    if not stacks or stacks[0].get("StackStatus") == "DELETE_COMPLETE":
+        return None
+    stack = stacks[0]
+    return StackInfo(
+        name=name,
+        status=stack.get("StackStatus", "UNKNOWN"),
+        parameters={p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters") or []},
+        outputs={o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs") or []},
+    )
+
+
+def stack_ca_id(stack_name: str, stack: StackInfo | None, directory_ca_id: str | None) -> str | None:
+    """The CA of the stack: the stack's CaCertificateId, else the CA in the PKI folder; they must agree."""
+    deployed = stack.ca_certificate_id if stack is not None else None
+    if deployed and directory_ca_id and deployed != directory_ca_id:
+        raise InvalidInputError(
+            f"Stack {stack_name} was deployed for CA {deployed}, but the CA folder holds CA {directory_ca_id}; "
+            "point --dir at the stack's own CA folder (or leave it out)."
+        )
+    return deployed or directory_ca_id
+
+
+@dataclass(frozen=True)
+class ResetPlan:
+    """What a reset would delete, for the confirmation prompt."""
+
+    ca_certificate_id: str
+    ca_registered: bool
+    certificates: tuple[str, ...]
+    things: tuple[str, ...]
+
+    def is_empty(self, *, keep_ca: bool) -> bool:
+        return not self.certificates and not self.things and (keep_ca or not self.ca_registered)
+
+    def question(self, *, keep_ca: bool, bucket: str | None = None) -> str:
+        ca = "" if keep_ca or not self.ca_registered else ", and the CA registration itself"
+        objects = f", and every object version in bucket {bucket}" if bucket else ""
+        return (
+            f"This deletes {len(self.certificates)} certificates and {len(self.things)} things registered "
+            f"under CA {self.ca_certificate_id}{ca}{objects}; continue?"
+        )
+
+
+def _unused(api: IotApi, thing: str, ours: set[str]) -> bool:
+    """True when no certificate other than the stack's is attached to ``thing``."""
+    return not set(api.list_thing_principals(thing)) - ours
+
+
+def plan_reset(api: IotApi, ca_certificate_id: str) -> ResetPlan:
+    """Count what :func:`reset_fleet` would delete; changes nothing."""
+    certificates = api.list_certificates_by_ca(ca_certificate_id)
+    ours = {cert["certificateArn"] for cert in certificates}
+    things = sorted({thing for arn in ours for thing in api.list_principal_things(arn)})
+    return ResetPlan(
+        ca_certificate_id=ca_certificate_id,
+        ca_registered=api.describe_ca(ca_certificate_id) is not None,
+        certificates=tuple(cert["certificateId"] for cert in certificates),
+        things=tuple(thing for thing in things if _unused(api, thing, ours)),
+    )
+
+
+def _retire_certificate(api: IotApi, cert: Mapping) -> tuple[list[str], list[str]]:
+    """Set a certificate INACTIVE and detach its policies and things; return their names."""
+    arn = cert["certificateArn"]
+    if cert.get("status") not in DELETABLE_STATUSES:
+        api.update_certificate(cert["certificateId"], "INACTIVE")
+    policies, things = api.list_attached_policies(arn), api.list_principal_things(arn)
+    for policy in policies:
+        api.detach_policy(policy, arn)
+    for thing in things:
+        api.detach_thing_principal(thing, arn)
+    return policies, things
+
+
+def reset_fleet(
+    api: IotApi,
+    ca_certificate_id: str,
+    *,
+    keep_ca: bool = False,
+    stack_policy: str | None = None,
+    progress: Callable[[int], None] = lambda n: None,
+) -> dict:
+    """Delete the fleet of CA ``ca_certificate_id`` (see the module docstring); return what was done."""
+    report: dict = {
+        "caCertificateId": ca_certificate_id,
+        "certificatesDeleted": [],
+        "thingsDeleted": [],
+        "thingsKept": [],
+        "policiesDetached": 0,
+        "policiesDeleted": [],
+        "stackPolicyDetachedFrom": [],
+        "caDeleted": False,
+        "caKept": keep_ca,
+    }
+    registered = api.describe_ca(ca_certificate_id) is not None
+    if registered and not keep_ca:  # no device may register (and be activated) while its fleet is deleted
+        api.update_ca(certificateId=ca_certificate_id, newStatus="INACTIVE", newAutoRegistrationStatus="DISABLE")
+
+    certificates = api.list_certificates_by_ca(ca_certificate_id)
+    ours = {cert["certificateArn"] for cert in certificates}
+    things: set[str] = set()
+    policies: set[str] = set()
+    for cert in certificates:
+        detached_policies, detached_things = _retire_certificate(api, cert)
+        report["policiesDetached"] += len(detached_policies)
+        policies.update(detached_policies)
+        things.update(detached_things)
+        if api.delete_certificate(cert["certificateId"]):
+            report["certificatesDeleted"].append(cert["certificateId"])
+        progress(1)
+
+    for thing in sorted(things):
+        if not _unused(api, thing, ours):
+            report["thingsKept"].append(thing)  # another CA's certificate still uses it
+        elif api.delete_thing(thing):
+            report["thingsDeleted"].append(thing)
+
+    if stack_policy:  # CloudFormation cannot delete a policy that is still attached anywhere
+        for target in sorted(set(api.list_targets_for_policy(stack_policy)) - ours):
+            if api.detach_policy(stack_policy, target):
+                report["stackPolicyDetachedFrom"].append(target)
+    for policy in sorted(policies - {stack_policy}):
+        made_by_jitp = JITP_POLICY_NAME.match(policy) is not None
+        if made_by_jitp and not set(api.list_targets_for_policy(policy)) - ours and api.delete_policy(policy):
+            report["policiesDeleted"].append(policy)
+
+    if registered and not keep_ca:
+        report["caDeleted"] = api.delete_ca_certificate(ca_certificate_id)
+    return report
+
+
+def empty_bucket(s3, bucket: str) -> int | None:
+    """Delete every object version and delete marker in ``bucket``; the count, or None if there is no bucket.
+
+    Listing repeats until a pass finds nothing, so objects written while it runs are deleted too.
+    """
+    from botocore.exceptions import ClientError
+
+    total = 0
+    try:
+        while True:
+            deleted = 0
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+                entries = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                keys = [{"Key": entry["Key"], "VersionId": entry["VersionId"]} for entry in entries]
+                for start in range(0, len(keys), S3_DELETE_BATCH):
+                    batch = keys[start : start + S3_DELETE_BATCH]
+                    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+                    if answer.get("Errors"):
+                        first = answer["Errors"][0]
+                        raise AwsError(
+                            f"S3 did not delete {len(answer['Errors'])} objects of {bucket}, "
+                            f"such as {first.get('Key')} ({first.get('Code')}: {first.get('Message')})."
+                        )
+                    deleted += len(batch)
+            total += deleted
+            if not deleted:
+                return total
+    except ClientError as exc:
+        if aws_error_code(exc) == "NoSuchBucket":
+            return None
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        raise AwsError(f"S3 refused to empty {bucket} ({aws_error_code(exc)}): {message.rstrip('.')}.") from exc
+
+
+def bucket_exists(s3, bucket: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if aws_error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise AwsError(f"S3 refused head_bucket for {bucket} ({aws_error_code(exc)}).") from exc
+    return True
+
+
+def check_archive_bucket(stack_name: str, stack: StackInfo | None, bucket: str) -> None:
+    """Refuse to empty a bucket that is not the stack's archive (such as the SAM artifact bucket)."""
+    if stack is None:
+        raise InvalidInputError(
+            f"There is no stack {stack_name}, so {bucket} cannot be checked to be its archive bucket; "
+            "refusing to empty it."
+        )
+    if stack.archive_bucket != bucket:
+        raise InvalidInputError(
+            f"{bucket} is not the archive bucket of stack {stack_name} (its ArchiveBucketName output is "
+            f"{stack.archive_bucket or 'missing'}); refusing to empty it."
+        )

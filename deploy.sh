@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Deploy the jitr-kit stack for a CA of its own and mint one device certificate. Safe to re-run:
+# the CA, its registration and the device are reused, and the stack is updated only when needed.
+#
+# Order (JITR and JITP alike): create the CA -> deploy the stack with the CA's id -> register the CA
+# -> mint. The CA's id is the SHA-256 of its DER certificate, known before AWS IoT registers it, so
+# the stack goes first: under JITR the activation rule listens before the CA auto-registers anyone,
+# and JITP needs the stack's ProvisioningRoleArn to register. Should AWS IoT answer another id,
+# the stack is deployed again with it.
+#
+# Environment: PROVISIONING=jitr|jitp (default jitr), PKI_ROOT (default pki: the CA goes to
+# PKI_ROOT/STACK), JITR_PASSPHRASE_ENV (name of the variable holding the CA key passphrase),
+# JITR and SAM (the commands to run), AWS_ENDPOINT_URL (set: the local emulator, 'jitr local
+# deploy' instead of 'sam deploy'; SAM_BUCKET is then unused), JITR_MQTT_ENDPOINT and JITR_ROOT_CA
+# (printed in the connect line; 'eval "$(jitr local env)"' sets them for the emulator).
+set -euo pipefail
+
+usage() {
+  echo "usage: $0 STACK SAM_BUCKET COUNTRY_CODE THING_NAME   (PROVISIONING=jitr|jitp)" >&2
+  echo "  STACK [A-Za-z][A-Za-z0-9-]*, SAM_BUCKET for sam deploy's artifacts, COUNTRY_CODE such as DE," >&2
+  echo "  THING_NAME [a-zA-Z0-9:_-]{1,64}" >&2
+  exit 2
+}
+bad() { echo "$0: $*" >&2; usage; }
+die() { echo "$0: error: $*" >&2; exit 1; }
+step() { echo "==> $*"; }
+json_field() { # json_field PATH < JSON, PATH such as outputs.ProvisioningRoleArn or 0.certificateId
+  "${PYTHON:-python3}" -c 'import json, sys
+value = json.load(sys.stdin)
+for key in sys.argv[1].split("."):
+    value = value[int(key)] if isinstance(value, list) else (value or {}).get(key)
+print("" if value is None else value)' "$1"
+}
+
+[ $# -eq 4 ] || bad "expected 4 arguments, got $#"
+STACK=$1 SAM_BUCKET=$2 COUNTRY=$3 THING=$4
+[[ $STACK =~ ^[A-Za-z][A-Za-z0-9-]{0,127}$ ]] || bad "invalid STACK '$STACK'"
+[[ $SAM_BUCKET =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] || bad "invalid SAM_BUCKET '$SAM_BUCKET'"
+[[ $COUNTRY =~ ^[A-Z]{2}$ ]] || bad "invalid COUNTRY_CODE '$COUNTRY': two upper-case letters"
+[[ $THING =~ ^[a-zA-Z0-9:_-]{1,64}$ ]] || bad "invalid THING_NAME '$THING'"
+PROVISIONING=${PROVISIONING:-jitr}
+case $PROVISIONING in
+  jitr) MODE=JITR ;;
+  jitp) MODE=JITP ;;
+  *) bad "PROVISIONING must be jitr or jitp, not '$PROVISIONING'" ;;
+esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TEMPLATE=$ROOT/sam/template.yaml
+JITR=${JITR:-jitr}
+SAM=${SAM:-sam}
+PKI=${PKI_ROOT:-pki}/$STACK
+EMULATOR=${AWS_ENDPOINT_URL:+yes}
+# One region for jitr and sam alike (sam reads only AWS_DEFAULT_REGION or the profile; jitr defaults to us-east-1).
+export AWS_REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}
+secret=()
+if [ -n "${JITR_PASSPHRASE_ENV:-}" ]; then secret=(--passphrase-env "$JITR_PASSPHRASE_ENV"); fi
+command -v "$JITR" >/dev/null || die "'$JITR' not found: run 'make deps' and use .venv/bin/jitr (or set JITR)"
+[ -n "$EMULATOR" ] || command -v "$SAM" >/dev/null || die "'$SAM' not found: install the AWS SAM CLI (or set SAM)"
+
+deploy_stack() { # deploy_stack CA_ID
+  if [ -n "$EMULATOR" ]; then
+    # 'jitr local deploy' replaces a stack (and its archive) from scratch: only when the CA changed.
+    deployed=$("$JITR" fleet describe --stack "$STACK" --json | json_field parameters.CaCertificateId)
+    if [ "$deployed" = "$1" ]; then
+      step "stack $STACK is already in the emulator for CA $1"
+      return
+    fi
+    step "deploying stack $STACK into the emulator at $AWS_ENDPOINT_URL"
+    "$JITR" local deploy --stack "$STACK" --template "$TEMPLATE" --parameter-overrides "CaCertificateId=$1"
+  else
+    step "deploying stack $STACK with sam deploy in $AWS_REGION"
+    "$SAM" deploy --template-file "$TEMPLATE" --stack-name "$STACK" --s3-bucket "$SAM_BUCKET" --region "$AWS_REGION" \
+      --capabilities CAPABILITY_IAM --parameter-overrides "CaCertificateId=$1" --no-fail-on-empty-changeset
+  fi
+}
+
+if [ -f "$PKI/ca.json" ]; then
+  step "reusing the CA in $PKI"
+else
+  step "creating a CA (country $COUNTRY) in $PKI"
+  "$JITR" ca init --dir "$PKI" --country "$COUNTRY" --intermediate ${secret[@]+"${secret[@]}"}
+fi
+signer=$PKI/certs/intermediate-ca.pem
+[ -f "$signer" ] || signer=$PKI/certs/root-ca.pem
+ca_id=$("$JITR" ca show --json "$signer" | json_field 0.certificateId)
+
+deploy_stack "$ca_id"
+
+register=("$JITR" ca register --dir "$PKI" --json ${secret[@]+"${secret[@]}"})
+if [ "$PROVISIONING" = jitp ]; then
+  role=$("$JITR" fleet describe --stack "$STACK" --json | json_field outputs.ProvisioningRoleArn)
+  [ -n "$role" ] || die "stack $STACK has no ProvisioningRoleArn output"
+  register+=(--jitp --role-arn "$role")
+fi
+step "registering CA $ca_id for $MODE"
+registered=$("${register[@]}" | json_field caCertificateId)
+if [ "$registered" != "$ca_id" ]; then
+  step "AWS IoT registered the CA as $registered: deploying the stack again with that id"
+  deploy_stack "$registered"
+fi
+
+chain=$PKI/devices/certs/$THING.chain.pem
+key=$PKI/devices/private/$THING.key
+if [ -f "$chain" ] && [ -f "$key" ]; then
+  step "reusing the certificate of $THING"
+else
+  step "minting the certificate of $THING"
+  "$JITR" device mint --dir "$PKI" --thing "$THING" --country "$COUNTRY" ${secret[@]+"${secret[@]}"}
+fi
+
+endpoint=${JITR_MQTT_ENDPOINT:-$("$JITR" fleet endpoint)}
+connect=("$JITR" device connect --endpoint "$endpoint" --cert "$chain" --key "$key")
+if [ -n "${JITR_ROOT_CA:-}" ]; then connect+=(--root-ca "$JITR_ROOT_CA"); fi
+echo
+echo "Stack $STACK is deployed for CA $registered ($MODE). Connect $THING with:"
+printf ' %q' "${connect[@]}"
+echo
