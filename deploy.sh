@@ -60,7 +60,7 @@ command -v "$JITR" >/dev/null || die "'$JITR' not found: run 'make deps' and use
 
 deploy_stack() { # deploy_stack CA_ID
   if [ -n "$EMULATOR" ]; then
-    # 'jitr local deploy' replaces a stack (and its archive) from scratch: only when the CA changed.
+    # 'jitr local deploy' replaces the stack's resources (keeping its archive bucket): only when the CA changed.
     deployed=$("$JITR" fleet describe --stack "$STACK" --json | json_field parameters.CaCertificateId)
     if [ "$deployed" = "$1" ]; then
       step "stack $STACK is already in the emulator for CA $1"

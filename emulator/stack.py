@@ -23,6 +23,9 @@ from emulator.stack_template import LOCAL_CODE_BUCKET, Resolver, TemplateError, 
 
 RECORD_PREFIX = "/jitr/local/stacks/"
 _CAMEL = {"Sql": "sql", "AwsIotSqlVersion": "awsIotSqlVersion"}
+BUCKET = "AWS::S3::Bucket"
+# Error codes meaning "already deleted": destroying it again is done, not a failure.
+_GONE = {"ResourceNotFoundException", "NoSuchEntity", "NoSuchBucket", "NoSuchBucketPolicy", "NotFoundException"}
 
 
 class StackError(JitrError):
@@ -104,8 +107,16 @@ class StackDeployer:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", stack):
             raise StackError(f"Invalid stack name {stack!r}: use letters, digits and hyphens, starting with a letter.")
         template, code_dirs = load_sam(template_path, overrides)
-        if self.record(stack) is not None:
-            self.destroy(stack)
+        previous = self.record(stack)
+        kept: dict[str, dict] = {}
+        if previous is not None:  # an update: everything is replaced but the buckets, which keep their objects
+            kept = {
+                item["logicalId"]: item
+                for item in previous["resources"]
+                if item["type"] == BUCKET and self._bucket_exists(item["physicalId"])
+            }
+            self._delete_all([item for item in previous["resources"] if item["logicalId"] not in kept])
+            self._save(stack, {**previous, "resources": list(kept.values())})
         pseudo = {
             "AWS::Region": self.region,
             "AWS::AccountId": self.account_id,
@@ -125,6 +136,11 @@ class StackDeployer:
                 if "Condition" in resource and not resolver.conditions[resource["Condition"]]:
                     continue
                 props = resolver.resolve(resource.get("Properties") or {})
+                old = kept.pop(name, None) if resource["Type"] == BUCKET else None
+                if old is not None and props.get("BucketName", old["physicalId"]) == old["physicalId"]:
+                    props = {**props, "BucketName": old["physicalId"], "_keep": True}
+                elif old is not None:  # renamed: the old bucket goes once the new stack stands
+                    kept[name] = old
                 physical, attrs = self._create(stack, name, resource["Type"], props, code_dirs)
                 values[name] = physical
                 attributes[name] = attrs
@@ -133,13 +149,24 @@ class StackDeployer:
                 )
             outputs = {k: resolver.resolve(v["Value"]) for k, v in (template.get("Outputs") or {}).items()}
         except Exception as exc:
-            self._delete_all(created)
+            self._delete_all([item for item in created if not item["attributes"].get("kept")])
+            if previous is not None:
+                survivors = [i for i in created if i["attributes"].get("kept")] + list(kept.values())
+                self._save(stack, {**previous, "resources": survivors})
             if isinstance(exc, JitrError):
                 raise
             raise StackError(f"Deploying stack {stack} failed: {exc}.") from exc
         record = {"stack": stack, "resources": created, "outputs": outputs, "parameters": dict(overrides)}
         self._save(stack, record)
+        self._delete_all(list(kept.values()))  # buckets the new template no longer declares under that name
         return record
+
+    def _bucket_exists(self, name: str) -> bool:
+        try:
+            self.client("s3").head_bucket(Bucket=name)
+        except Exception:
+            return False
+        return True
 
     @staticmethod
     def _attribute(attributes: Mapping[str, dict], resource: str, attribute: str) -> Any:
@@ -178,9 +205,20 @@ class StackDeployer:
                 if deleter is not None:
                     deleter(self, item)
             except Exception as exc:  # keep deleting the rest; report at the end
-                errors.append(f"{item['logicalId']}: {exc}")
+                code = _error_code(exc)
+                if code == "BucketNotEmpty":
+                    errors.append(
+                        f"{item['logicalId']}: bucket {item['physicalId']} is not empty (delete.sh empties it)"
+                    )
+                elif code not in _GONE:
+                    errors.append(f"{item['logicalId']}: {exc}")
         if errors:
             raise StackError("Some resources could not be deleted: " + "; ".join(errors))
+
+
+def _error_code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    return (response or {}).get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
 # -- one creator and one deleter per resource type ------------------------------------------------------
@@ -250,10 +288,11 @@ def _bucket(d: StackDeployer, stack, logical, props, _code):
     params = {"Bucket": name}
     if d.region != "us-east-1":
         params["CreateBucketConfiguration"] = {"LocationConstraint": d.region}
-    try:
-        s3.create_bucket(**params)
-    except s3.exceptions.BucketAlreadyOwnedByYou as exc:
-        raise AlreadyExistsError(f"Bucket {name} already exists; choose another ArchiveBucketName.") from exc
+    if not props.get("_keep"):  # a bucket kept from the stack's previous deploy is only reconfigured
+        try:
+            s3.create_bucket(**params)
+        except s3.exceptions.BucketAlreadyOwnedByYou as exc:
+            raise AlreadyExistsError(f"Bucket {name} already exists; choose another ArchiveBucketName.") from exc
     if "BucketEncryption" in props:
         rules = [  # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault
             {("Apply" + k if k == "ServerSideEncryptionByDefault" else k): v for k, v in rule.items()}
@@ -266,7 +305,8 @@ def _bucket(d: StackDeployer, stack, logical, props, _code):
         s3.put_bucket_versioning(
             Bucket=name, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]}
         )
-    return name, {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+    attributes = {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+    return name, {**attributes, "kept": True} if props.get("_keep") else attributes
 
 
 def _moto_enforceable(statement: dict) -> bool:
