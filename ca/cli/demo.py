@@ -1,29 +1,48 @@
-"""``jitr demo``: the kit's loop, step by step with timings, on this machine only."""
+"""``jitr demo``: the kit's whole loop, step by step with timings, against an in-process emulator.
+
+CA -> registration (JITR) -> stack -> a device's first connect dropped -> the Lambda activates it
+-> reconnect and publish -> the archived S3 object; then a batch of devices minted and verified.
+Everything runs on this machine, on loopback ports, with the same calls the kit makes against AWS.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ca import manifest
+from ca.aws import IotApi, make_session
 from ca.batch import BatchRequest, mint_batch, numbered_names
 from ca.certificates import certificate_id, load_certificates, to_pem
 from ca.cli.common import handle_errors
-from ca.errors import AlreadyExistsError
+from ca.errors import AlreadyExistsError, AwsError
 from ca.files import create_file, write_files
 from ca.issue import Issuer, issue_root, make_name
 from ca.keys import generate_key, private_key_pem
 from ca.mint import mint_device
+from ca.registration import RegistrationRequest, register_ca
 from ca.store import CaMaterial, CaMetadata, PkiStore
 from ca.verify import verify_chain
+from device.backoff import Backoff
+from device.client import ConnectOptions, Messages, run_device
+from device.endpoint import Endpoint
+from device.errors import NotActivatedError
+from device.identity import identity_from_files
 
 MARKER = ".jitr-demo"  # only folders carrying it are wiped by a re-run
+STACK = "jitr-demo"
+THING = "demo-device-1"
+TEMPLATE = Path(__file__).resolve().parents[2] / "sam" / "template.yaml"
+WAIT = 30.0  # seconds the demo waits for the Lambda or the archive before it calls the step failed
 
 
 class Steps:
@@ -37,7 +56,7 @@ class Steps:
         self.number += 1
         began = time.perf_counter()
         detail = action()
-        typer.echo(f"[{self.number}] {title:<48} {time.perf_counter() - began:7.3f} s  {detail}")
+        typer.echo(f"[{self.number}] {title:<46} {time.perf_counter() - began:7.3f} s  {detail}")
 
     def total(self) -> float:
         return time.perf_counter() - self.started
@@ -52,68 +71,191 @@ def _fresh(directory: Path) -> None:
     create_file(directory / MARKER, b"made by jitr demo; a re-run replaces this folder\n")
 
 
+@contextlib.contextmanager
+def _pointed_at(environment: dict[str, str]) -> Iterator[None]:
+    """boto3 and the kit talk to the emulator while the demo runs; the caller's environment comes back after."""
+    saved = {name: os.environ.get(name) for name in [*environment, "AWS_PROFILE"]}
+    os.environ.update(environment)
+    os.environ.pop("AWS_PROFILE", None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _until(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AwsError(f"Gave up after {timeout:.0f} s waiting for {what}.")
+
+
+class DemoLoop:
+    """The loop's steps; each returns the line the demo prints about it."""
+
+    def __init__(self, directory: Path, devices: int) -> None:
+        self.directory = directory
+        self.devices = devices
+        self.pki = PkiStore(directory / "pki")
+        self.now = dt.datetime.now(dt.UTC)
+        self.state: dict[str, Any] = {}
+        self.iot: Any = None  # the LocalIot once started
+
+    # -- the emulator, the CA and the cloud side ---------------------------------------------------
+
+    def start_emulator(self) -> str:
+        from emulator.local import LocalIot, Options
+
+        self.iot = LocalIot(Options(state_dir=self.directory / "local-iot", lambda_retry_delays=(0.5, 1.0))).start()
+        info = self.iot.info()
+        return f"AWS API {info['aws_endpoint_url']}, MQTT/TLS {info['mqtt_host']}:{info['mqtt_port']}"
+
+    def create_ca(self) -> str:
+        root_key, inter_key = generate_key("ec-p256"), generate_key("ec-p256")
+        root = issue_root(root_key, make_name("jitr-kit Demo Root", org="Demo", country="DE"), now=self.now, days=3650)
+        inter = Issuer(root, root_key).issue_intermediate(
+            inter_key.public_key(),
+            make_name("jitr-kit Demo Intermediate", org="Demo", country="DE"),
+            now=self.now,
+            days=3650,
+        )
+        self.pki.create(
+            CaMaterial(root, root_key, inter, inter_key),
+            CaMetadata("ec-p256", "DE", "Demo", "intermediate", None, 3650),
+            None,
+        )
+        self.state["issuer"] = self.pki.signer(None)
+        return f"intermediate {certificate_id(inter)[:16]}… signs devices"
+
+    def register(self) -> str:
+        self.state["iot_api"] = api = IotApi.connect()
+        record = register_ca(api, self.pki, RegistrationRequest(), passphrase=None, now=self.now)
+        self.state["ca_id"] = record["caCertificateId"]
+        return f"caCertificateId {record['caCertificateId'][:16]}…, ACTIVE, auto-registration on"
+
+    def deploy(self) -> str:
+        from emulator.stack import StackDeployer
+
+        record = StackDeployer(make_session()).deploy(TEMPLATE, STACK, {"CaCertificateId": self.state["ca_id"]})
+        self.state["bucket"] = record["outputs"]["ArchiveBucketName"]
+        return f"{len(record['resources'])} resources; archive bucket {self.state['bucket']}"
+
+    # -- one device's first connect ----------------------------------------------------------------
+
+    def mint_one(self) -> str:
+        identity = mint_device(self.state["issuer"], THING, country="DE", now=self.now, days=365)
+        out = self.directory / "devices"
+        write_files(out, identity.files())
+        self.state["chain"], self.state["key"] = out / manifest.chain_path(THING), out / manifest.key_path(THING)
+        return f"{self.state['chain']}"
+
+    def _connect(self, backoff: Backoff, messages: Messages):
+        info = self.iot.info()
+        return run_device(
+            identity_from_files(self.state["chain"], self.state["key"]),
+            Endpoint(info["mqtt_host"], info["mqtt_port"]),
+            root_ca=Path(info["endpoint_ca"]),
+            messages=messages,
+            options=ConnectOptions(backoff=backoff),
+        )
+
+    def first_connect(self) -> str:
+        result = self._connect(Backoff(base=0.1, cap=0.1, attempts=1), Messages(count=0))
+        if not isinstance(result.error, NotActivatedError):
+            raise AwsError(f"The first connect should be dropped under JITR, but it ended {result.outcome}.")
+        status = self._certificate()["certificateDescription"]["status"]
+        return f"dropped before CONNACK; certificate registered {status}"
+
+    def _certificate(self) -> dict:
+        cert_id = certificate_id(load_certificates(self.state["chain"].read_bytes())[0])
+        return self.state["iot_api"].call("describe_certificate", certificateId=cert_id)
+
+    def activation(self) -> str:
+        description = _until(
+            "the activation Lambda",
+            lambda: (d := self._certificate()["certificateDescription"])["status"] == "ACTIVE" and d,
+        )
+        things = self.state["iot_api"].list_principal_things(description["certificateArn"])
+        policies = self.state["iot_api"].list_attached_policies(description["certificateArn"])
+        return f"ACTIVE; thing {', '.join(things)}; policy {', '.join(policies)}"
+
+    def reconnect_and_publish(self) -> str:
+        result = self._connect(Backoff(base=0.2, cap=2.0, attempts=10), Messages(count=1))
+        result.raise_for_error()
+        return (
+            f"accepted on attempt {len(result.attempts)}, PUBACK after "
+            f"{result.time_to_first_publish:.3f} s to {result.topic}"
+        )
+
+    def archived(self) -> str:
+        s3 = make_session().client("s3")
+        bucket = self.state["bucket"]
+        contents = _until("the archive rule", lambda: s3.list_objects_v2(Bucket=bucket).get("Contents"))
+        key = contents[0]["Key"]
+        body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return f"s3://{bucket}/{key} = {json.dumps(body)}"
+
+    # -- manufacturing a batch ---------------------------------------------------------------------
+
+    def mint_many(self) -> str:
+        issuer = self.state["issuer"]
+        result = mint_batch(
+            numbered_names("demo-", self.devices),
+            ca_cert_pem=to_pem(issuer.certificate),
+            ca_key_pem=private_key_pem(issuer.key),
+            passphrase=None,
+            request=BatchRequest(out=self.directory / "fleet", fmt="files", workers=2),
+            now=self.now,
+        )
+        self.state["manifest"] = result.manifest
+        return f"{result.count} devices, {result.count / result.seconds:,.0f}/s -> {result.manifest}"
+
+    def verify_all(self) -> str:
+        root = self.pki.root_certificate()
+        count = 0
+        for entry in manifest.read_manifest(self.state["manifest"]):
+            certs = load_certificates(entry.chain_pem())
+            verify_chain(certs[0], root=root, intermediates=certs[1:])
+            count += 1
+        return f"{count} chains verify up to the root"
+
+    def stop(self) -> None:
+        if self.iot is not None:
+            self.iot.stop()
+            self.iot = None
+
+
 @handle_errors
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes (replaced on each run).")] = Path(
         "demo-output"
     ),
-    devices: Annotated[int, typer.Option("--devices", min=1, help="Devices in the demo batch.")] = 1000,
+    devices: Annotated[int, typer.Option("--devices", min=1, help="Devices in the demo's minted batch.")] = 1000,
 ) -> None:
-    """Run the loop locally: a CA with an intermediate, devices minted and verified."""
+    """Run the whole loop locally against the emulator: CA, JITR registration, stack, first connect
+    dropped, Lambda activation, reconnect, publish, archived S3 object; then a batch minted and verified."""
     _fresh(directory)
-    pki = PkiStore(directory / "pki")
-    steps = Steps()
-    now = dt.datetime.now(dt.UTC)
-    state: dict = {}
-
-    def create_ca() -> str:
-        root_key, inter_key = generate_key("ec-p256"), generate_key("ec-p256")
-        root = issue_root(root_key, make_name("jitr-kit Demo Root", org="Demo", country="DE"), now=now, days=3650)
-        inter = Issuer(root, root_key).issue_intermediate(
-            inter_key.public_key(),
-            make_name("jitr-kit Demo Intermediate", org="Demo", country="DE"),
-            now=now,
-            days=3650,
-        )
-        pki.create(
-            CaMaterial(root, root_key, inter, inter_key),
-            CaMetadata("ec-p256", "DE", "Demo", "intermediate", None, 3650),
-            None,
-        )
-        state["issuer"] = pki.signer(None)
-        return f"intermediate {certificate_id(inter)[:16]}… signs devices"
-
-    def mint_one() -> str:
-        identity = mint_device(state["issuer"], "demo-device-1", country="DE", now=now, days=365)
-        write_files(directory / "devices", identity.files())
-        state["one"] = directory / "devices" / manifest.chain_path("demo-device-1")
-        return f"{state['one']}"
-
-    def mint_many() -> str:
-        result = mint_batch(
-            numbered_names("demo-", devices),
-            ca_cert_pem=to_pem(state["issuer"].certificate),
-            ca_key_pem=private_key_pem(state["issuer"].key),
-            passphrase=None,
-            request=BatchRequest(out=directory / "fleet", fmt="files", workers=2),
-            now=now,
-        )
-        state["manifest"] = result.manifest
-        return f"{result.count} devices, {result.count / result.seconds:,.0f}/s -> {result.manifest}"
-
-    def verify_all() -> str:
-        root = pki.root_certificate()
-        chain = load_certificates(state["one"].read_bytes())
-        verify_chain(chain[0], root=root, intermediates=chain[1:])
-        count = 0
-        for entry in manifest.read_manifest(state["manifest"]):
-            certs = load_certificates(entry.chain_pem())
-            verify_chain(certs[0], root=root, intermediates=certs[1:])
-            count += 1
-        return f"{count + 1} chains verify up to the root"
-
-    steps.run("Create a root CA and an intermediate", create_ca)
-    steps.run("Mint one device (key, certificate, chain)", mint_one)
-    steps.run(f"Mint a batch of {devices} devices", mint_many)
-    steps.run("Verify every device chain (RFC 5280)", verify_all)
+    loop, steps = DemoLoop(directory, devices), Steps()
+    try:
+        steps.run("Start the local AWS IoT Core (loopback)", loop.start_emulator)
+        with _pointed_at(loop.iot.environment()):
+            steps.run("Create a root CA and an intermediate", loop.create_ca)
+            steps.run("Register the intermediate for JITR", loop.register)
+            steps.run(f"Deploy stack {STACK} (sam/template.yaml)", loop.deploy)
+            steps.run(f"Mint {THING} (key, certificate, chain)", loop.mint_one)
+            steps.run("First connect: JITR drops it", loop.first_connect)
+            steps.run("The activation Lambda activates it", loop.activation)
+            steps.run("Reconnect and publish", loop.reconnect_and_publish)
+            steps.run("The archive rule wrote it to S3", loop.archived)
+    finally:
+        loop.stop()
+    steps.run(f"Mint a batch of {devices} devices", loop.mint_many)
+    steps.run("Verify every device chain (RFC 5280)", loop.verify_all)
     typer.echo(f"Done in {steps.total():.2f} s. Everything is in {directory}/.")

@@ -112,19 +112,3 @@ def test_help_explains_every_command(jitr):
         result = jitr(*args)
         assert result.exit_code == 0
         assert "Usage" in result.stdout
-
-
-def test_demo_runs_the_ca_loop_and_can_run_again(jitr, tmp_path):
-    for _ in range(2):  # the second run replaces what the first made
-        result = jitr("demo", "--dir", tmp_path / "demo", "--devices", "20")
-        assert result.exit_code == 0, result.output
-        assert "21 chains verify up to the root" in result.stdout
-    assert len((tmp_path / "demo/fleet/manifest.jsonl").read_text().splitlines()) == 20
-
-
-def test_demo_refuses_to_wipe_a_folder_it_did_not_make(jitr, tmp_path):
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine/keep.txt").write_text("precious")
-    result = jitr("demo", "--dir", tmp_path / "mine")
-    assert result.exit_code == 4
-    assert (tmp_path / "mine/keep.txt").read_text() == "precious"
