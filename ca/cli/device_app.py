@@ -29,7 +29,9 @@ from device.identity import chain_warning, identity_from_files
 from device.report import FleetProgress, check_table, count_devices, describe_result, describe_summary
 from device.simulate import simulate_manifest
 
-app = typer.Typer(help="Mint device certificates, sign CSRs, and connect, simulate or check devices.", no_args_is_help=True)
+app = typer.Typer(
+    help="Mint device certificates, sign CSRs, and connect, simulate or check devices.", no_args_is_help=True
+)
 
 CountryOption = Annotated[
     str | None, typer.Option("--country", help="Country (C) of the device certificates; default: the CA's country.")
