@@ -25,8 +25,11 @@ from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.protocol import broker_handler
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.session import Session
 from amqtt.utils import gen_client_id
+from transitions import MachineError
 
 from emulator import tls
 from emulator.mqtt_hooks import ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
@@ -58,6 +61,44 @@ def _is_wildcard(topic_filter: str) -> bool:
     return "+" in topic_filter or "#" in topic_filter
 
 
+class _SessionStates:
+    """amqtt's per-session state machine (new, connected, disconnected) with the triggers and callbacks its
+    ``transitions.Machine`` has, which costs half a millisecond of the broker's loop to build per connection."""
+
+    _NEXT = {
+        "connect": {"new": "connected", "disconnected": "connected"},
+        "disconnect": {"new": "disconnected", "connected": "disconnected", "disconnected": "disconnected"},
+    }
+
+    def __init__(self, session: Session) -> None:
+        self._session, self.state = session, "new"
+
+    def is_connected(self) -> bool:
+        return self.state == "connected"
+
+    def connect(self) -> bool:
+        return self._trigger("connect")
+
+    def disconnect(self) -> bool:
+        return self._trigger("disconnect")
+
+    def _trigger(self, event: str) -> bool:
+        dest = self._NEXT[event].get(self.state)
+        if dest is None:
+            raise MachineError(f"Can't trigger event {event} from state {self.state}!")
+        self.state = dest
+        (self._session._on_enter_connected if dest == "connected" else self._session._on_enter_disconnected)()
+        return True
+
+
+class _Session(Session):
+    def _init_states(self) -> None:
+        self.transitions = _SessionStates(self)
+
+
+broker_handler.Session = _Session  # the class amqtt's broker makes each connection's session of
+
+
 class _Replay(ReaderAdapter):
     """A reader that first gives back the bytes already read from ``inner``."""
 
@@ -68,6 +109,8 @@ class _Replay(ReaderAdapter):
         if not self._prefix:
             return await self._inner.read(n)
         head, self._prefix = (self._prefix, b"") if n < 0 else (self._prefix[:n], self._prefix[n:])
+        if not self._prefix:
+            self.read = self._inner.read  # replayed: later reads (several per packet) go straight to the stream
         missing = -1 if n < 0 else n - len(head)
         return head + (await self._inner.read(missing) if missing else b"")
 
@@ -312,6 +355,10 @@ class _AwsIotBroker(_AmqttBroker):
         if retain:
             await self.retain_message(session, topic, payload, min(qos, MAX_QOS))
         self.dispatch.notify(self.dispatch.hooks.on_message, info, topic, payload)
+
+    def has_subscriber(self, topic: str) -> bool:
+        """Whether any session, connected or persistent, subscribes to a filter matching ``topic`` (any thread)."""
+        return any(f == topic or (_is_wildcard(f) and self._matches(topic, f)) for f in list(self._subscriptions))
 
     async def publish_internal(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """A message from the emulator itself: no policy check, but subscribers' iot:Receive and the rules apply."""

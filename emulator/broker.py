@@ -10,6 +10,7 @@ AWS IoT Core's own rules, and the amqtt internals this ties to, live in :mod:`em
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 from pathlib import Path
@@ -113,7 +114,7 @@ class Broker:
             thread.join(10)
         loop.close()
 
-    def _run(self, coro: Any, timeout: float = 10.0) -> Any:
+    def _run(self, coro: Any, timeout: float = 10.0, *, wait: bool = True) -> Any:
         loop, server = self._loop, self._server
         if loop is None or server is None:
             coro.close()
@@ -123,17 +124,32 @@ class Broker:
             self._dispatch.tasks.add(task)
             task.add_done_callback(self._dispatch.tasks.discard)
             return None
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        if not wait:
+            future.add_done_callback(_log_failure)
+            return None
+        return future.result(timeout)
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
-        """Publish as the emulator (``$aws/events/...``, rule republish): no policy check, rules see it."""
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *, wait: bool = True
+    ) -> None:
+        """Publish as the emulator (``$aws/events/...``, rule republish): no policy check, rules see it.
+
+        With ``wait=False`` it returns once the message is queued on the broker's loop, where it keeps its
+        place among the caller's publishes: what the emulator's own hooks use, so that a connect or an event
+        never waits for the loop, which is busy with every client's traffic.
+        """
         if not topic or _is_wildcard(topic):
             raise ValueError(f"Cannot publish to {topic!r}: a topic name has no wildcards and is not empty.")
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
-        server = self._server
-        if server is None:
+        server, dispatch = self._server, self._dispatch
+        if server is None or dispatch is None:
             raise BrokerNotRunningError("The MQTT broker is not running.")
-        self._run(server.publish_internal(topic, data, qos, retain))
+        hook = dispatch.hooks.on_message
+        if not wait and not retain and not inspect.iscoroutinefunction(hook) and not server.has_subscriber(topic):
+            dispatch.notify(hook, None, topic, data)  # no subscriber: straight to the rules, as the loop would
+            return
+        self._run(server.publish_internal(topic, data, qos, retain), wait=wait)
 
     def disconnect_client(self, client_id: str) -> bool:
         """Close a client's connection (its on_disconnect reason: SERVER_INITIATED_DISCONNECT)."""
@@ -148,6 +164,11 @@ class Broker:
         if server is None:
             return []
         return [cid for cid, (s, _h) in list(server.sessions.items()) if s.transitions.is_connected()]
+
+
+def _log_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("A message the emulator published was not routed: %r", future.exception())
 
 
 def _quiet_handshake_errors(loop: asyncio.AbstractEventLoop, context: dict) -> None:

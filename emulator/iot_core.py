@@ -104,7 +104,7 @@ class IotCore:
             return self._auto_register(info, leaf, cert_id, ca)
         if known.status != ACTIVE:
             return Verdict(ConnectDecision.REFUSE, f"certificate {known.status}")
-        return self._authorize_connect(info, cert_id, known.arn)
+        return self._authorize_connect(info, leaf, cert_id, known.arn)
 
     def _first_connect(self, info: SessionInfo, leaf: x509.Certificate, cert_id: str) -> Verdict:
         ca = self.registry.issuing_ca(leaf)
@@ -131,7 +131,7 @@ class IotCore:
             if done.status != ACTIVE or self.settings.jitp_drops_first_connect:
                 return Verdict(ConnectDecision.DROP, f"JITP provisioned {done.thing_name}, certificate {done.status}")
             device = self.registry.certificate(cert_id)
-            return self._authorize_connect(info, cert_id, device.arn)
+            return self._authorize_connect(info, leaf, cert_id, device.arn)
         device = self.registry.register_certificate(leaf, ca_certificate_id=ca.id)
         created = self.registry.backend.certificates[cert_id].creation_date  # moto keeps naive UTC
         registered_ms = calendar.timegm(created.utctimetuple()) * 1000 + created.microsecond // 1000
@@ -150,11 +150,13 @@ class IotCore:
             raise ProvisioningError(f"provisioning template {config['templateName']} does not exist")
         return template.body
 
-    def _authorize_connect(self, info: SessionInfo, cert_id: str, cert_arn: str) -> Verdict:
-        things = self.registry.things_for(cert_arn)
-        thing_name = info.client_id if info.client_id in things else (things[0] if len(things) == 1 else None)
+    def _authorize_connect(self, info: SessionInfo, leaf: x509.Certificate, cert_id: str, cert_arn: str) -> Verdict:
+        if self.registry.is_attached(cert_arn, info.client_id):  # the usual case, found without a scan
+            thing_name = info.client_id
+        else:
+            things = self.registry.things_for(cert_arn)
+            thing_name = things[0] if len(things) == 1 else None
         thing = self.registry.thing(thing_name) if thing_name else None
-        leaf = x509.load_der_x509_certificate(info.certificate)
         ctx = policy.RequestContext(
             region=self.settings.region,
             account_id=self.settings.account_id,

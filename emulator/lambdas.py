@@ -2,8 +2,10 @@
 
 There is no Docker here and the kit's functions need nothing beyond boto3, so the handler is
 imported from the function's zip (extracted once per code digest) and called in this process,
-with the function's environment plus ``AWS_ENDPOINT_URL`` pointing at the emulator. Invocations
-hold one lock while they run, because a handler reads ``os.environ``.
+with the function's environment plus ``AWS_ENDPOINT_URL`` pointing at the emulator. A handler reads
+``os.environ``, so invocations whose environments are the same (those of one function: what a burst of
+IoT events makes) run concurrently, like a function's warm containers on AWS, while an invocation
+needing another environment waits until they are done (:class:`_EnvironmentGate`).
 
 Asynchronous invocations (what an IoT rule's Lambda action makes) follow AWS's semantics: a
 function error is retried twice, after a delay (a minute and two on AWS; configurable here).
@@ -75,6 +77,50 @@ class _Context:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class _EnvironmentGate:
+    """``os.environ`` holds one function's environment at a time; invocations sharing it run together.
+
+    An invocation whose environment differs waits until the running ones are done, and from then on
+    newcomers wait behind it, so that no function starves another.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._current: frozenset | None = None
+        self._users = 0
+        self._waiting = 0  # invocations waiting their turn: while there are any, newcomers queue behind them
+        self._saved: dict[str, str | None] = {}
+
+    @contextlib.contextmanager
+    def applied(self, values: Mapping[str, str]) -> Iterator[None]:
+        key = frozenset(values.items())
+        with self._changed:
+            waited = False
+            while self._users and (self._current != key or (self._waiting and not waited)):
+                if not waited:
+                    self._waiting, waited = self._waiting + 1, True
+                self._changed.wait()
+            self._waiting -= waited
+            if self._users == 0:
+                self._saved = {name: os.environ.get(name) for name in values}
+                os.environ.update(values)
+                self._current = key
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._users -= 1
+                if self._users == 0:
+                    for name, value in self._saved.items():
+                        if value is None:
+                            os.environ.pop(name, None)
+                        else:
+                            os.environ[name] = value
+                    self._current = None
+                    self._changed.notify_all()
+
+
 class LambdaRuntime:
     def __init__(
         self,
@@ -84,13 +130,14 @@ class LambdaRuntime:
         endpoint_url: str,
         work_dir: Path,
         retry_delays: tuple[float, ...] = (1.0, 2.0),
-        workers: int = 4,
+        workers: int = 16,
     ) -> None:
         self.account_id, self.region, self.endpoint_url = account_id, region, endpoint_url
         self.work_dir = Path(work_dir)
         self.retry_delays = retry_delays
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="jitr-lambda")
-        self._env_lock = threading.Lock()
+        self._gate = _EnvironmentGate()
+        self._load_lock = threading.Lock()  # concurrent first invocations extract and import the code once
         self._handlers: dict[str, Callable] = {}
         self.invocations: list[Invocation] = []  # for tests and the demo: what ran, how often
 
@@ -123,42 +170,38 @@ class LambdaRuntime:
         code = getattr(function, "code_bytes", b"") or b""
         digest = hashlib.sha256(code).hexdigest()[:16]
         key = f"{function.function_name}-{digest}"
-        if key not in self._handlers:
-            folder = self.work_dir / key
-            if not folder.exists():
-                with zipfile.ZipFile(io.BytesIO(code)) as archive:
-                    archive.extractall(folder)
-            module_name, _, attribute = (function.handler or "app.lambda_handler").rpartition(".")
-            path = folder / (module_name.replace(".", "/") + ".py")
-            spec = importlib.util.spec_from_file_location(f"jitr_lambda_{key.replace('-', '_')}", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.path.insert(0, str(folder))  # the function's sibling modules import as on Lambda
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-            self._handlers[key] = getattr(module, attribute)
-        return self._handlers[key]
+        handler = self._handlers.get(key)
+        if handler is None:
+            with self._load_lock:
+                handler = self._handlers.get(key) or self._load(key, code, function.handler)
+                self._handlers[key] = handler
+        return handler
 
-    @contextlib.contextmanager
-    def _environment(self, variables: Mapping[str, str]) -> Iterator[None]:
-        values = {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": "emulator",
-            "AWS_SECRET_ACCESS_KEY": "emulator",
-            **variables,
-        }
-        with self._env_lock:
-            saved = {name: os.environ.get(name) for name in values}
-            os.environ.update(values)
-            try:
-                yield
-            finally:
-                for name, value in saved.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
+    def _load(self, key: str, code: bytes, handler_name: str | None) -> Callable:
+        folder = self.work_dir / key
+        if not folder.exists():
+            with zipfile.ZipFile(io.BytesIO(code)) as archive:
+                archive.extractall(folder)
+        module_name, _, attribute = (handler_name or "app.lambda_handler").rpartition(".")
+        path = folder / (module_name.replace(".", "/") + ".py")
+        spec = importlib.util.spec_from_file_location(f"jitr_lambda_{key.replace('-', '_')}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(folder))  # the function's sibling modules import as on Lambda
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return getattr(module, attribute)
+
+    def _environment(self, variables: Mapping[str, str]):
+        return self._gate.applied(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_ACCESS_KEY_ID": "emulator",
+                "AWS_SECRET_ACCESS_KEY": "emulator",
+                **variables,
+            }
+        )
 
     def invoke(self, name_or_arn: str, event: Any) -> Any:
         """Run the function once, synchronously; its exception propagates."""

@@ -6,6 +6,7 @@ the test fixture start.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +66,9 @@ class LocalIot:
             self.core = IotCore(registry, on_message=self.rules.handle, settings=settings)
             self.broker = Broker(self.core.hooks(), state_dir=state, port=self.options.mqtt_port)
             self.broker.start()
-            self.core.publish = self.broker.publish
-            self.rules.publish = self.broker.publish
+            publish = functools.partial(self.broker.publish, wait=False)  # hooks never wait for the loop
+            self.core.publish = publish
+            self.rules.publish = publish
             self.api.mqtt_endpoint = (ENDPOINT_HOST, self.broker.port)
         except BaseException:
             self.stop()

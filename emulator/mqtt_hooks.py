@@ -21,9 +21,10 @@ Any hook may be ``async def`` instead (it is then awaited on the loop). A hook l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -93,7 +94,7 @@ class HookDispatch:
         self.hooks = hooks
         self._loop = loop
         self._connect_pool = ThreadPoolExecutor(connect_workers, thread_name_prefix="mqtt-connect")
-        self._event_pool = ThreadPoolExecutor(1, thread_name_prefix="mqtt-events")
+        self._events = _EventThread()
         self.tasks: set[asyncio.Task] = set()
 
     async def decide(self, info: SessionInfo) -> ConnectDecision:
@@ -126,16 +127,40 @@ class HookDispatch:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             return
-        with contextlib.suppress(RuntimeError):  # the pool is shut down: the broker is stopping
-            self._event_pool.submit(self._run_event, hook, args)
-
-    @staticmethod
-    def _run_event(hook: Callable[..., Any], args: tuple) -> None:
-        try:
-            hook(*args)
-        except Exception:
-            log.exception("%s failed", getattr(hook, "__name__", hook))
+        self._events.put(hook, args)
 
     def close(self) -> None:
         self._connect_pool.shutdown(wait=False, cancel_futures=True)
-        self._event_pool.shutdown(wait=True)
+        self._events.close()
+
+
+class _EventThread:
+    """Runs event hooks one after another, in the order given, on one thread of its own.
+
+    A queue and a thread rather than a one-thread executor, which would make a Future for every message.
+    Once closed, what was queued before still runs; what comes after is dropped (the broker is stopping).
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="mqtt-events", daemon=True)
+        self._thread.start()
+
+    def put(self, hook: Callable[..., Any], args: tuple) -> None:
+        if not self._closed:
+            self._queue.put((hook, args))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            hook, args = item
+            try:
+                hook(*args)
+            except Exception:
+                log.exception("%s failed", getattr(hook, "__name__", hook))
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()

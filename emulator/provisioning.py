@@ -8,6 +8,7 @@ provisioning and leaves the certificate PENDING_ACTIVATION, the trap users fall 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -44,14 +45,27 @@ class Provisioned:
     status: str
 
 
-def certificate_parameters(cert: x509.Certificate) -> dict[str, str]:
-    """The ``AWS::IoT::Certificate::*`` values JITP takes from a device certificate."""
-    values = {f"{PREFIX}Id": certificate_id(cert)}
+def certificate_parameters(cert: x509.Certificate, cert_id: str | None = None) -> dict[str, str]:
+    """The ``AWS::IoT::Certificate::*`` values JITP takes from a device certificate (``cert_id``: its id, if known)."""
+    values = {f"{PREFIX}Id": cert_id or certificate_id(cert)}
+    subject = cert.subject
     for name, oid in _SUBJECT_PARAMETERS.items():
-        attributes = cert.subject.get_attributes_for_oid(oid)
+        attributes = subject.get_attributes_for_oid(oid)
         if attributes:
             values[PREFIX + name] = str(attributes[0].value)
     return values
+
+
+@functools.lru_cache(maxsize=64)
+def parse_template(body: str) -> Mapping[str, Any]:
+    """A templateBody parsed once: every device of a CA is provisioned with the same one (read, never changed)."""
+    try:
+        template = json.loads(body)
+    except ValueError as exc:
+        raise ProvisioningError("The CA's templateBody is not valid JSON.") from exc
+    if not isinstance(template, dict):
+        raise ProvisioningError("The CA's templateBody is not a JSON object.")
+    return template
 
 
 def resolve_parameters(template: Mapping[str, Any], supplied: Mapping[str, str]) -> dict[str, Any]:
@@ -112,36 +126,36 @@ class TemplateRunner:
         self, template: Mapping[str, Any] | str, cert: x509.Certificate, *, ca_certificate_id: str
     ) -> Provisioned:
         if isinstance(template, str):
-            try:
-                template = json.loads(template)
-            except ValueError as exc:
-                raise ProvisioningError("The CA's templateBody is not valid JSON.") from exc
+            template = parse_template(template)
         registry = self.registry
         device = registry.register_certificate(cert, ca_certificate_id=ca_certificate_id)
-        parameters = resolve_parameters(template, certificate_parameters(cert))
+        parameters = resolve_parameters(template, certificate_parameters(cert, device.id))
         resources = evaluate(template.get("Resources") or {}, parameters, template.get("Mappings"))
-        thing_name, policies, status = None, [], None
+        thing, policies, status = None, [], None
         with registry.state.lock:
             backend = registry.backend
             for resource in resources.values():
                 if resource.get("Type") == "AWS::IoT::Thing":
-                    thing_name = self._thing(backend, resource)
+                    thing = self._thing(backend, resource)
             for resource in resources.values():
                 if resource.get("Type") == "AWS::IoT::Policy":
                     policies.append(self._policy(backend, resource))
+            # moto's attach_policy and attach_thing_principal, without their scan of every certificate and thing
+            principal = backend.certificates[device.id]
             for name in policies:
-                backend.attach_policy(name, device.arn)
-            if thing_name is not None:
-                backend.attach_thing_principal(thing_name, device.arn)
+                backend.principal_policies.setdefault((device.arn, name), (principal, backend.policies[name]))
+            if thing is not None:
+                backend.principal_things.setdefault((device.arn, thing.thing_name), (principal, thing))
             for resource in resources.values():
                 if resource.get("Type") == "AWS::IoT::Certificate":
                     status = (resource.get("Properties") or {}).get("Status")
-        if status:
-            registry.set_certificate_status(device.id, status)
+            if status:
+                registry.set_certificate_status(device.id, status)
+        thing_name = thing.thing_name if thing is not None else None
         return Provisioned(device.id, thing_name, tuple(policies), status or device.status)
 
     @staticmethod
-    def _thing(backend, resource: Mapping[str, Any]) -> str:
+    def _thing(backend, resource: Mapping[str, Any]):
         props = resource.get("Properties") or {}
         name = props.get("ThingName")
         if not name:
@@ -150,7 +164,7 @@ class TemplateRunner:
         override = resource.get("OverrideSettings") or {}
         existing = backend.things.get(f"arn:aws:iot:{backend.region_name}:{backend.account_id}:thing/{name}")
         if existing is None:
-            backend.create_thing(name, props.get("ThingTypeName"), {"attributes": attributes})
+            existing = backend.create_thing(name, props.get("ThingTypeName"), {"attributes": attributes})
         elif override.get("AttributePayload") == "REPLACE":
             existing.attributes = attributes
         elif override.get("AttributePayload") == "MERGE":
@@ -160,13 +174,14 @@ class TemplateRunner:
         for group in props.get("ThingGroups") or []:
             if any(g.thing_group_name == group for g in backend.thing_groups.values()):
                 backend.add_thing_to_thing_group(group, None, name, None)
-        return name
+        return existing
 
     @staticmethod
     def _policy(backend, resource: Mapping[str, Any]) -> str:
         props = resource.get("Properties") or {}
         if "PolicyName" in props:
-            backend.get_policy(props["PolicyName"])  # raises if the named policy does not exist
+            if props["PolicyName"] not in backend.policies:
+                backend.get_policy(props["PolicyName"])  # raises moto's ResourceNotFoundException
             return props["PolicyName"]
         document = props.get("PolicyDocument")
         if not isinstance(document, str):

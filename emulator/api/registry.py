@@ -214,9 +214,22 @@ class Registry:
     # -- principals, policies, things -----------------------------------------------------------------
 
     def policies_for(self, principal_arn: str) -> list[Policy]:
-        """The policies attached to a principal (a certificate ARN), in attachment order."""
-        attached = list(self.backend.principal_policies.items())  # a snapshot: API threads may be attaching
-        return [_policy(policy) for (target, _name), (_principal, policy) in attached if target == principal_arn]
+        """The policies attached to a principal (a certificate ARN); their order carries no meaning.
+
+        A fleet has many more attachments than policies: each policy's attachment is then looked up, rather
+        than every attachment of every certificate scanned on each connect.
+        """
+        backend = self.backend
+        attached = backend.principal_policies
+        if len(backend.policies) < len(attached):
+            found = [attached.get((principal_arn, name)) for name in list(backend.policies)]
+            return [_policy(pair[1]) for pair in found if pair is not None]
+        snapshot = list(attached.items())  # a snapshot: API threads may be attaching
+        return [_policy(policy) for (target, _name), (_principal, policy) in snapshot if target == principal_arn]
+
+    def is_attached(self, principal_arn: str, thing_name: str) -> bool:
+        """Whether the thing is attached to the principal (a certificate ARN)."""
+        return (principal_arn, thing_name) in self.backend.principal_things
 
     def things_for(self, principal_arn: str) -> list[str]:
         """The names of the things attached to a principal (a certificate ARN)."""
