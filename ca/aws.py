@@ -2,18 +2,26 @@
 
 It takes a boto3 IoT client (real AWS, moto, or the local emulator through
 ``AWS_ENDPOINT_URL``), turns AWS errors into :class:`ca.errors.AwsError` sentences, and retries
-throttled calls with exponential backoff and full jitter.
+throttled calls with exponential backoff and full jitter. For bulk work (``jitr fleet register``)
+it takes a :class:`ca.pacing.Pacer` instead: calls to a throttled operation are then paced for all
+threads together and retried for ever, and botocore's own retries are off so that the pacer sees
+every throttle.
+:class:`S3Api` and :func:`fetch_url` are the few S3 calls bulk registration needs.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ca import config
 from ca.errors import AwsError
+
+if TYPE_CHECKING:
+    from ca.pacing import Pacer
 
 RETRYABLE = {
     "ThrottlingException",
@@ -21,6 +29,7 @@ RETRYABLE = {
     "ServiceUnavailableException",
     "InternalFailureException",
 }
+THROTTLED = {"ThrottlingException", "TooManyRequestsException"}
 
 
 def aws_error_code(exc: BaseException) -> str | None:
@@ -49,39 +58,76 @@ class IotApi:
         base_delay: float = 0.05,
         max_delay: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        pacer: Pacer | None = None,
     ) -> None:
         self._iot = client
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._sleep = sleep
+        self.pacer = pacer
 
     @classmethod
     def connect(
-        cls, *, profile: str | None = None, region: str | None = None, endpoint_url: str | None = None
+        cls,
+        *,
+        profile: str | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        pacer: Pacer | None = None,
+        connections: int | None = None,
     ) -> IotApi:
-        """A client for AWS, or for the endpoint in AWS_ENDPOINT_URL (the local emulator)."""
+        """A client for AWS, or for the endpoint in AWS_ENDPOINT_URL (the local emulator).
+
+        With a ``pacer``, botocore does not retry (the pacer does); ``connections`` sizes the HTTP
+        connection pool for that many threads.
+        """
+        options: dict[str, Any] = {}
+        if connections:
+            options["max_pool_connections"] = connections
+        if pacer is not None:
+            options["retries"] = {"total_max_attempts": 1}
         try:
+            from botocore.config import Config
+
             session = make_session(profile=profile, region=region)
-            client = session.client("iot", endpoint_url=config.resolve(endpoint_url, config.ENV_AWS_ENDPOINT_URL))
+            client = session.client(
+                "iot",
+                endpoint_url=config.resolve(endpoint_url, config.ENV_AWS_ENDPOINT_URL),
+                config=Config(**options) if options else None,
+            )
         except Exception as exc:  # botocore's ProfileNotFound and friends
             raise AwsError(f"Cannot create an AWS IoT client: {exc}.") from exc
-        return cls(client)
+        return cls(client, pacer=pacer)
 
     @property
     def client(self):
         return self._iot
 
     def call(self, operation: str, **params: Any) -> dict:
-        """Call ``operation`` (boto3's snake_case name), retrying throttling with full jitter."""
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        """Call ``operation`` (boto3's snake_case name), retrying throttling with full jitter.
+
+        With a pacer, each call waits for its paced slot, a throttled call is retried until it goes
+        through, and a dropped connection is retried like a transient error.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, NoCredentialsError
 
         method = getattr(self._iot, operation)
-        for attempt in range(1, self.max_attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.pacer is not None:
+                wait = self.pacer.before(operation)
+                if wait > 0:
+                    self._sleep(wait)
             try:
-                return method(**params)
+                answer = method(**params)
             except ClientError as exc:
                 code = aws_error_code(exc)
+                if self.pacer is not None and code in THROTTLED:
+                    self.pacer.throttled(operation)  # the next attempt waits for its paced slot
+                    attempt -= 1  # throttling costs no attempt: the call is retried for ever
+                    continue
                 if code in RETRYABLE and attempt < self.max_attempts:
                     self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
                     continue
@@ -91,9 +137,16 @@ class IotApi:
                     "No AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID, or point AWS_ENDPOINT_URL "
                     "at the local emulator ('jitr local up')."
                 ) from exc
+            except (ConnectionError, HTTPClientError) as exc:  # refused, reset, closed, timed out
+                if self.pacer is not None and attempt < self.max_attempts:
+                    self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
+                    continue
+                raise AwsError(f"AWS IoT {operation} failed: {exc}.") from exc
             except BotoCoreError as exc:
                 raise AwsError(f"AWS IoT {operation} failed: {exc}.") from exc
-        raise AssertionError("unreachable")
+            if self.pacer is not None:
+                self.pacer.succeeded(operation)
+            return answer
 
     # -- CA registration ---------------------------------------------------------------------------
 
@@ -173,6 +226,128 @@ class IotApi:
     def delete_policy(self, policy_name: str) -> bool:
         return self._unless_missing("delete_policy", settle=("DeleteConflictException",), policyName=policy_name)
 
+    # -- bulk registration (jitr fleet register) ------------------------------------------------------------
+
+    def register_certificate(self, pem: str, *, ca_pem: str | None, status: str = "INACTIVE") -> tuple[str, str, bool]:
+        """Register a device certificate under the CA whose PEM is ``ca_pem`` (without a CA when None).
+
+        Returns ``(certificateId, certificateArn, created)``; a certificate AWS IoT already has is
+        not an error (``created`` is False).
+        """
+        from botocore.exceptions import ClientError
+
+        operation = "register_certificate" if ca_pem is not None else "register_certificate_without_ca"
+        params: dict[str, Any] = {"certificatePem": pem, "status": status}
+        if ca_pem is not None:
+            params["caCertificatePem"] = ca_pem
+        try:
+            answer = self.call(operation, **params)
+        except ClientError as exc:
+            if aws_error_code(exc) != "ResourceAlreadyExistsException":
+                raise _as_aws_error(operation, exc) from exc
+            cert_id, arn = exc.response.get("resourceId"), exc.response.get("resourceArn")
+            if not cert_id or not arn:
+                from ca.certificates import certificate_id, load_certificate
+
+                cert_id = cert_id or certificate_id(load_certificate(pem.encode()))
+                arn = self._checked("describe_certificate", certificateId=cert_id)["certificateDescription"][
+                    "certificateArn"
+                ]
+            return cert_id, arn, False
+        return answer["certificateId"], answer["certificateArn"], True
+
+    def create_thing(self, name: str, *, thing_type: str | None = None, attributes: dict | None = None) -> bool:
+        """Create a thing; False if one of that name exists (AWS answers so when its configuration differs)."""
+        params: dict[str, Any] = {"thingName": name}
+        if thing_type:
+            params["thingTypeName"] = thing_type
+        if attributes:
+            params["attributePayload"] = {"attributes": dict(attributes)}
+        return self._unless_exists("create_thing", **params)
+
+    def attach_policy(self, policy_name: str, target: str) -> None:
+        self._checked("attach_policy", policyName=policy_name, target=target)
+
+    def attach_thing_principal(self, thing_name: str, principal_arn: str) -> None:
+        self._checked("attach_thing_principal", thingName=thing_name, principal=principal_arn)
+
+    def add_thing_to_group(self, group: str, thing_name: str) -> None:
+        self._checked("add_thing_to_thing_group", thingGroupName=group, thingName=thing_name)
+
+    def ensure_thing_type(self, name: str) -> bool:
+        """Create the thing type unless it exists; True if it was created."""
+        if self._exists("describe_thing_type", thingTypeName=name):
+            return False
+        return self._unless_exists("create_thing_type", thingTypeName=name)
+
+    def ensure_thing_group(self, name: str) -> bool:
+        """Create the thing group unless it exists; True if it was created."""
+        if self._exists("describe_thing_group", thingGroupName=name):
+            return False
+        return self._unless_exists("create_thing_group", thingGroupName=name)
+
+    def ensure_policy(self, name: str, document: str) -> bool:
+        """Create the policy with ``document`` (JSON) unless a policy of that name exists; True if created."""
+        if self._exists("get_policy", policyName=name):
+            return False
+        return self._unless_exists("create_policy", policyName=name, policyDocument=document)
+
+    def list_certificates(self) -> list[dict]:
+        """Every certificate of the account (``certificateId``, ``certificateArn``, ``status``)."""
+        return self._pages("list_certificates", "certificates", "marker", "nextMarker")
+
+    def start_registration_task(self, *, template_body: str, bucket: str, key: str, role_arn: str) -> str:
+        """StartThingRegistrationTask; the task id."""
+        answer = self._checked(
+            "start_thing_registration_task",
+            templateBody=template_body,
+            inputFileBucket=bucket,
+            inputFileKey=key,
+            roleArn=role_arn,
+        )
+        return answer["taskId"]
+
+    def describe_registration_task(self, task_id: str) -> dict:
+        return self._checked("describe_thing_registration_task", taskId=task_id)
+
+    def registration_task_reports(self, task_id: str, report_type: str) -> list[str]:
+        """The links to a task's RESULTS or ERRORS report files."""
+        return self._pages(
+            "list_thing_registration_task_reports",
+            "resourceLinks",
+            "nextToken",
+            "nextToken",
+            taskId=task_id,
+            reportType=report_type,
+        )
+
+    def stop_registration_task(self, task_id: str) -> None:
+        self._checked("stop_thing_registration_task", taskId=task_id)
+
+    def _exists(self, operation: str, **params: Any) -> bool:
+        """True if a describe ``operation`` finds its resource."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.call(operation, **params)
+        except ClientError as exc:
+            if aws_error_code(exc) == "ResourceNotFoundException":
+                return False
+            raise _as_aws_error(operation, exc) from exc
+        return True
+
+    def _unless_exists(self, operation: str, **params: Any) -> bool:
+        """Call a create ``operation``; False when AWS IoT answers that the resource exists."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.call(operation, **params)
+        except ClientError as exc:
+            if aws_error_code(exc) == "ResourceAlreadyExistsException":
+                return False
+            raise _as_aws_error(operation, exc) from exc
+        return True
+
     def data_endpoint(self) -> str:
         """The ATS data endpoint devices connect to: ``host`` on AWS, ``host:port`` on the local emulator."""
         answer = self._checked("describe_endpoint", endpointType="iot:Data-ATS")
@@ -232,3 +407,65 @@ def _as_aws_error(operation: str, exc: BaseException) -> AwsError:
     code = aws_error_code(exc) or type(exc).__name__
     message = getattr(exc, "response", {}).get("Error", {}).get("Message") or str(exc)
     return AwsError(f"AWS IoT refused {operation} ({code}): {message.rstrip('.')}.")
+
+
+class S3Api:
+    """The S3 calls bulk registration makes: a bucket for the task's input file, and the upload."""
+
+    def __init__(self, client, region: str) -> None:
+        self._s3 = client
+        self.region = region
+
+    @classmethod
+    def connect(cls, *, profile: str | None = None, region: str | None = None) -> S3Api:
+        try:
+            session = make_session(profile=profile, region=region)
+            return cls(session.client("s3"), session.region_name or config.region(region))
+        except Exception as exc:  # botocore's ProfileNotFound and friends
+            raise AwsError(f"Cannot create an S3 client: {exc}.") from exc
+
+    def ensure_bucket(self, bucket: str) -> bool:
+        """Create ``bucket`` in the session's region unless it exists; True if it was created."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.head_bucket(Bucket=bucket)
+            return False
+        except ClientError as exc:
+            if aws_error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                raise _as_s3_error("head_bucket", bucket, exc) from exc
+        params: dict[str, Any] = {"Bucket": bucket}
+        if self.region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            self._s3.create_bucket(**params)
+        except ClientError as exc:
+            if aws_error_code(exc) == "BucketAlreadyOwnedByYou":
+                return False
+            raise _as_s3_error("create_bucket", bucket, exc) from exc
+        return True
+
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.put_object(Bucket=bucket, Key=key, Body=body)
+        except ClientError as exc:
+            raise _as_s3_error("put_object", bucket, exc) from exc
+
+
+def fetch_url(url: str, *, timeout: float = 60.0) -> bytes:
+    """GET a link AWS handed out, such as a registration task's report (a presigned S3 URL)."""
+    if not url.startswith(("https://", "http://")):
+        raise AwsError(f"AWS IoT answered a report link that is not an HTTP(S) URL: {url[:80]}.")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # the scheme is checked above
+            return response.read()
+    except OSError as exc:
+        raise AwsError(f"Cannot download {url.split('?', 1)[0]}: {exc}.") from exc
+
+
+def _as_s3_error(operation: str, bucket: str, exc: BaseException) -> AwsError:
+    code = aws_error_code(exc) or type(exc).__name__
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message") or str(exc)
+    return AwsError(f"S3 refused {operation} for bucket {bucket} ({code}): {message.rstrip('.')}.")

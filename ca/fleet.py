@@ -10,16 +10,24 @@ certificate is being deleted), then each certificate is set INACTIVE, detached a
 the things and JITP policies left unused are deleted, the stack's device policy is detached from
 whatever still holds it (so the stack itself can be deleted), and the CA registration goes last.
 Every step tolerates what is already gone, so running it again is a no-op.
+
+A batch registered up front (``jitr fleet register``) can be reset on its own, by its manifest
+(:func:`reset_manifest`): the manifest's certificates, wherever they are registered (also without
+a CA), and its things once no other certificate uses them; the CA, the thing type, the group and
+the device policy stay.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ca.aws import IotApi, aws_error_code
-from ca.errors import AwsError, InvalidInputError
+from ca.errors import AwsError, InvalidInputError, NotFoundError
 
 # AWS IoT names the policy a JITP template creates from an inline PolicyDocument after the document's hash.
 JITP_POLICY_NAME = re.compile(r"^[0-9a-f]{64}$")
@@ -198,6 +206,83 @@ def reset_fleet(
     if registered and not keep_ca:
         report["caDeleted"] = api.delete_ca_certificate(ca_certificate_id)
     return report
+
+
+@dataclass(frozen=True)
+class ManifestFleet:
+    """The devices of a manifest as AWS IoT knows them: the registered certificates and the thing names."""
+
+    manifest: Path
+    certificates: tuple[Mapping, ...]  # ListCertificates entries of the manifest's certificates
+    things: tuple[str, ...]
+
+    def is_empty(self) -> bool:
+        return not self.certificates and not self.things
+
+    def question(self) -> str:
+        return (
+            f"This deletes {len(self.certificates)} certificates and up to {len(self.things)} things of the batch "
+            f"in {self.manifest}; continue?"
+        )
+
+
+def manifest_devices(manifest: Path) -> tuple[set[str], list[str]]:
+    """The certificate ids and thing names a manifest lists (lines without them are passed over)."""
+    path = Path(manifest)
+    if not path.is_file():
+        raise NotFoundError(f"The manifest {path} does not exist.")
+    ids: set[str] = set()
+    things: list[str] = []
+    with path.open("rb") as handle:
+        for raw in handle:
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            if isinstance(record.get("certificateId"), str):
+                ids.add(record["certificateId"])
+            if isinstance(record.get("thingName"), str) and record["thingName"] not in things:
+                things.append(record["thingName"])
+    return ids, things
+
+
+def plan_manifest_reset(api: IotApi, manifest: Path) -> ManifestFleet:
+    """What :func:`reset_manifest` would delete (one listing of the account's certificates); changes nothing."""
+    ids, things = manifest_devices(manifest)
+    certificates = tuple(cert for cert in api.list_certificates() if cert["certificateId"] in ids)
+    return ManifestFleet(Path(manifest), certificates, tuple(things))
+
+
+def reset_manifest(
+    api: IotApi, fleet: ManifestFleet, *, concurrency: int = 1, progress: Callable[[int], None] = lambda n: None
+) -> dict:
+    """Delete a registered batch: its certificates (INACTIVE, detached, deleted), then its things that no
+    other certificate uses; ``concurrency`` threads at a time. Running it again is a no-op."""
+    ours = {cert["certificateArn"] for cert in fleet.certificates}
+
+    def retire(cert: Mapping) -> tuple[int, str | None]:
+        policies, _things = _retire_certificate(api, cert)
+        deleted = api.delete_certificate(cert["certificateId"])
+        progress(1)
+        return len(policies), cert["certificateId"] if deleted else None
+
+    def remove(thing: str) -> tuple[str, str | None]:
+        if not _unused(api, thing, ours):
+            return thing, "kept"
+        return thing, "deleted" if api.delete_thing(thing) else None
+
+    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="jitr-reset") as pool:
+        retired = list(pool.map(retire, fleet.certificates))
+        removed = list(pool.map(remove, fleet.things))
+    return {
+        "manifest": str(fleet.manifest),
+        "certificatesDeleted": [cert_id for _count, cert_id in retired if cert_id],
+        "policiesDetached": sum(count for count, _cert_id in retired),
+        "thingsDeleted": [thing for thing, outcome in removed if outcome == "deleted"],
+        "thingsKept": [thing for thing, outcome in removed if outcome == "kept"],
+    }
 
 
 def empty_bucket(s3, bucket: str) -> int | None:

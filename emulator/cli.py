@@ -24,8 +24,14 @@ StateOption = Annotated[Path, typer.Option("--state-dir", help="Where the emulat
 
 
 def parse_quotas(values: list[str]) -> dict[str, float]:
-    quotas = {}
+    """``API=TPS`` values; ``aws-defaults`` stands for AWS's default quotas (later values override it)."""
+    from emulator.api.default_quotas import AWS_DEFAULT_QUOTAS, AWS_DEFAULTS_NAME
+
+    quotas: dict[str, float] = {}
     for value in values:
+        if value == AWS_DEFAULTS_NAME:
+            quotas.update(AWS_DEFAULT_QUOTAS)
+            continue
         name, _, rate = value.partition("=")
         try:
             quotas[name] = float(rate)
@@ -55,7 +61,11 @@ def up(
     state_dir: StateOption = DEFAULT_STATE,
     quota: Annotated[
         list[str] | None,
-        typer.Option("--quota", help="Per-API rate limit, API=TPS (repeatable), e.g. UpdateCertificate=10."),
+        typer.Option(
+            "--quota",
+            help="Per-API rate limit, API=TPS (repeatable), e.g. UpdateCertificate=10; 'aws-defaults' sets AWS's "
+            "default quotas (RegisterCertificate 10/s, CreateThing 15/s, ...).",
+        ),
     ] = None,
     jitp_drops: Annotated[
         bool, typer.Option("--jitp-drops-first-connect", help="Drop the first connect under JITP too (clients retry).")

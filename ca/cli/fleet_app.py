@@ -1,38 +1,61 @@
-"""``jitr fleet …``: a deployed stack and its fleet: describe the stack, find the endpoint, reset the fleet.
+"""``jitr fleet …``: a deployed stack and its fleet: describe the stack, find the endpoint, register a
+minted batch up front, reset the fleet.
 
-These are what ``deploy.sh`` and ``delete.sh`` call. A stack is looked up in CloudFormation, or in
-the local emulator when AWS_ENDPOINT_URL is set (where ``jitr local deploy`` keeps its record).
+describe, endpoint and reset are what ``deploy.sh`` and ``delete.sh`` call. A stack is looked up in
+CloudFormation, or in the local emulator when AWS_ENDPOINT_URL is set (where ``jitr local deploy``
+keeps its record). register is :mod:`ca.fleet_register`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ca import config
-from ca.aws import IotApi, make_session
-from ca.certificates import certificate_id
+from ca.aws import IotApi, S3Api, make_session
+from ca.certificates import certificate_id, load_certificate
 from ca.cli.common import JsonOption, emit, handle_errors
+from ca.errors import InvalidInputError, NotFoundError
+from ca.files import read_bytes
 from ca.fleet import (
     StackInfo,
     bucket_exists,
     check_archive_bucket,
     empty_bucket,
+    plan_manifest_reset,
     plan_reset,
     reset_fleet,
+    reset_manifest,
     stack_ca_id,
     stack_from_cloudformation,
 )
+from ca.fleet_register import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_POLICY,
+    FAILED,
+    SHARED_WARNING,
+    RegisterReport,
+    RegisterRequest,
+    manifest_ca,
+    register_fleet,
+)
+from ca.fleet_register import Progress as RegisterProgress
+from ca.pacing import Pacer
 from ca.store import PkiStore
 
-app = typer.Typer(help="Describe a deployed stack, find its endpoint, and reset its fleet.", no_args_is_help=True)
+app = typer.Typer(
+    help="Describe a deployed stack, find its endpoint, register a minted batch up front, and reset a fleet.",
+    no_args_is_help=True,
+)
 
 StackOption = Annotated[str, typer.Option("--stack", help="The stack name (deploy.sh's STACK).")]
+ManifestOption = Annotated[Path, typer.Option("--manifest", help="The mint manifest of the batch (manifest.jsonl).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
@@ -72,7 +95,13 @@ def endpoint(as_json: JsonOption = False) -> None:
 @app.command()
 @handle_errors
 def reset(
-    stack: StackOption,
+    stack: Annotated[
+        str | None, typer.Option("--stack", help="The stack name (deploy.sh's STACK): reset its CA's whole fleet.")
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option("--manifest", help="Reset only the batch 'jitr fleet register' registered from this manifest."),
+    ] = None,
     directory: Annotated[
         Path | None,
         typer.Option("--dir", envvar=config.ENV_PKI_DIR, help="The stack's CA folder (used when the stack is gone)."),
@@ -83,6 +112,9 @@ def reset(
     ] = None,
     yes: YesOption = False,
     keep_ca: Annotated[bool, typer.Option("--keep-ca", help="Keep the CA registered (and auto-registering).")] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="With --manifest: devices removed at a time.")
+    ] = DEFAULT_CONCURRENCY,
     as_json: JsonOption = False,
 ) -> None:
     """Delete the stack's fleet: its CA's certificates, their things and JITP policies, and the CA registration.
@@ -93,7 +125,21 @@ def reset(
     --bucket, every object version in the stack's archive bucket is deleted afterwards, so the stack
     itself can be deleted; any other bucket is refused before anything is touched. Certificates of
     other CAs, and things they use, are left alone. Running it again is a no-op.
+
+    With --manifest instead of --stack, only a batch registered up front goes: the manifest's
+    certificates (under a CA or without one) and its things that no other certificate uses; the CA,
+    the thing type, the group and the device policy stay.
     """
+    if (stack is None) == (manifest is None):
+        raise InvalidInputError(
+            "Say what to reset: --stack STACK (the whole fleet of the stack's CA) or --manifest FILE (one batch "
+            "registered with 'jitr fleet register'), one of the two."
+        )
+    if manifest is not None:
+        if bucket is not None or keep_ca:
+            raise InvalidInputError("--bucket and --keep-ca go with --stack, not with --manifest.")
+        _reset_batch(manifest, yes=yes, concurrency=concurrency, as_json=as_json)
+        return
     info = lookup_stack(stack)
     s3 = make_session().client("s3") if bucket is not None else None
     bucket_gone = bucket is not None and info is None and not bucket_exists(s3, bucket)
@@ -122,6 +168,192 @@ def reset(
     report["objectsDeleted"] = (empty_bucket(s3, emptying) or 0) if emptying is not None else 0
     report["bucketGone"] = bucket_gone
     emit(report, as_json, _summary(report, keep_ca=keep_ca))
+
+
+def _reset_batch(manifest: Path, *, yes: bool, concurrency: int, as_json: bool) -> None:
+    api = IotApi.connect(pacer=Pacer(), connections=concurrency)
+    fleet = plan_manifest_reset(api, manifest)
+    if not yes and not fleet.is_empty() and not typer.confirm(fleet.question(), err=True):
+        typer.echo("Aborted; nothing was deleted.", err=True)
+        raise typer.Exit(1)
+    with _progress(len(fleet.certificates), quiet=as_json) as advance:
+        report = reset_manifest(api, fleet, concurrency=concurrency, progress=advance)
+    emit(
+        report,
+        as_json,
+        f"Batch {manifest}: deleted {len(report['certificatesDeleted'])} certificates and "
+        f"{len(report['thingsDeleted'])} things (kept {len(report['thingsKept'])} that other certificates use).",
+    )
+
+
+# -- register ---------------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def register(
+    manifest: ManifestOption,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            envvar=config.ENV_PKI_DIR,
+            help="The CA folder whose signing CA signed the batch; default: the ca.pem beside the manifest.",
+        ),
+    ] = None,
+    thing_type: Annotated[
+        str | None, typer.Option("--thing-type", help="Thing type of every thing (created if missing).")
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Thing group to add every thing to (created if missing).")
+    ] = None,
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy", help="Policy attached to every certificate (created with the kit's device policy if missing)."
+        ),
+    ] = DEFAULT_POLICY,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="api: the API calls per device, concurrently; task: one bulk StartThingRegistrationTask (needs "
+            "--bucket and --role-arn).",
+        ),
+    ] = "api",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="api: devices registered at a time.")
+    ] = DEFAULT_CONCURRENCY,
+    without_ca: Annotated[
+        bool,
+        typer.Option("--without-ca", help="RegisterCertificateWithoutCA: for accounts where the CA is not registered."),
+    ] = False,
+    shared_certificate: Annotated[
+        bool,
+        typer.Option(
+            "--shared-certificate",
+            help="Register the first device's certificate once and attach it to every thing (Device Defender "
+            "flags shared certificates).",
+        ),
+    ] = False,
+    bucket: Annotated[
+        str | None, typer.Option("--bucket", help="task: S3 bucket for the task's input file (created if missing).")
+    ] = None,
+    role_arn: Annotated[
+        str | None, typer.Option("--role-arn", help="task: the IAM role AWS IoT reads the input file with.")
+    ] = None,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", min=0.01, help="task: seconds between two looks at the task.")
+    ] = 2.0,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            "--results", help="Where the per-device results go (JSON); default: registration.json beside the manifest."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register every device of a mint manifest in AWS IoT up front, without waiting for its first connect.
+
+    For each device: its certificate registered under the CA (or without one), a thing named after it
+    with the thing type, group and attributes from the certificate subject, the policy and the thing
+    attached, and the certificate ACTIVE last. Throttled calls back off and are retried, never
+    dropped, so the run goes as fast as the account's API quotas allow (about 10 devices a second
+    with AWS's defaults). Lines that cannot be registered are reported with the reason and the others
+    registered; the exit code is 1 when any failed. Running it again skips the devices already
+    registered. 'jitr fleet reset --manifest' removes the batch again.
+    """
+    request = RegisterRequest(
+        manifest=manifest,
+        method=method,
+        thing_type=thing_type,
+        group=group,
+        policy=policy,
+        concurrency=concurrency,
+        without_ca=without_ca,
+        shared_certificate=shared_certificate,
+        results=results,
+        bucket=bucket,
+        role_arn=role_arn,
+        poll_interval=poll_interval,
+    )
+    ca = _batch_ca(manifest, directory, required=not without_ca)
+    api = IotApi.connect(pacer=Pacer(), connections=concurrency)
+    s3 = S3Api.connect() if method == "task" else None
+    if shared_certificate:
+        typer.echo(f"Warning: {SHARED_WARNING}", err=True)
+    with _RegisterBar(quiet=as_json) as bar:
+        report = register_fleet(api, request, ca=ca, now=dt.datetime.now(dt.UTC), s3=s3, progress=bar)
+    emit(report.summary(), as_json, _register_summary(report))
+    if report.count(FAILED):
+        raise typer.Exit(1)
+
+
+def _batch_ca(manifest: Path, directory: Path | None, *, required: bool):
+    """The CA that signed the batch: the signing CA of --dir, else the ca.pem beside the manifest."""
+    if directory is not None:
+        return PkiStore(directory).signer_certificate()
+    beside = manifest_ca(manifest)
+    if beside.is_file():
+        return load_certificate(read_bytes(beside, "CA certificate"), str(beside))
+    if required:
+        raise NotFoundError(
+            f"No CA certificate beside {manifest} and no --dir: say which CA signed the batch with --dir PKI "
+            "(or register without a CA with --without-ca)."
+        )
+    return None
+
+
+def _register_summary(report: RegisterReport) -> str:
+    lines = [
+        f"Registered {report.count('registered')} devices, skipped {report.count('skipped')} already registered, "
+        f"failed {report.count(FAILED)} ({report.seconds:.1f} s, {report.rate:,.1f} devices/s"
+        + (f", {sum(report.throttles.values())} throttled calls retried" if report.throttles else "")
+        + ")."
+    ]
+    failures = [outcome for outcome in report.outcomes if outcome.status == FAILED]
+    for outcome in failures[:10]:
+        lines.append(f"  line {outcome.line} ({outcome.thing_name or '?'}): {outcome.reason}")
+    if len(failures) > 10:
+        lines.append(f"  ... and {len(failures) - 10} more")
+    lines.append(f"Results: {report.request.results_path}")
+    return "\n".join(lines)
+
+
+class _RegisterBar(RegisterProgress):
+    """A rich progress bar on stderr while devices are registered (silent for --json)."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.bar = (
+            None
+            if quiet
+            else Progress(
+                TextColumn("registering"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+                console=Console(stderr=True),
+            )
+        )
+        self.task = None
+
+    def __enter__(self) -> _RegisterBar:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def start(self, total: int) -> None:
+        if self.bar is not None:
+            self.task = self.bar.add_task("register", total=total)
+
+    def advance(self, count: int = 1) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.advance(self.task, count)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _summary(report: dict, *, keep_ca: bool) -> str:

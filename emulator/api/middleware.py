@@ -130,6 +130,11 @@ def _json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _http_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The request's headers by lower-case name (``x-amzn-principal``), for members sent as headers."""
+    return {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
+
+
 def _wsgi_path(environ: Mapping[str, Any]) -> str:
     path = environ.get("PATH_INFO", "")
     return path.encode("latin-1").decode("utf-8", "replace") if isinstance(path, str) else path.decode()
@@ -180,6 +185,7 @@ class IotMiddleware:
                 body=_json_body(_read_body(environ)),
                 state=self.store.region(account, region),
                 settings=self.settings,
+                headers=_http_headers(environ),
             )
             result = handler(call)
         except IotServiceError as error:

@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ca.errors import InvalidInputError
-from emulator.api import ca_registration, device_certificates, endpoint, provisioning_templates
+from emulator.api import (
+    ca_registration,
+    device_certificates,
+    device_registry,
+    endpoint,
+    provisioning_templates,
+    registration_tasks,
+)
 from emulator.api.middleware import IotMiddleware, iot_operations
 from emulator.api.quotas import Quotas
 from emulator.api.registry import Registry
@@ -36,6 +43,8 @@ HANDLERS = {
     **device_certificates.HANDLERS,
     **provisioning_templates.HANDLERS,
     **endpoint.HANDLERS,
+    **device_registry.HANDLERS,
+    **registration_tasks.HANDLERS,
 }
 
 
@@ -68,7 +77,7 @@ class EmulatorApi:
         self._requested_port = port
         self.quotas = Quotas(quotas, known_operations=iot_operations())
         self.store = StateStore()
-        self.settings = Settings(mqtt_endpoint)
+        self.settings = Settings(mqtt_endpoint, quotas=self.quotas)
         self._server = None
         self._thread: threading.Thread | None = None
         self._saved_iot_config: dict[str, Any] | None = None
@@ -99,6 +108,7 @@ class EmulatorApi:
         except OSError as exc:
             self._restore_config()
             raise InvalidInputError(f"Cannot listen on {HOST}:{self._requested_port}: {exc.strerror or exc}.") from exc
+        self.settings.api_url = self.url
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": POLL_INTERVAL},

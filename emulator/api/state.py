@@ -1,7 +1,7 @@
 """What the emulator keeps beside moto's IoT backend, per account and region.
 
-moto holds things, certificates, CAs and policies; the emulator adds the registration code and
-the provisioning templates. Compound changes (check, then insert) hold the region's lock.
+moto holds things, certificates, CAs and policies; the emulator adds the registration code, the
+provisioning templates and the thing registration tasks. Compound changes (check, then insert) hold the region's lock.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from emulator.api.provisioning_templates import ProvisioningTemplate
+    from emulator.api.registration_tasks import RegistrationTask
 
 
 @dataclass
@@ -21,6 +22,7 @@ class RegionState:
     lock: threading.RLock = field(default_factory=threading.RLock)
     registration_code: str | None = None
     templates: dict[str, ProvisioningTemplate] = field(default_factory=dict)
+    registration_tasks: dict[str, RegistrationTask] = field(default_factory=dict)
 
 
 class StateStore:

@@ -14,20 +14,32 @@ import json
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from emulator.api.errors import InvalidRequest, IotServiceError
 from emulator.api.state import RegionState
+
+if TYPE_CHECKING:
+    from emulator.api.quotas import Quotas
 
 DEFAULT_REGION = "us-east-1"
 T = TypeVar("T")
 
 
 class Settings:
-    """Server settings the handlers read, such as the MQTT endpoint DescribeEndpoint answers."""
+    """Server settings the handlers read, such as the MQTT endpoint DescribeEndpoint answers.
 
-    def __init__(self, mqtt_endpoint: tuple[str, int] | None = None) -> None:
+    ``api_url`` is where the endpoint listens (set once it does): registration tasks link their
+    reports there. ``quotas`` are the per-API limits, which work the emulator does in the
+    background (a registration task's calls) spends like API callers do.
+    """
+
+    def __init__(
+        self, mqtt_endpoint: tuple[str, int] | None = None, *, quotas: Quotas | None = None, api_url: str | None = None
+    ) -> None:
         self.mqtt_endpoint = mqtt_endpoint
+        self.quotas = quotas
+        self.api_url = api_url
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class Call:
     body: Mapping[str, Any]
     state: RegionState
     settings: Settings
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names, such as x-amzn-principal
 
     @property
     def backend(self):

@@ -1,0 +1,469 @@
+"""Registering a minted fleet up front (``jitr fleet register``), for manufacturers who do not want
+devices to register themselves on first connect.
+
+Every device of a mint manifest gets, in AWS IoT, its certificate registered (under the CA, or
+without one for multi-account registration), a thing named after it (thing type, group, and
+attributes from the certificate subject), the device policy and the thing attached, and only then
+its certificate ACTIVE: a device never holds an ACTIVE certificate that is not fully set up.
+
+Two methods:
+
+- ``api`` (default): those calls, one device per thread in ``concurrency`` threads. Each AWS API
+  has its own per-account quota (RegisterCertificate and UpdateCertificate 10 a second by default),
+  so a throttled call waits and is retried through a :class:`ca.pacing.Pacer` the threads share,
+  never dropping a device: the run sits at the quota ceiling.
+- ``task``: one StartThingRegistrationTask does the same from a file in S3
+  (:mod:`ca.registration_task`).
+
+Lines that cannot be registered (not JSON, a bad thing name, a certificate the CA did not sign,
+expired, or whose CN is not the thing name, a duplicate) are reported as failed with the reason,
+and the others are registered. The results go to a JSON file beside the manifest; a re-run skips
+the devices it records as registered whose certificate is still ACTIVE in AWS IoT, which costs one
+listing of certificates instead of calls per device.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
+
+from ca.aws import IotApi
+from ca.certificates import certificate_id, common_name, country, load_certificate, to_pem
+from ca.errors import AwsError, InvalidInputError, JitrError, NotFoundError
+from ca.files import FileSpec, write_files
+from ca.manifest import CA_FILE, ManifestEntry
+from ca.names import THING_NAME_RE, check_thing_name
+from ca.template import device_policy
+
+if TYPE_CHECKING:
+    from ca.aws import S3Api
+
+METHODS = ("api", "task")
+REGISTERED, SKIPPED, FAILED = "registered", "skipped", "failed"
+RESULTS_FILE = "registration.json"
+DEFAULT_POLICY = "jitr-fleet-device"
+DEFAULT_CONCURRENCY = 16
+POLICY_NAME_RE = re.compile(r"^[\w+=,.@-]{1,128}$")
+_ATTRIBUTE_UNSAFE = re.compile(r"[^a-zA-Z0-9_.,@/:#=\[\]-]")  # what a thing attribute value may not hold
+SHARED_WARNING = (
+    "One certificate is shared by every thing (--shared-certificate): AWS IoT Device Defender's audit flags "
+    "shared device certificates (DEVICE_CERTIFICATE_SHARED_CHECK), and revoking it cuts off the whole batch."
+)
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    """What ``jitr fleet register`` was asked; checked on creation."""
+
+    manifest: Path
+    method: str = "api"
+    thing_type: str | None = None
+    group: str | None = None
+    policy: str = DEFAULT_POLICY
+    concurrency: int = DEFAULT_CONCURRENCY
+    without_ca: bool = False
+    shared_certificate: bool = False
+    results: Path | None = None
+    bucket: str | None = None  # task: where the input file goes
+    role_arn: str | None = None  # task: the role AWS IoT reads the input file with
+    poll_interval: float = 2.0  # task: seconds between two looks at the task
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InvalidInputError(f"Unknown method {self.method!r}; use api or task.")
+        if self.concurrency < 1:
+            raise InvalidInputError("--concurrency must be at least 1.")
+        for option, value in (("--thing-type", self.thing_type), ("--group", self.group)):
+            if value is not None and not THING_NAME_RE.match(value):
+                raise InvalidInputError(f"{option} {value!r} is not valid: use 1-128 letters, digits, ':', '_' or '-'.")
+        if not POLICY_NAME_RE.match(self.policy):
+            raise InvalidInputError(f"--policy {self.policy!r} is not a valid policy name.")
+        if self.method == "task" and (not self.bucket or not self.role_arn):
+            raise InvalidInputError(
+                "--method task needs --bucket (where the input file goes) and --role-arn (the role AWS IoT reads it "
+                "with)."
+            )
+
+    @property
+    def results_path(self) -> Path:
+        return self.results or Path(self.manifest).parent / RESULTS_FILE
+
+
+@dataclass(frozen=True)
+class Device:
+    """One manifest line that passed the checks, ready to register."""
+
+    line: int
+    thing_name: str
+    certificate_pem: str
+    certificate_id: str
+    attributes: dict[str, str]
+
+
+@dataclass
+class Outcome:
+    """What happened to one manifest line."""
+
+    line: int
+    thing_name: str | None
+    certificate_id: str | None
+    status: str
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {
+            "line": self.line,
+            "thingName": self.thing_name,
+            "certificateId": self.certificate_id,
+            "status": self.status,
+        }
+        return data | ({"reason": self.reason} if self.reason else {})
+
+
+@dataclass
+class RegisterReport:
+    """The run: every line's outcome, and what it took."""
+
+    request: RegisterRequest
+    outcomes: list[Outcome]
+    seconds: float
+    throttles: dict[str, int] = field(default_factory=dict)
+    created: dict[str, bool] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    task_id: str | None = None
+
+    def count(self, status: str) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+    @property
+    def rate(self) -> float:
+        """Devices registered a second (skipped ones cost nothing and do not count)."""
+        return self.count(REGISTERED) / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """What ``--json`` prints: the counts, the failures with their reasons, where the rest is."""
+        return {
+            "manifest": str(self.request.manifest),
+            "method": self.request.method,
+            "registered": self.count(REGISTERED),
+            "skipped": self.count(SKIPPED),
+            "failed": self.count(FAILED),
+            "failures": [outcome.as_dict() for outcome in self.outcomes if outcome.status == FAILED],
+            "seconds": round(self.seconds, 3),
+            "devicesPerSecond": round(self.rate, 1),
+            "throttles": self.throttles,
+            "created": self.created,
+            "warnings": self.warnings,
+            "taskId": self.task_id,
+            "resultsFile": str(self.request.results_path),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The results file: the summary, and every device."""
+        return {
+            **self.summary(),
+            "sharedCertificate": self.request.shared_certificate,
+            "withoutCa": self.request.without_ca,
+            "devices": [outcome.as_dict() for outcome in self.outcomes],
+        }
+
+
+class Progress:
+    """Where a run reports how far it is (the CLI's progress bar); this one ignores it."""
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, count: int = 1) -> None:
+        pass
+
+
+# -- reading and checking the manifest ------------------------------------------------------------------------
+
+
+def manifest_ca(manifest: Path) -> Path:
+    """The CA certificate minting put beside a manifest (``ca.pem``)."""
+    return Path(manifest).parent / CA_FILE
+
+
+def thing_attributes(cert: x509.Certificate) -> dict[str, str]:
+    """Thing attributes from the certificate subject: country, organization, serial (at most three,
+    AWS's limit for a thing without a type); characters an attribute value may not hold become ``_``."""
+    attributes = {}
+    if country(cert.subject):
+        attributes["country"] = country(cert.subject)
+    organization = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    if organization:
+        attributes["organization"] = _ATTRIBUTE_UNSAFE.sub("_", str(organization[0].value))[:800]
+    attributes["serial"] = format(cert.serial_number, "x")
+    return attributes
+
+
+def _check_line(
+    number: int, raw: bytes, base: Path, ca: x509.Certificate | None, seen: dict[str, int], now: dt.datetime
+) -> Device:
+    """The device of one manifest line, or an InvalidInputError that says what is wrong with it."""
+    try:
+        record = json.loads(raw)
+        thing = record["thingName"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInputError("the line is not a device record (JSON with a thingName)") from None
+    if not isinstance(thing, str):
+        raise InvalidInputError("thingName is not a string")
+    check_thing_name(thing)
+    if thing in seen:
+        raise InvalidInputError(f"thing {thing} is also on line {seen[thing]}")
+    entry = ManifestEntry(base, record)
+    try:
+        pem = entry.certificate_pem()
+    except (KeyError, TypeError):
+        raise InvalidInputError("the record names no certificate") from None
+    cert = load_certificate(pem, "the device certificate")
+    cert_id = certificate_id(cert)
+    if record.get("certificateId") not in (None, cert_id):
+        raise InvalidInputError(f"the certificate's id is {cert_id}, not the manifest's {record['certificateId']}")
+    if common_name(cert.subject) != thing:
+        raise InvalidInputError(f"the certificate's CN is {common_name(cert.subject)!r}, not the thing name")
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise InvalidInputError(f"the certificate is not valid now (notAfter {cert.not_valid_after_utc.isoformat()})")
+    if ca is not None:
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            raise InvalidInputError(
+                f"the certificate is not signed by the CA {ca.subject.rfc4514_string()} ({certificate_id(ca)[:12]}…)"
+            ) from None
+    seen[thing] = number
+    return Device(number, thing, pem.decode(), cert_id, thing_attributes(cert))
+
+
+def load_devices(
+    manifest: Path, *, ca: x509.Certificate | None, now: dt.datetime
+) -> tuple[list[Device], list[Outcome]]:
+    """The manifest's registrable devices, and a failed outcome for every other line."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise NotFoundError(f"The manifest {manifest} does not exist.")
+    devices: list[Device] = []
+    rejected: list[Outcome] = []
+    seen: dict[str, int] = {}
+    with manifest.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                devices.append(_check_line(number, raw, manifest.parent, ca, seen, now))
+            except JitrError as exc:
+                thing = _thing_of(raw)
+                rejected.append(Outcome(number, thing, None, FAILED, str(exc).rstrip(".")))
+    return devices, rejected
+
+
+def _thing_of(raw: bytes) -> str | None:
+    try:
+        thing = json.loads(raw).get("thingName")
+    except (ValueError, AttributeError):
+        return None
+    return thing if isinstance(thing, str) else None
+
+
+# -- what an earlier run did --------------------------------------------------------------------------------
+
+
+def previously_registered(results: Path) -> dict[str, str]:
+    """Thing name -> certificate id of the devices an earlier run's results file records as done."""
+    try:
+        data = json.loads(Path(results).read_bytes())
+        entries = data["devices"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {
+        entry["thingName"]: entry["certificateId"]
+        for entry in entries
+        if isinstance(entry, dict) and entry.get("status") in (REGISTERED, SKIPPED) and entry.get("certificateId")
+    }
+
+
+def active_certificates(api: IotApi, ca_certificate_id: str | None) -> set[str]:
+    """The ids of the ACTIVE certificates under the CA (of the whole account without one)."""
+    listing = api.list_certificates_by_ca(ca_certificate_id) if ca_certificate_id else api.list_certificates()
+    return {cert["certificateId"] for cert in listing if cert.get("status") == "ACTIVE"}
+
+
+def split_done(
+    devices: list[Device], done: dict[str, str], active: set[str], *, shared_id: str | None = None
+) -> tuple[list[Device], list[Outcome]]:
+    """Devices still to register, and skipped outcomes for those already registered and still ACTIVE."""
+    pending, skipped = [], []
+    for device in devices:
+        cert_id = shared_id or device.certificate_id
+        if done.get(device.thing_name) == cert_id and cert_id in active:
+            skipped.append(Outcome(device.line, device.thing_name, cert_id, SKIPPED, "registered by an earlier run"))
+        else:
+            pending.append(device)
+    return pending, skipped
+
+
+# -- the api method -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every device of the run shares."""
+
+    ca_pem: str | None  # None: RegisterCertificateWithoutCA
+    policy: str
+    thing_type: str | None
+    group: str | None
+    shared: tuple[str, str] | None = None  # (certificateId, certificateArn) of the shared certificate
+
+
+def prepare(api: IotApi, request: RegisterRequest) -> dict[str, bool]:
+    """Create the thing type, the group and the device policy unless they exist; which were created."""
+    created = {}
+    if request.thing_type:
+        created["thingType"] = api.ensure_thing_type(request.thing_type)
+    if request.group:
+        created["thingGroup"] = api.ensure_thing_group(request.group)
+    created["policy"] = api.ensure_policy(request.policy, json.dumps(device_policy(), separators=(",", ":")))
+    return created
+
+
+def register_device(api: IotApi, setup: Setup, device: Device) -> Outcome:
+    """The calls for one device, in order; activation last. Every step tolerates what already exists."""
+    cert_id = setup.shared[0] if setup.shared else device.certificate_id
+    try:
+        if setup.shared:
+            arn = setup.shared[1]
+        else:
+            cert_id, arn, _ = api.register_certificate(device.certificate_pem, ca_pem=setup.ca_pem)
+        created = api.create_thing(device.thing_name, thing_type=setup.thing_type, attributes=device.attributes)
+        if setup.group:
+            api.add_thing_to_group(setup.group, device.thing_name)
+        if not setup.shared:
+            api.attach_policy(setup.policy, arn)
+        api.attach_thing_principal(device.thing_name, arn)
+        if not setup.shared and not api.update_certificate(cert_id, "ACTIVE"):
+            raise AwsError(f"Certificate {cert_id} was deleted while it was being registered.")
+    except AwsError as exc:
+        return Outcome(device.line, device.thing_name, cert_id, FAILED, str(exc).rstrip("."))
+    note = None if created else "the thing existed already with another type or attributes; it was kept as it is"
+    return Outcome(device.line, device.thing_name, cert_id, REGISTERED, note)
+
+
+def run_bounded(
+    items: Iterable[Device], work: Callable[[Device], Outcome], concurrency: int, progress: Progress
+) -> list[Outcome]:
+    """``work`` on every item in ``concurrency`` threads, at most a few items a thread in flight."""
+    outcomes: list[Outcome] = []
+    window = concurrency * 4
+    iterator: Iterator[Device] = iter(items)
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="jitr-register") as pool:
+        pending: set[Future] = set()
+        for item in iterator:
+            pending.add(pool.submit(work, item))
+            if len(pending) >= window:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                outcomes.extend(_collected(finished, progress))
+        outcomes.extend(_collected(pending, progress))
+    return outcomes
+
+
+def _collected(futures: Iterable[Future], progress: Progress) -> list[Outcome]:
+    done = [future.result() for future in futures]
+    progress.advance(len(done))
+    return done
+
+
+def register_by_api(
+    api: IotApi, setup: Setup, devices: list[Device], request: RegisterRequest, progress: Progress
+) -> list[Outcome]:
+    return run_bounded(devices, lambda device: register_device(api, setup, device), request.concurrency, progress)
+
+
+def register_shared(api: IotApi, setup: Setup, first: Device) -> Setup:
+    """Register the shared certificate once (INACTIVE until the things are attached) with the policy."""
+    cert_id, arn, _ = api.register_certificate(first.certificate_pem, ca_pem=setup.ca_pem)
+    api.attach_policy(setup.policy, arn)
+    return Setup(setup.ca_pem, setup.policy, setup.thing_type, setup.group, shared=(cert_id, arn))
+
+
+# -- the run ----------------------------------------------------------------------------------------------------
+
+
+def register_fleet(
+    api: IotApi,
+    request: RegisterRequest,
+    *,
+    ca: x509.Certificate | None,
+    now: dt.datetime,
+    s3: S3Api | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> RegisterReport:
+    """Register the manifest's devices (see the module docstring); the results file is written too."""
+    progress = progress or Progress()
+    started = clock()
+    if ca is None and not request.without_ca:
+        raise InvalidInputError("Registering under a CA needs its certificate: give --dir, or use --without-ca.")
+    devices, outcomes = load_devices(request.manifest, ca=ca, now=now)
+    setup = Setup(
+        ca_pem=None if request.without_ca else to_pem(ca).decode(),
+        policy=request.policy,
+        thing_type=request.thing_type,
+        group=request.group,
+    )
+    warnings = [SHARED_WARNING] if request.shared_certificate else []
+    ca_id = None if request.without_ca else certificate_id(ca)
+    done = previously_registered(request.results_path)
+    shared_id = devices[0].certificate_id if request.shared_certificate and devices else None
+    active = active_certificates(api, ca_id) if done and devices else set()
+    pending, skipped = split_done(devices, done, active, shared_id=shared_id)
+    outcomes += skipped
+    created: dict[str, bool] = {}
+    task_id = None
+    progress.start(len(pending))
+    if pending:
+        created = prepare(api, request)
+        if request.shared_certificate:
+            setup = register_shared(api, setup, devices[0])
+        if request.method == "api":
+            outcomes += register_by_api(api, setup, pending, request, progress)
+        else:
+            from ca.registration_task import register_by_task
+
+            task_outcomes, task_id = register_by_task(api, s3, request, setup, pending, progress=progress)
+            outcomes += task_outcomes
+        if setup.shared and any(outcome.status == REGISTERED for outcome in outcomes):
+            api.update_certificate(setup.shared[0], "ACTIVE")  # last, once the things are attached
+    outcomes.sort(key=lambda outcome: outcome.line)
+    pacer = getattr(api, "pacer", None)
+    report = RegisterReport(
+        request,
+        outcomes,
+        clock() - started,
+        throttles=pacer.throttles() if pacer is not None else {},
+        created=created,
+        warnings=warnings,
+        task_id=task_id,
+    )
+    write_results(report)
+    return report
+
+
+def write_results(report: RegisterReport) -> Path:
+    path = report.request.results_path
+    body = json.dumps(report.as_dict(), indent=1).encode() + b"\n"
+    write_files(path.parent, {path.name: FileSpec(body)}, overwrite=True)
+    return path
