@@ -98,6 +98,7 @@ def up(
             f"AWS IoT Core emulator running (Ctrl-C stops it).\n"
             f"  AWS API:  {info['aws_endpoint_url']}\n"
             f"  MQTT/TLS: {info['mqtt_host']}:{info['mqtt_port']} (root CA {info['endpoint_ca']})\n"
+            f"  Logs:     {Path(info['state_dir']) / 'logs'} (a file per log group: aws_lambda_<function>.log)\n"
             f"Point your shell at it:\n{exports}",
         )
         try:

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from ca.errors import JitrError
+from emulator import function_output
+from emulator.log_groups import LogGroups
 
 log = logging.getLogger("jitr.emulator.lambda")
 
@@ -131,6 +133,7 @@ class LambdaRuntime:
         work_dir: Path,
         retry_delays: tuple[float, ...] = (1.0, 2.0),
         workers: int = 16,
+        log_dir: Path | None = None,
     ) -> None:
         self.account_id, self.region, self.endpoint_url = account_id, region, endpoint_url
         self.work_dir = Path(work_dir)
@@ -140,9 +143,12 @@ class LambdaRuntime:
         self._load_lock = threading.Lock()  # concurrent first invocations extract and import the code once
         self._handlers: dict[str, Callable] = {}
         self.invocations: list[Invocation] = []  # for tests and the demo: what ran, how often
+        self.logs = LogGroups(log_dir) if log_dir is not None else None  # else what functions print goes to stdout
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.logs is not None:
+            function_output.release()
 
     def _backend(self):
         from moto.awslambda.models import lambda_backends
@@ -208,7 +214,12 @@ class LambdaRuntime:
         function = self._function(name_or_arn)
         handler = self._handler(function)
         context = _Context(function.function_name, function.function_arn, int(function.timeout or 3))
-        with self._environment(function.environment_vars or {}):
+        output = (
+            function_output.invocation_output(self.logs, function.function_name, context.aws_request_id)
+            if self.logs is not None
+            else contextlib.nullcontext()
+        )
+        with self._environment(function.environment_vars or {}), output:
             return handler(event, context)
 
     def invoke_async(

@@ -61,6 +61,7 @@ class LocalIot:
                 endpoint_url=self.api.url,
                 work_dir=state / "lambda",
                 retry_delays=self.options.lambda_retry_delays,
+                log_dir=state / "logs",
             )
             self.rules = RulesEngine(registry, lambdas=self.lambdas, log_dir=state / "logs")
             self.core = IotCore(registry, on_message=self.rules.handle, settings=settings)

@@ -19,6 +19,7 @@ from typing import Any
 
 from emulator import substitution
 from emulator.lambdas import LambdaRuntime
+from emulator.log_groups import LogGroups
 from emulator.rules_sql import MessageContext, Result, Rule, RuleEvaluationError
 
 log = logging.getLogger("jitr.emulator.rules")
@@ -42,7 +43,7 @@ class RulesEngine:
         self.registry = registry
         self.lambdas = lambdas
         self.publish = publish or (lambda topic, payload: None)
-        self.log_dir = log_dir
+        self.log_groups = LogGroups(log_dir) if log_dir is not None else None
         self.logs: list[tuple[str, str]] = []  # (log group, message) written by cloudwatchLogs actions
         self._parsed: dict[tuple[str, str], Rule | None] = {}
         self._lock = threading.Lock()
@@ -131,10 +132,8 @@ class RulesEngine:
     def _log(self, group: str, message: str) -> None:
         with self._lock:
             self.logs.append((group, message))
-            if self.log_dir is not None:
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                with (self.log_dir / f"{group.strip('/').replace('/', '_')}.log").open("a") as sink:
-                    sink.write(message + "\n")
+        if self.log_groups is not None:
+            self.log_groups.put(group, [message])
 
     def _error_action(self, record, ctx: MessageContext, failures: list[ActionFailed]) -> None:
         with self._lock:

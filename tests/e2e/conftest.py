@@ -17,6 +17,7 @@ import pytest
 
 from ca.certificates import certificate_id, load_certificates, to_pem
 from emulator.local import LocalIot, Options
+from emulator.log_groups import parse_event_line
 from emulator.stack import StackDeployer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +52,8 @@ def emulator(local_iot):
     local_iot.api.reset()
     local_iot.rules.logs.clear()  # what cloudwatchLogs actions wrote for earlier tests
     local_iot.lambdas.invocations.clear()  # and which functions ran
+    for old_log in local_iot.lambdas.logs.log_dir.glob("aws_lambda_*.log"):  # and what they printed
+        old_log.unlink()
     return local_iot
 
 
@@ -118,6 +121,17 @@ def log_action(group: str) -> dict:
 def logged(emulator: LocalIot, group: str) -> list[dict]:
     """The JSON messages cloudwatchLogs actions wrote to ``group``, oldest first."""
     return [json.loads(message) for name, message in list(emulator.rules.logs) if name == group]
+
+
+def function_decisions(emulator: LocalIot) -> list[dict]:
+    """The JSON lines the Lambda functions printed, from their log groups (``STATE/logs/aws_lambda_*.log``)."""
+    decisions = []
+    for path in sorted(emulator.lambdas.logs.log_dir.glob("aws_lambda_*.log")):
+        for line in path.read_text().splitlines():
+            message = parse_event_line(line)[1]
+            if message.startswith("{") and '"decision"' in message:
+                decisions.append(json.loads(message))
+    return decisions
 
 
 class Device:

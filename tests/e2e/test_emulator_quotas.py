@@ -7,14 +7,22 @@ shared one of the previous module is torn down before this one starts (one emula
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import Device, certificate_id_of, deploy_stack, mint, register_ca, running_emulator, wait_for
+from tests.e2e.conftest import (
+    Device,
+    certificate_id_of,
+    deploy_stack,
+    function_decisions,
+    mint,
+    register_ca,
+    running_emulator,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(90)
 RATE = 5  # UpdateCertificate calls a second, and the burst the bucket holds
@@ -76,7 +84,7 @@ def test_operations_without_a_quota_are_never_throttled(aws):
         iot.describe_certificate(certificateId=cert_id)
 
 
-def test_throttled_jitr_activations_lose_no_device(jitr, pki, emulator, aws, capsys):
+def test_throttled_jitr_activations_lose_no_device(jitr, pki, emulator, aws):
     ca_id = register_ca(jitr, pki)
     deploy_stack(aws, ca_id)
     things = [f"dev-{n}" for n in range(1, 3 * RATE + 1)]
@@ -90,7 +98,7 @@ def test_throttled_jitr_activations_lose_no_device(jitr, pki, emulator, aws, cap
         return all(registry.certificate(cert_id).status == "ACTIVE" for cert_id in cert_ids)
 
     wait_for(all_active, timeout=30)
-    retries = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"decision": "retry"' in line]
+    retries = [d for d in function_decisions(emulator) if d["decision"] == "retry"]
     assert any(r["code"] == "ThrottlingException" and r["operation"] == "update_certificate" for r in retries)
     assert sorted(registry.things_for(registry.certificate(c).arn)[0] for c in cert_ids) == sorted(things)
     client, history = devices[-1].connect_until_accepted()

@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import JITP_ROLE, Device, deploy_stack, mint, publish, register_ca, wait_for
+from tests.e2e.conftest import (
+    JITP_ROLE,
+    Device,
+    deploy_stack,
+    function_decisions,
+    mint,
+    publish,
+    register_ca,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -28,6 +37,8 @@ def test_jitr_first_connect_is_dropped_then_the_lambda_activates_and_messages_ar
     cert_id = json.loads(jitr("ca", "show", "--json", chain).stdout)[0]["certificateId"]
     wait_for(lambda: (registry.certificate(cert_id) or None) and registry.certificate(cert_id).status == "ACTIVE")
     assert registry.things_for(registry.certificate(cert_id).arn) == ["dev-1"]
+    activated = wait_for(lambda: [d for d in function_decisions(emulator) if d["decision"] == "activated"])
+    assert [(d["certificateId"], d["thingName"]) for d in activated] == [(cert_id, "dev-1")]  # in its log group
 
     client, _ = device.connect_until_accepted()
     publish(client, "devices/dev-1/telemetry", {"temperature": 21.5})
