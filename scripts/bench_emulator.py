@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Benchmark the local AWS IoT Core emulator: a JITP fleet, JITR latency, the S3 archive, throttled JITR.
+
+Each scenario of each round starts its own emulator with ``jitr local up --json`` in a separate process
+(loopback, free ports, a fresh state), deploys the kit's stack with ``jitr local deploy`` and registers the
+CA with ``jitr ca register`` (``--jitp`` for the JITP fleet), exactly as an operator would. The devices are
+driven by ``device.simulate`` in ``--generators`` processes of their own, so the load generator shares
+neither a process nor a GIL with the emulator. Nothing is taken on trust: S3 objects in the archive bucket
+and ACTIVE certificates are counted through the AWS API at the end of every scenario.
+
+    .venv/bin/python scripts/bench_emulator.py --devices 1000 --rounds 3
+
+Scenarios and their targets (issue 3):
+
+- ``jitp``: N devices first-connect concurrently, are provisioned by the CA's template and publish one
+  message each: devices/s (target >= 100 on 2 cores), and N archived objects.
+- ``jitr``: time from a device's first connect to its first accepted publish, p50 and p95 over
+  ``--jitr-devices`` devices connecting together (target p50 <= 1 s), with the devices' default backoff.
+- ``archive``: ``--archive-devices`` provisioned devices publish ``--messages`` each: messages/s from the
+  first publish until every message is an object in the archive bucket (target >= 1,000, none lost).
+- ``throttled``: ``--throttled-devices`` JITR devices under ``--quota UpdateCertificate=10``: all end ACTIVE,
+  none lost, at >= 90 % of the quota rate. The rate leaves out the token bucket's initial burst:
+  (activations - burst) / seconds from the first connect to the last activation.
+
+Prints a table of medians over ``--rounds`` and one JSON line (every round's figures) last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+JITR = str(Path(sys.executable).with_name("jitr"))
+TEMPLATE = ROOT / "sam" / "template.yaml"
+STACK = "bench"
+SCENARIOS = ("jitp", "jitr", "archive", "throttled")
+TARGETS = {"jitp": 100.0, "jitr": 1.0, "archive": 1000.0, "throttled": 0.9}
+
+
+# -- the emulator in a process of its own -----------------------------------------------------------------
+
+
+class Emulator:
+    """``jitr local up --json`` as a child process."""
+
+    def __init__(self, state: Path, quotas: list[str]) -> None:
+        self.state = state
+        command = [JITR, "local", "up", "--json", "--state-dir", str(state)]
+        for quota in quotas:
+            command += ["--quota", quota]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self._info: dict | None = None
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(60) or self._info is None:
+            self.stop()
+            raise RuntimeError("the emulator did not start")
+        self.info = self._info
+        self.env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": self.info["aws_endpoint_url"],
+            "AWS_REGION": self.info["region"],
+            "AWS_DEFAULT_REGION": self.info["region"],
+            "AWS_ACCESS_KEY_ID": "emulator",
+            "AWS_SECRET_ACCESS_KEY": "emulator",
+        }
+        self.env.pop("AWS_PROFILE", None)
+
+    def _read(self) -> None:
+        buffered = ""
+        for line in self.process.stdout:
+            if self._info is None:  # the indented JSON object `local up --json` prints first
+                buffered += line
+                if line.startswith("}"):
+                    self._info = json.loads(buffered)
+                    self._ready.set()
+        self._ready.set()
+
+    def decisions(self) -> list[tuple[float, dict]]:
+        """(time.time() it was logged, the line) for each decision the Lambda logged, from its log group's file."""
+        from emulator.log_groups import parse_event_line
+
+        found = []
+        for path in sorted((self.state / "logs").glob("aws_lambda_*.log")):
+            for line in path.read_text().splitlines():
+                at, message = parse_event_line(line)
+                if message.startswith("{") and '"decision"' in message:
+                    found.append((at.timestamp(), json.loads(message)))
+        return found
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.info['mqtt_host']}:{self.info['mqtt_port']}"
+
+    def jitr(self, *args: str) -> dict:
+        done = subprocess.run([JITR, *args, "--json"], env=self.env, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"jitr {' '.join(args)} failed: {done.stderr.strip()}")
+        return json.loads(done.stdout)
+
+    def client(self, service: str):
+        import boto3
+
+        return boto3.session.Session(
+            aws_access_key_id="emulator", aws_secret_access_key="emulator", region_name=self.info["region"]
+        ).client(service, endpoint_url=self.info["aws_endpoint_url"])
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the emulator process has used so far (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return math.nan
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def emulator(work: Path, name: str, quotas: list[str] = ()):
+    running = Emulator(work / f"state-{name}", list(quotas))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def deploy(emu: Emulator, pki: Path, *, jitp: bool) -> dict:
+    """The operators' order (deploy.sh): the stack with the CA's id, then the CA (JITP: with the stack's role)."""
+    from ca.certificates import certificate_id, load_certificates
+
+    signer = pki / "certs" / "intermediate-ca.pem"
+    ca_id = certificate_id(load_certificates(signer.read_bytes())[0])
+    stack = emu.jitr(
+        "local",
+        "deploy",
+        "--stack",
+        STACK,
+        "--template",
+        str(TEMPLATE),
+        "--parameter-overrides",
+        f"CaCertificateId={ca_id}",
+    )
+    register = ["ca", "register", "--dir", str(pki)]
+    if jitp:
+        register += ["--jitp", "--role-arn", stack["outputs"]["ProvisioningRoleArn"]]
+    registered = emu.jitr(*register)["caCertificateId"]
+    if registered != ca_id:
+        raise RuntimeError(f"the emulator registered the CA as {registered}, not {ca_id}")
+    return stack["outputs"]
+
+
+def count_objects(emu: Emulator, bucket: str) -> int:
+    pages = emu.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return sum(page.get("KeyCount", 0) for page in pages)
+
+
+def wait_for_objects(emu: Emulator, bucket: str, expected: int, timeout: float, interval: float = 0.5) -> tuple:
+    """(count, monotonic time it was first seen) once ``expected`` objects are there or nothing changed for long."""
+    deadline, last, changed = time.monotonic() + timeout, -1, time.monotonic()
+    while True:
+        count = count_objects(emu, bucket)
+        now = time.monotonic()
+        if count >= expected or now > deadline or (count == last and now - changed > 15):
+            return count, now
+        if count != last:
+            last, changed = count, now
+        time.sleep(interval)
+
+
+def count_active(emu: Emulator) -> int:
+    pages = emu.client("iot").get_paginator("list_certificates").paginate(pageSize=250)
+    return sum(c["status"] == "ACTIVE" for page in pages for c in page["certificates"])
+
+
+# -- the devices, in processes of their own ---------------------------------------------------------------
+
+
+def _generator(shard: str, endpoint: str, root_ca: str, messages: int, concurrency: int, barrier, results) -> None:
+    from device.simulate import simulate_manifest
+
+    barrier.wait()
+    started, cpu = time.monotonic(), time.process_time()
+    summary = simulate_manifest(
+        Path(shard), endpoint, root_ca=Path(root_ca), concurrency=concurrency, messages=messages
+    )
+    results.put(
+        {
+            "cpu": time.process_time() - cpu,
+            "ended": time.monotonic(),
+            "started": started,
+            "summary": summary.to_dict(),
+            "times": summary.first_publish_times,
+        }
+    )
+
+
+def shard_manifest(manifest: Path, count: int, parts: int, out: Path) -> list[Path]:
+    """The first ``count`` devices of ``manifest`` dealt round-robin into ``parts`` manifests."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(manifest.with_name("ca.pem"), out / "ca.pem")  # manifest paths are relative to its folder
+    shards = [out / f"shard-{i}.jsonl" for i in range(min(parts, count))]
+    sinks = [path.open("w") for path in shards]
+    try:
+        with manifest.open() as lines:
+            for index, line in zip(range(count), lines, strict=False):
+                sinks[index % len(sinks)].write(line)
+    finally:
+        for sink in sinks:
+            sink.close()
+    return shards
+
+
+def run_devices(emu: Emulator, shards: list[Path], *, messages: int, concurrency: int) -> dict:
+    """Run every shard in its own process, started together; the merged summary, timed from the start."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(len(shards) + 1), context.Queue()
+    root_ca = emu.info["endpoint_ca"]
+    workers = [
+        context.Process(
+            target=_generator, args=(str(s), emu.endpoint, root_ca, messages, concurrency, barrier, results)
+        )
+        for s in shards
+    ]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    go, go_wall, emulator_cpu = time.monotonic(), time.time(), emu.cpu_seconds()
+    parts = [results.get() for _ in workers]
+    emulator_cpu = emu.cpu_seconds() - emulator_cpu
+    for worker in workers:
+        worker.join()
+    times = sorted(t for part in parts for t in part["times"])
+    failures: dict[str, int] = {}
+    for part in parts:
+        for reason, n in part["summary"]["failuresByReason"].items():
+            failures[reason] = failures.get(reason, 0) + n
+    return {
+        "go": go,
+        "goWall": go_wall,
+        "seconds": max(part["ended"] for part in parts) - go,
+        "devices": sum(part["summary"]["devices"] for part in parts),
+        "succeeded": sum(part["summary"]["succeeded"] for part in parts),
+        "messages": sum(part["summary"]["messagesSent"] for part in parts),
+        "attempts": sum(part["summary"]["attempts"] for part in parts),
+        "p50": percentile(times, 50),
+        "p95": percentile(times, 95),
+        "failures": failures,
+        "emulatorCpu": round(emulator_cpu, 2),
+        "generatorCpu": round(sum(part["cpu"] for part in parts), 2),
+    }
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest rank, as FleetSummary.percentile."""
+    if not values:
+        return None
+    return values[min(len(values), max(1, math.ceil(p / 100 * len(values)))) - 1]
+
+
+# -- the scenarios ------------------------------------------------------------------------------------------
+
+
+def jitp_fleet(args, work: Path, manifest: Path, name: str) -> dict:
+    with emulator(work, name) as emu:
+        bucket = deploy(emu, work / "pki", jitp=True)["ArchiveBucketName"]
+        shards = shard_manifest(manifest, args.devices, args.generators, work / name)
+        run = run_devices(emu, shards, messages=1, concurrency=args.concurrency)
+        objects, _ = wait_for_objects(emu, bucket, run["messages"], timeout=120)
+        active = count_active(emu)
+    return {
+        "devices": run["devices"],
+        "succeeded": run["succeeded"],
+        "seconds": round(run["seconds"], 2),
+        "devicesPerSecond": round(run["succeeded"] / run["seconds"], 1),
+        "p50": round(run["p50"], 3) if run["p50"] is not None else None,
+        "p95": round(run["p95"], 3) if run["p95"] is not None else None,
+        "active": active,
+        "archived": objects,
+        "failures": run["failures"],
+        "emulatorCpu": run["emulatorCpu"],
+        "generatorCpu": run["generatorCpu"],
+        "ok": run["succeeded"] == args.devices == active == objects,
+        "figure": run["succeeded"] / run["seconds"],
+    }
+
+
+def jitr_latency(args, work: Path, manifest: Path, name: str) -> dict:
+    with emulator(work, name) as emu:
+        deploy(emu, work / "pki", jitp=False)
+        shards = shard_manifest(manifest, args.jitr_devices, args.generators, work / name)
+        run = run_devices(emu, shards, messages=1, concurrency=args.concurrency)
+        invocations = sum(1 for _, line in emu.decisions() if line.get("decision") in ("activated", "already-active"))
+    return {
+        "devices": run["devices"],
+        "succeeded": run["succeeded"],
+        "p50": round(run["p50"], 3) if run["p50"] is not None else None,
+        "p95": round(run["p95"], 3) if run["p95"] is not None else None,
+        "attemptsPerDevice": round(run["attempts"] / max(1, run["devices"]), 2),
+        "lambdaInvocations": invocations,
+        "failures": run["failures"],
+        "emulatorCpu": run["emulatorCpu"],
+        "ok": run["succeeded"] == args.jitr_devices,
+        "figure": run["p50"] if run["p50"] is not None else math.inf,
+        "p95s": run["p95"] if run["p95"] is not None else math.inf,
+    }
+
+
+def sentinel(emu: Emulator, shard: Path, bucket: str, timeout: float = 300) -> float:
+    """Publish one more message after the fleet's and wait until it is archived; when it was (monotonic).
+
+    The rules engine handles messages in the order the broker accepted them, so once this one is an object
+    the fleet's are too (the count that follows checks it): no need to list a growing bucket again and again.
+    """
+    from ca.manifest import read_manifest
+    from device.client import Messages, run_device
+    from device.endpoint import parse_endpoint
+    from device.identity import identity_from_manifest
+
+    identity = identity_from_manifest(next(iter(read_manifest(shard))))
+    topic = f"devices/{identity.thing_name}/sentinel"
+    messages = Messages(topic=topic)
+    run_device(identity, parse_endpoint(emu.endpoint), root_ca=Path(emu.info["endpoint_ca"]), messages=messages)
+    s3, deadline = emu.client("s3"), time.monotonic() + timeout
+    while not s3.list_objects_v2(Bucket=bucket, Prefix=topic + "/").get("KeyCount") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return time.monotonic()
+
+
+def archive(args, work: Path, manifest: Path, name: str) -> dict:
+    with emulator(work, name) as emu:
+        bucket = deploy(emu, work / "pki", jitp=True)["ArchiveBucketName"]
+        shards = shard_manifest(manifest, args.archive_devices, args.generators, work / name)
+        warm = run_devices(emu, shards, messages=1, concurrency=args.concurrency)  # provisioned, one object each
+        before, _ = wait_for_objects(emu, bucket, warm["messages"], timeout=60)
+        run = run_devices(emu, shards, messages=args.messages, concurrency=args.concurrency)
+        archived = sentinel(emu, shards[0], bucket)
+        expected = before + run["messages"] + 1
+        objects, seen = wait_for_objects(emu, bucket, expected, timeout=300)
+    done = archived if objects == expected else seen
+    seconds = done - run["go"]
+    return {
+        "devices": run["devices"],
+        "messages": run["messages"],
+        "archived": objects - before - 1,
+        "lost": expected - objects,
+        "publishSeconds": round(run["seconds"], 2),
+        "seconds": round(seconds, 2),
+        "messagesPerSecond": round(run["messages"] / seconds, 1),
+        "failures": run["failures"],
+        "emulatorCpu": run["emulatorCpu"],
+        "generatorCpu": run["generatorCpu"],
+        "ok": objects == expected and run["messages"] == args.archive_devices * args.messages,
+        "figure": run["messages"] / seconds,
+    }
+
+
+def throttled(args, work: Path, manifest: Path, name: str) -> dict:
+    rate = args.quota_rate
+    with emulator(work, name, [f"UpdateCertificate={rate:g}"]) as emu:
+        deploy(emu, work / "pki", jitp=False)
+        shards = shard_manifest(manifest, args.throttled_devices, args.generators, work / name)
+        run = run_devices(emu, shards, messages=1, concurrency=args.concurrency)
+        active = count_active(emu)
+        activated: dict[str, float] = {}
+        throttles = 0
+        for at, line in emu.decisions():
+            if line.get("decision") == "activated":
+                activated.setdefault(line.get("certificateId"), at)
+            throttles += line.get("decision") == "retry" and line.get("code") == "ThrottlingException"
+    burst = max(1.0, rate)  # the token bucket starts full (emulator/api/quotas.py)
+    last = max(activated.values(), default=run["goWall"])  # log times are wall-clock times
+    steady = (len(activated) - burst) / (last - run["goWall"]) if last > run["goWall"] else 0.0
+    return {
+        "devices": run["devices"],
+        "succeeded": run["succeeded"],
+        "active": active,
+        "lost": args.throttled_devices - active,
+        "activationSeconds": round(last - run["goWall"], 2),
+        "activationsPerSecond": round(steady, 2),
+        "quota": rate,
+        "ofQuota": round(steady / rate, 3),
+        "throttledCalls": throttles,
+        "devicesSeconds": round(run["seconds"], 2),
+        "failures": run["failures"],
+        "ok": active == run["succeeded"] == args.throttled_devices,
+        "figure": steady / rate,
+    }
+
+
+RUNNERS = {"jitp": jitp_fleet, "jitr": jitr_latency, "archive": archive, "throttled": throttled}
+
+
+# -- the report ---------------------------------------------------------------------------------------------
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    def med(scenario: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[scenario])
+
+    rows = [("scenario", "figure (median)", "target", "met", "all rounds ok")]
+    if "jitp" in results:
+        n = results["jitp"][0]["devices"]
+        rows.append((f"JITP fleet, {n} devices", f"{med('jitp', 'devicesPerSecond'):.1f} devices/s", ">= 100"))
+    if "jitr" in results:
+        n = results["jitr"][0]["devices"]
+        figure = f"p50 {med('jitr', 'figure'):.3f} s, p95 {med('jitr', 'p95s'):.3f} s"
+        rows.append((f"JITR first connect to publish, {n} devices", figure, "p50 <= 1 s"))
+    if "archive" in results:
+        n = results["archive"][0]["messages"]
+        figure = f"{med('archive', 'messagesPerSecond'):.0f} msgs/s, lost {max(r['lost'] for r in results['archive'])}"
+        rows.append((f"Archive to S3, {n} messages", figure, ">= 1000, none lost"))
+    if "throttled" in results:
+        n = results["throttled"][0]["devices"]
+        figure = f"{med('throttled', 'activationsPerSecond'):.2f}/s ({100 * med('throttled', 'ofQuota'):.0f}% of quota)"
+        rows.append((f"Throttled JITR, {n} devices", figure, ">= 90% of quota, none lost"))
+    out = []
+    for row, scenario in zip(rows, ["", *[s for s in SCENARIOS if s in results]], strict=False):
+        if scenario:
+            figures = [r["figure"] for r in results[scenario]]
+            figure = statistics.median(figures)
+            met = figure <= TARGETS[scenario] if scenario == "jitr" else figure >= TARGETS[scenario]
+            row = (*row, "yes" if met else "NO", "yes" if all(r["ok"] for r in results[scenario]) else "NO")
+        out.append(row)
+    widths = [max(len(str(row[i])) for row in out) for i in range(len(out[0]))]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)) for row in out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, of " + ", ".join(SCENARIOS))
+    parser.add_argument("--devices", type=int, default=1000, help="JITP fleet size")
+    parser.add_argument("--jitr-devices", type=int, default=100)
+    parser.add_argument("--archive-devices", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=100, help="messages per device in the archive scenario")
+    parser.add_argument("--throttled-devices", type=int, default=200)
+    parser.add_argument("--quota-rate", type=float, default=10.0, help="UpdateCertificate TPS in the throttled run")
+    parser.add_argument("--generators", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--concurrency", type=int, default=64, help="devices connecting at once per generator")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--work", type=Path, help="keep the CA, devices and emulator state here")
+    args = parser.parse_args()
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios {', '.join(sorted(unknown))}")
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-emulator-"))
+    pki = work / "pki"
+    if not (pki / "ca.json").exists():
+        subprocess.run([JITR, "ca", "init", "--dir", str(pki), "--country", "DE", "--intermediate"], check=True)
+    needed = max(args.devices, args.jitr_devices, args.archive_devices, args.throttled_devices)
+    manifest = pki / "batches" / f"bench-{needed}" / "manifest.jsonl"
+    if not manifest.exists():
+        mint = [JITR, "device", "mint", "--dir", str(pki), "--count", str(needed), "--prefix", "bench-"]
+        mint += ["--format", "jsonl", "--out", str(manifest.parent), "--workers", str(os.cpu_count() or 1)]
+        subprocess.run(mint, check=True, stdout=subprocess.DEVNULL)
+
+    results: dict[str, list[dict]] = {s: [] for s in scenarios}
+    for round_number in range(1, args.rounds + 1):
+        for scenario in scenarios:
+            result = RUNNERS[scenario](args, work, manifest, f"{scenario}-{round_number}")
+            results[scenario].append(result)
+            shown = {k: v for k, v in result.items() if k not in ("figure", "p95s")}
+            print(f"round {round_number} {scenario}: {json.dumps(shown)}", file=sys.stderr, flush=True)
+    print(f"nproc {os.cpu_count()}, {args.rounds} round(s), {args.generators} generator processes")
+    print(table(results))
+    print(
+        json.dumps(
+            {
+                "nproc": os.cpu_count(),
+                "rounds": args.rounds,
+                "args": vars(args) | {"work": str(work)},
+                "results": results,
+            },
+            default=str,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
