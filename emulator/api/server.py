@@ -52,9 +52,14 @@ def _request_handler():
     from moto.server import MotoRequestHandler
 
     class QuietRequestHandler(MotoRequestHandler):
-        """moto's handler, without an access-log line per request, with a socket timeout."""
+        """moto's handler, without an access-log line per request, with a socket timeout, and HTTP/1.1.
+
+        HTTP/1.1 keeps a client's connection open between its calls, as AWS's endpoints do: boto3 then
+        makes no TCP connection, and the server no thread, per call.
+        """
 
         timeout = REQUEST_TIMEOUT
+        protocol_version = "HTTP/1.1"
 
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             pass
