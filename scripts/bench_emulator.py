@@ -141,7 +141,9 @@ class Emulator:
 
 @contextmanager
 def emulator(work: Path, name: str, quotas: list[str] = ()):
-    running = Emulator(work / f"state-{name}", list(quotas))
+    state = work / f"state-{name}"
+    shutil.rmtree(state, ignore_errors=True)  # a --work folder used before: start from a fresh emulator state
+    running = Emulator(state, list(quotas))
     try:
         yield running
     finally:
