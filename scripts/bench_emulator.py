@@ -15,7 +15,10 @@ Scenarios and their targets (issue 3):
 - ``jitp``: N devices first-connect concurrently, are provisioned by the CA's template and publish one
   message each: devices/s (target >= 100 on 2 cores), and N archived objects.
 - ``jitr``: time from a device's first connect to its first accepted publish, p50 and p95 over
-  ``--jitr-devices`` devices connecting together (target p50 <= 1 s), with the devices' default backoff.
+  ``--jitr-devices`` devices, ``--jitr-in-flight`` of them connecting at a time (target p50 <= 1 s), with
+  the devices' default backoff (first retry within 1 s, full jitter).
+- ``jitr-burst``: the same, all ``--jitr-devices`` connecting at once: the latency a device sees when a
+  whole batch is switched on together, which queues behind the other devices' activations.
 - ``archive``: ``--archive-devices`` provisioned devices publish ``--messages`` each: messages/s from the
   first publish until every message is an object in the archive bucket (target >= 1,000, none lost).
 - ``throttled``: ``--throttled-devices`` JITR devices under ``--quota UpdateCertificate=10``: all end ACTIVE,
@@ -28,6 +31,7 @@ Prints a table of medians over ``--rounds`` and one JSON line (every round's fig
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import multiprocessing
@@ -49,8 +53,9 @@ sys.path.insert(0, str(ROOT))
 JITR = str(Path(sys.executable).with_name("jitr"))
 TEMPLATE = ROOT / "sam" / "template.yaml"
 STACK = "bench"
-SCENARIOS = ("jitp", "jitr", "archive", "throttled")
-TARGETS = {"jitp": 100.0, "jitr": 1.0, "archive": 1000.0, "throttled": 0.9}
+SCENARIOS = ("jitp", "jitr", "jitr-burst", "archive", "throttled")
+TARGETS = {"jitp": 100.0, "jitr": 1.0, "jitr-burst": 1.0, "archive": 1000.0, "throttled": 0.9}
+AT_MOST = {"jitr", "jitr-burst"}  # figures that meet their target from below
 
 
 # -- the emulator in a process of its own -----------------------------------------------------------------
@@ -310,17 +315,19 @@ def jitp_fleet(args, work: Path, manifest: Path, name: str) -> dict:
     }
 
 
-def jitr_latency(args, work: Path, manifest: Path, name: str) -> dict:
+def jitr_latency(args, work: Path, manifest: Path, name: str, *, burst: bool = False) -> dict:
     with emulator(work, name) as emu:
         deploy(emu, work / "pki", jitp=False)
         shards = shard_manifest(manifest, args.jitr_devices, args.generators, work / name)
-        run = run_devices(emu, shards, messages=1, concurrency=args.concurrency)
+        in_flight = args.concurrency if burst else max(1, args.jitr_in_flight // len(shards))
+        run = run_devices(emu, shards, messages=1, concurrency=in_flight)
         invocations = sum(1 for _, line in emu.decisions() if line.get("decision") in ("activated", "already-active"))
     return {
         "devices": run["devices"],
         "succeeded": run["succeeded"],
         "p50": round(run["p50"], 3) if run["p50"] is not None else None,
         "p95": round(run["p95"], 3) if run["p95"] is not None else None,
+        "inFlight": in_flight * len(shards),
         "attemptsPerDevice": round(run["attempts"] / max(1, run["devices"]), 2),
         "lambdaInvocations": invocations,
         "failures": run["failures"],
@@ -413,7 +420,13 @@ def throttled(args, work: Path, manifest: Path, name: str) -> dict:
     }
 
 
-RUNNERS = {"jitp": jitp_fleet, "jitr": jitr_latency, "archive": archive, "throttled": throttled}
+RUNNERS = {
+    "jitp": jitp_fleet,
+    "jitr": jitr_latency,
+    "jitr-burst": functools.partial(jitr_latency, burst=True),
+    "archive": archive,
+    "throttled": throttled,
+}
 
 
 # -- the report ---------------------------------------------------------------------------------------------
@@ -427,10 +440,11 @@ def table(results: dict[str, list[dict]]) -> str:
     if "jitp" in results:
         n = results["jitp"][0]["devices"]
         rows.append((f"JITP fleet, {n} devices", f"{med('jitp', 'devicesPerSecond'):.1f} devices/s", ">= 100"))
-    if "jitr" in results:
-        n = results["jitr"][0]["devices"]
-        figure = f"p50 {med('jitr', 'figure'):.3f} s, p95 {med('jitr', 'p95s'):.3f} s"
-        rows.append((f"JITR first connect to publish, {n} devices", figure, "p50 <= 1 s"))
+    for scenario in ("jitr", "jitr-burst"):
+        if scenario in results:
+            n, at_once = results[scenario][0]["devices"], results[scenario][0]["inFlight"]
+            figure = f"p50 {med(scenario, 'figure'):.3f} s, p95 {med(scenario, 'p95s'):.3f} s"
+            rows.append((f"JITR connect to publish, {n} devices, {at_once} at a time", figure, "p50 <= 1 s"))
     if "archive" in results:
         n = results["archive"][0]["messages"]
         figure = f"{med('archive', 'messagesPerSecond'):.0f} msgs/s, lost {max(r['lost'] for r in results['archive'])}"
@@ -444,7 +458,7 @@ def table(results: dict[str, list[dict]]) -> str:
         if scenario:
             figures = [r["figure"] for r in results[scenario]]
             figure = statistics.median(figures)
-            met = figure <= TARGETS[scenario] if scenario == "jitr" else figure >= TARGETS[scenario]
+            met = figure <= TARGETS[scenario] if scenario in AT_MOST else figure >= TARGETS[scenario]
             row = (*row, "yes" if met else "NO", "yes" if all(r["ok"] for r in results[scenario]) else "NO")
         out.append(row)
     widths = [max(len(str(row[i])) for row in out) for i in range(len(out[0]))]
@@ -456,6 +470,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, of " + ", ".join(SCENARIOS))
     parser.add_argument("--devices", type=int, default=1000, help="JITP fleet size")
     parser.add_argument("--jitr-devices", type=int, default=100)
+    parser.add_argument("--jitr-in-flight", type=int, default=4, help="jitr: devices connecting at a time in all")
     parser.add_argument("--archive-devices", type=int, default=100)
     parser.add_argument("--messages", type=int, default=100, help="messages per device in the archive scenario")
     parser.add_argument("--throttled-devices", type=int, default=200)
