@@ -72,6 +72,14 @@ def register_device_certificate(
         cert.verify_directly_issued_by(ca_x509(ca))
     except (ValueError, TypeError, InvalidSignature):
         raise CertificateValidation(f"Certificate {cert_id} is not signed by CA {ca_certificate_id}.") from None
+    return store_certificate(backend, pem, cert, status=status, ca_certificate_id=ca_certificate_id)
+
+
+def store_certificate(
+    backend, pem: str, cert: x509.Certificate, *, status: str, ca_certificate_id: str | None = None
+) -> FakeCertificate:
+    """Put a checked device certificate in moto's registry, under its DER-based id (the caller holds the lock)."""
+    cert_id = certificate_id(cert)
     record = FakeCertificate(pem, status, backend.account_id, backend.region_name, ca_certificate_id)
     record.certificate_id = cert_id  # DER-based, whatever moto's use_valid_cert says
     record.arn = iot_arn(backend.region_name, backend.account_id, f"cert/{cert_id}")

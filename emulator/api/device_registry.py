@@ -29,8 +29,8 @@ from moto.core.exceptions import JsonRESTError
 from moto.iot.models import FakeCertificate
 
 from ca.certificates import certificate_id
-from emulator.api.ca_certificates import load_pem, naive_utc
-from emulator.api.device_certificates import STATUSES, find_certificate, register_device_certificate
+from emulator.api.ca_certificates import load_pem
+from emulator.api.device_certificates import STATUSES, find_certificate, register_device_certificate, store_certificate
 from emulator.api.errors import (
     CertificateValidation,
     InvalidRequest,
@@ -102,13 +102,7 @@ def register_certificate(backend, pem: str, *, ca_pem: str | None, status: str) 
         if ca_id not in backend.ca_certificates:
             raise CertificateValidation(f"The CA certificate {ca_id} is not registered in this account.")
         return register_device_certificate(backend, pem, ca_certificate_id=ca_id, status=status)
-    record = FakeCertificate(pem, status, backend.account_id, backend.region_name)
-    record.certificate_id = cert_id  # DER-based, whatever moto's use_valid_cert says
-    record.arn = iot_arn(backend.region_name, backend.account_id, f"cert/{cert_id}")
-    record.validity_not_before = naive_utc(cert.not_valid_before_utc)
-    record.validity_not_after = naive_utc(cert.not_valid_after_utc)
-    backend.certificates[cert_id] = record
-    return record
+    return store_certificate(backend, pem, cert, status=status)
 
 
 def create_thing(backend, name: str, thing_type: str | None, attributes: Mapping[str, str]):
