@@ -111,6 +111,39 @@ def evaluate(node: Any, parameters: Mapping[str, Any], mappings: Mapping[str, An
     return {key: evaluate(value, parameters, mappings) for key, value in node.items()}
 
 
+@dataclass(frozen=True)
+class ThingResource:
+    """An evaluated ``AWS::IoT::Thing`` resource of a template: what JITP and registration tasks create."""
+
+    name: str
+    type_name: str | None
+    attributes: dict[str, str]
+    groups: tuple[str, ...]
+    override: str | None  # OverrideSettings.AttributePayload: REPLACE, MERGE, FAIL or none
+
+    @classmethod
+    def of(cls, resource: Mapping[str, Any]) -> ThingResource:
+        props = resource.get("Properties") or {}
+        if not props.get("ThingName"):
+            raise ProvisioningError("The template's thing has no ThingName.")
+        return cls(
+            name=props["ThingName"],
+            type_name=props.get("ThingTypeName"),
+            attributes={key: str(value) for key, value in (props.get("AttributePayload") or {}).items()},
+            groups=tuple(props.get("ThingGroups") or ()),
+            override=(resource.get("OverrideSettings") or {}).get("AttributePayload"),
+        )
+
+    def update(self, existing) -> None:
+        """Apply the template's attributes to a thing that exists, as its OverrideSettings say."""
+        if self.override == "REPLACE":
+            existing.attributes = dict(self.attributes)
+        elif self.override == "MERGE":
+            existing.attributes.update(self.attributes)
+        elif self.override == "FAIL":
+            raise ProvisioningError(f"Thing {self.name} exists and the template's OverrideSettings say FAIL.")
+
+
 def policy_name_for(document: str) -> str:
     """AWS names a policy created from an inline PolicyDocument after the document's hash."""
     return hashlib.sha256(document.encode()).hexdigest()
@@ -156,24 +189,15 @@ class TemplateRunner:
 
     @staticmethod
     def _thing(backend, resource: Mapping[str, Any]):
-        props = resource.get("Properties") or {}
-        name = props.get("ThingName")
-        if not name:
-            raise ProvisioningError("The template's thing has no ThingName.")
-        attributes = {k: str(v) for k, v in (props.get("AttributePayload") or {}).items()}
-        override = resource.get("OverrideSettings") or {}
-        existing = backend.things.get(f"arn:aws:iot:{backend.region_name}:{backend.account_id}:thing/{name}")
+        spec = ThingResource.of(resource)
+        existing = backend.things.get(f"arn:aws:iot:{backend.region_name}:{backend.account_id}:thing/{spec.name}")
         if existing is None:
-            existing = backend.create_thing(name, props.get("ThingTypeName"), {"attributes": attributes})
-        elif override.get("AttributePayload") == "REPLACE":
-            existing.attributes = attributes
-        elif override.get("AttributePayload") == "MERGE":
-            existing.attributes.update(attributes)
-        elif override.get("AttributePayload") == "FAIL":
-            raise ProvisioningError(f"Thing {name} exists and the template's OverrideSettings say FAIL.")
-        for group in props.get("ThingGroups") or []:
+            existing = backend.create_thing(spec.name, spec.type_name, {"attributes": dict(spec.attributes)})
+        else:
+            spec.update(existing)
+        for group in spec.groups:
             if any(g.thing_group_name == group for g in backend.thing_groups.values()):
-                backend.add_thing_to_thing_group(group, None, name, None)
+                backend.add_thing_to_thing_group(group, None, spec.name, None)
         return existing
 
     @staticmethod

@@ -48,7 +48,7 @@ from emulator.api.errors import InvalidRequest, ResourceAlreadyExists, ResourceN
 from emulator.api.provisioning_templates import check_body
 from emulator.api.quotas import Quotas
 from emulator.api.wire import Call, choice, page
-from emulator.provisioning import ProvisioningError, evaluate, policy_name_for, resolve_parameters
+from emulator.provisioning import ProvisioningError, ThingResource, evaluate, policy_name_for, resolve_parameters
 
 log = logging.getLogger(__name__)
 
@@ -185,30 +185,20 @@ class LineRunner:
                 return find_certificate(self.backend, exists.fields["resourceId"])
 
     def _thing(self, resource: Mapping[str, Any]):
-        props = resource.get("Properties") or {}
-        name = props.get("ThingName")
-        if not name:
-            raise ProvisioningError("The template's thing has no ThingName.")
-        attributes = {key: str(value) for key, value in (props.get("AttributePayload") or {}).items()}
-        override = resource.get("OverrideSettings") or {}
+        spec = ThingResource.of(resource)
         backend = self.backend
         with self.lock:
-            existing = backend.things.get(registry.thing_arn(backend, name))
+            existing = backend.things.get(registry.thing_arn(backend, spec.name))
         if existing is None:
             thing = self._do(
-                "CreateThing", registry.create_thing, backend, name, props.get("ThingTypeName"), attributes
+                "CreateThing", registry.create_thing, backend, spec.name, spec.type_name, dict(spec.attributes)
             )
         else:
             thing = existing
             with self.lock:
-                if override.get("AttributePayload") == "REPLACE":
-                    existing.attributes = attributes
-                elif override.get("AttributePayload") == "MERGE":
-                    existing.attributes.update(attributes)
-                elif override.get("AttributePayload") == "FAIL":
-                    raise ProvisioningError(f"Thing {name} exists and the template's OverrideSettings say FAIL.")
-        for group in props.get("ThingGroups") or []:
-            self._do("AddThingToThingGroup", registry.add_thing_to_thing_group, backend, group, None, name)
+                spec.update(existing)
+        for group in spec.groups:
+            self._do("AddThingToThingGroup", registry.add_thing_to_thing_group, backend, group, None, spec.name)
         return thing
 
     def _policy(self, props: Mapping[str, Any]):
