@@ -37,20 +37,18 @@ import math
 import multiprocessing
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from emulator_process import JITR, ROOT, EmulatorProcess  # scripts/, beside this file
+
 sys.path.insert(0, str(ROOT))
 
-JITR = str(Path(sys.executable).with_name("jitr"))
 TEMPLATE = ROOT / "sam" / "template.yaml"
 STACK = "bench"
 SCENARIOS = ("jitp", "jitr", "jitr-burst", "archive", "throttled")
@@ -61,41 +59,8 @@ AT_MOST = {"jitr", "jitr-burst"}  # figures that meet their target from below
 # -- the emulator in a process of its own -----------------------------------------------------------------
 
 
-class Emulator:
-    """``jitr local up --json`` as a child process."""
-
-    def __init__(self, state: Path, quotas: list[str]) -> None:
-        self.state = state
-        command = [JITR, "local", "up", "--json", "--state-dir", str(state)]
-        for quota in quotas:
-            command += ["--quota", quota]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        self._info: dict | None = None
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(60) or self._info is None:
-            self.stop()
-            raise RuntimeError("the emulator did not start")
-        self.info = self._info
-        self.env = {
-            **os.environ,
-            "AWS_ENDPOINT_URL": self.info["aws_endpoint_url"],
-            "AWS_REGION": self.info["region"],
-            "AWS_DEFAULT_REGION": self.info["region"],
-            "AWS_ACCESS_KEY_ID": "emulator",
-            "AWS_SECRET_ACCESS_KEY": "emulator",
-        }
-        self.env.pop("AWS_PROFILE", None)
-
-    def _read(self) -> None:
-        buffered = ""
-        for line in self.process.stdout:
-            if self._info is None:  # the indented JSON object `local up --json` prints first
-                buffered += line
-                if line.startswith("}"):
-                    self._info = json.loads(buffered)
-                    self._ready.set()
-        self._ready.set()
+class Emulator(EmulatorProcess):
+    """The emulator, and the decisions its Lambda logged."""
 
     def decisions(self) -> list[tuple[float, dict]]:
         """(time.time() it was logged, the line) for each decision the Lambda logged, from its log group's file."""
@@ -108,40 +73,6 @@ class Emulator:
                 if message.startswith("{") and '"decision"' in message:
                     found.append((at.timestamp(), json.loads(message)))
         return found
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.info['mqtt_host']}:{self.info['mqtt_port']}"
-
-    def jitr(self, *args: str) -> dict:
-        done = subprocess.run([JITR, *args, "--json"], env=self.env, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"jitr {' '.join(args)} failed: {done.stderr.strip()}")
-        return json.loads(done.stdout)
-
-    def client(self, service: str):
-        import boto3
-
-        return boto3.session.Session(
-            aws_access_key_id="emulator", aws_secret_access_key="emulator", region_name=self.info["region"]
-        ).client(service, endpoint_url=self.info["aws_endpoint_url"])
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time the emulator process has used so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return math.nan
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @contextmanager

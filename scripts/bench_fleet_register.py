@@ -33,16 +33,14 @@ import argparse
 import datetime as dt
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from emulator_process import ROOT, EmulatorProcess  # scripts/, beside this file
+
 sys.path.insert(0, str(ROOT))
 
 from ca.aws import IotApi, S3Api  # noqa: E402
@@ -51,64 +49,13 @@ from ca.fleet_register import RegisterRequest, register_fleet  # noqa: E402
 from ca.pacing import Pacer  # noqa: E402
 from emulator.api.default_quotas import AWS_DEFAULT_QUOTAS  # noqa: E402
 
-JITR = str(Path(sys.executable).with_name("jitr"))
 ROLE = "arn:aws:iam::123456789012:role/BulkRegistration"
 PER_DEVICE_CALLS = ("RegisterCertificate", "CreateThing", "AttachPolicy", "AttachThingPrincipal", "UpdateCertificate")
 
 
-class Emulator:
-    """``jitr local up --json`` as a child process."""
-
-    def __init__(self, state: Path, quotas: list[str]) -> None:
-        command = [JITR, "local", "up", "--json", "--state-dir", str(state)]
-        for quota in quotas:
-            command += ["--quota", quota]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        self.info: dict | None = None
-        ready = threading.Event()
-
-        def read() -> None:
-            buffered = ""
-            for line in self.process.stdout:
-                if self.info is None:
-                    buffered += line
-                    if line.startswith("}"):
-                        self.info = json.loads(buffered)
-                        ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(60) or self.info is None:
-            self.stop()
-            raise RuntimeError("the emulator did not start")
-        self.env = {
-            "AWS_ENDPOINT_URL": self.info["aws_endpoint_url"],
-            "AWS_REGION": self.info["region"],
-            "AWS_DEFAULT_REGION": self.info["region"],
-            "AWS_ACCESS_KEY_ID": "emulator",
-            "AWS_SECRET_ACCESS_KEY": "emulator",
-        }
-
-    def jitr(self, *args: str) -> dict:
-        env = {k: v for k, v in os.environ.items() if k != "AWS_PROFILE"} | self.env
-        done = subprocess.run([JITR, *args, "--json"], env=env, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"jitr {' '.join(args)} failed: {done.stderr.strip()}")
-        return json.loads(done.stdout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 @contextmanager
 def emulator(work: Path, name: str, quotas: list[str] = ()):
-    running = Emulator(work / f"state-{name}", list(quotas))
+    running = EmulatorProcess(work / f"state-{name}", list(quotas))
     saved = {k: os.environ.get(k) for k in (*running.env, "AWS_PROFILE")}
     os.environ.pop("AWS_PROFILE", None)
     os.environ.update(running.env)  # boto3 in this process talks to it too
@@ -123,7 +70,7 @@ def emulator(work: Path, name: str, quotas: list[str] = ()):
                 os.environ[key] = value
 
 
-def setup_ca(emu: Emulator, work: Path) -> Path:
+def setup_ca(emu: EmulatorProcess, work: Path) -> Path:
     pki = work / "pki"
     if not pki.exists():
         emu.jitr("ca", "init", "--dir", str(pki), "--country", "DE", "--org", "Acme", "--intermediate")
@@ -131,7 +78,7 @@ def setup_ca(emu: Emulator, work: Path) -> Path:
     return pki
 
 
-def mint(emu: Emulator, pki: Path, prefix: str, count: int) -> Path:
+def mint(emu: EmulatorProcess, pki: Path, prefix: str, count: int) -> Path:
     minted = emu.jitr(
         "device", "mint", "--dir", str(pki), "--count", str(count), "--prefix", prefix, "--format", "jsonl"
     )

@@ -1,0 +1,91 @@
+"""The local emulator as the benchmarks run it: ``jitr local up --json`` in a process of its own.
+
+Shared by ``bench_emulator.py`` and ``bench_fleet_register.py``, so that what is measured runs in
+another process (and another GIL) than the load that measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+JITR = str(Path(sys.executable).with_name("jitr"))
+
+
+class EmulatorProcess:
+    """``jitr local up --json --state-dir STATE [--quota ...]``, running until :meth:`stop`."""
+
+    def __init__(self, state: Path, quotas: list[str] = ()) -> None:
+        self.state = Path(state)
+        command = [JITR, "local", "up", "--json", "--state-dir", str(self.state)]
+        for quota in quotas:
+            command += ["--quota", quota]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self._info: dict | None = None
+        ready = threading.Event()
+
+        def read() -> None:  # the indented JSON object `local up --json` prints first; the rest is drained
+            buffered = ""
+            for line in self.process.stdout:
+                if self._info is None:
+                    buffered += line
+                    if line.startswith("}"):
+                        self._info = json.loads(buffered)
+                        ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(60) or self._info is None:
+            self.stop()
+            raise RuntimeError("the emulator did not start")
+        self.info = self._info
+        self.env = {  # what points boto3, the AWS CLI and jitr at it
+            "AWS_ENDPOINT_URL": self.info["aws_endpoint_url"],
+            "AWS_REGION": self.info["region"],
+            "AWS_DEFAULT_REGION": self.info["region"],
+            "AWS_ACCESS_KEY_ID": "emulator",
+            "AWS_SECRET_ACCESS_KEY": "emulator",
+        }
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.info['mqtt_host']}:{self.info['mqtt_port']}"
+
+    def jitr(self, *args: str) -> dict:
+        """Run ``jitr ARGS --json`` against the emulator; its JSON output."""
+        env = {k: v for k, v in os.environ.items() if k != "AWS_PROFILE"} | self.env
+        done = subprocess.run([JITR, *args, "--json"], env=env, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"jitr {' '.join(args)} failed: {done.stderr.strip()}")
+        return json.loads(done.stdout)
+
+    def client(self, service: str):
+        import boto3
+
+        return boto3.session.Session(
+            aws_access_key_id="emulator", aws_secret_access_key="emulator", region_name=self.info["region"]
+        ).client(service, endpoint_url=self.info["aws_endpoint_url"])
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the emulator process has used so far (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return math.nan
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
