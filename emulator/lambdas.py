@@ -132,7 +132,7 @@ class LambdaRuntime:
         endpoint_url: str,
         work_dir: Path,
         retry_delays: tuple[float, ...] = (1.0, 2.0),
-        workers: int = 16,
+        workers: int = 64,
         log_dir: Path | None = None,
     ) -> None:
         self.account_id, self.region, self.endpoint_url = account_id, region, endpoint_url
