@@ -24,10 +24,12 @@ from amqtt.broker import Broker as _AmqttBroker
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.constants import QOS_1
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol import broker_handler
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.session import Session
+from amqtt.mqtt.puback import PubackPacket
+from amqtt.session import INCOMING, Session
 from amqtt.utils import gen_client_id
 from transitions import MachineError
 
@@ -97,6 +99,23 @@ class _Session(Session):
 
 
 broker_handler.Session = _Session  # the class amqtt's broker makes each connection's session of
+
+
+class _Handler(BrokerProtocolHandler):
+    """amqtt's broker side of a connection, except that a client's QoS 1 PUBLISH is acknowledged only once
+    the broker has allowed it (:meth:`acknowledge`): AWS IoT closes the connection on a publish its policy
+    denies, and a client must not take an earlier PUBACK for delivery."""
+
+    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
+        if app_message.direction == INCOMING:
+            await self.session.delivered_message_queue.put(app_message)
+            return
+        await super()._handle_qos1_message_flow(app_message)
+
+    async def acknowledge(self, message: Any) -> None:
+        if message.qos == QOS_1 and message.packet_id is not None:
+            message.puback_packet = PubackPacket.build(message.packet_id)
+            await self._send_packet(message.puback_packet)
 
 
 class _Replay(ReaderAdapter):
@@ -193,7 +212,7 @@ class _AwsIotBroker(_AmqttBroker):
     async def _initialize_client_session(self, reader: Any, writer: Any, address: str, port: int) -> Any:
         """Read the CONNECT, ask ``on_connect``, then take over or resume the client's session."""
         try:
-            connect = BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+            connect = _Handler.init_from_connect(reader, writer, self.plugins_manager)
             handler, session = await asyncio.wait_for(connect, CONNECT_TIMEOUT)
         except Exception as exc:  # a network boundary: garbage, timeouts, resets
             log.debug("No valid CONNECT from %s:%s: %r", address, port, exc)
@@ -335,6 +354,8 @@ class _AwsIotBroker(_AmqttBroker):
         retain = bool(message.publish_packet and message.publish_packet.retain_flag)
         if await self._may_publish(link.info, topic, payload, qos, retain):
             await self._route(session, link.info, topic, payload, qos, retain)
+            if isinstance(handler, _Handler):
+                await handler.acknowledge(message)
         else:
             log.info("Client %s may not publish to %r (QoS %s): disconnecting it", session.client_id, topic, qos)
             await self._close(link, handler, DisconnectReason.AUTHORIZATION_ERROR)

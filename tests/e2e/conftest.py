@@ -204,9 +204,9 @@ class Session:
     def publish(self, topic: str, payload: dict) -> None:
         publish(self.client, topic, payload)
 
-    def send(self, topic: str, payload: dict) -> None:
-        """Publish without waiting for the PUBACK: for a publish the server answers by disconnecting."""
-        self.client.publish(topic, json.dumps(payload), qos=1)
+    def send(self, topic: str, payload: dict):
+        """Publish without waiting for the PUBACK, for a publish the server answers by disconnecting; paho's info."""
+        return self.client.publish(topic, json.dumps(payload), qos=1)
 
     def received(self, timeout: float = 10.0) -> tuple[str, dict]:
         return self.messages.get(timeout=timeout)
