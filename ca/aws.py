@@ -326,24 +326,20 @@ class IotApi:
 
     def _exists(self, operation: str, **params: Any) -> bool:
         """True if a describe ``operation`` finds its resource."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.call(operation, **params)
-        except ClientError as exc:
-            if aws_error_code(exc) == "ResourceNotFoundException":
-                return False
-            raise _as_aws_error(operation, exc) from exc
-        return True
+        return self._call_unless("ResourceNotFoundException", operation, **params)
 
     def _unless_exists(self, operation: str, **params: Any) -> bool:
         """Call a create ``operation``; False when AWS IoT answers that the resource exists."""
+        return self._call_unless("ResourceAlreadyExistsException", operation, **params)
+
+    def _call_unless(self, code: str, operation: str, **params: Any) -> bool:
+        """Call ``operation``: True, or False when AWS answers the error ``code``; other errors raise AwsError."""
         from botocore.exceptions import ClientError
 
         try:
             self.call(operation, **params)
         except ClientError as exc:
-            if aws_error_code(exc) == "ResourceAlreadyExistsException":
+            if aws_error_code(exc) == code:
                 return False
             raise _as_aws_error(operation, exc) from exc
         return True
