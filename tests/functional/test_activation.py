@@ -20,8 +20,9 @@ from moto.iot.models import FakeCertificate
 
 from ca.certificates import to_pem
 from ca.issue import Issuer
-from ca.keys import generate_key, signature_hash
+from ca.keys import generate_key
 from ca.template import device_policy
+from tests.certificates import certificate_with_subject
 from tests.conftest import NOW
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -318,20 +319,6 @@ def test_malformed_events_create_nothing(stack, capsys):
     assert {line["decision"] for line in decisions(capsys)} == {"rejected"}
 
 
-def _certificate_with_subject(issuer: Issuer, subject: x509.Name) -> str:
-    key = generate_key("ec-p256")
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW)
-        .not_valid_after(NOW.replace(year=NOW.year + 1))
-    )
-    return to_pem(builder.sign(issuer.key, signature_hash(issuer.key))).decode()
-
-
 @pytest.mark.parametrize(
     "attributes, reason",
     [
@@ -341,7 +328,8 @@ def _certificate_with_subject(issuer: Issuer, subject: x509.Name) -> str:
     ],
 )
 def test_a_certificate_without_one_valid_thing_name_is_refused(stack, capsys, attributes, reason):
-    certificate_id, arn = stack.register(_certificate_with_subject(stack.issuer, x509.Name(attributes)))
+    pem = to_pem(certificate_with_subject(stack.issuer, x509.Name(attributes))).decode()
+    certificate_id, arn = stack.register(pem)
     assert stack.handle(stack.event(certificate_id))["outcome"] == "refused"
     stack.assert_untouched(certificate_id, arn)
     assert reason in decisions(capsys)[-1]["reason"]

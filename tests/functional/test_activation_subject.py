@@ -14,7 +14,8 @@ from cryptography.x509.oid import NameOID
 
 from ca.certificates import to_pem
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key, signature_hash
+from ca.keys import generate_key
+from tests.certificates import certificate_with_subject
 from tests.conftest import NOW
 from tests.functional.test_activation import app
 
@@ -23,20 +24,6 @@ thing_from_certificate, subject_attributes = subject.thing_from_certificate, sub
 pem_to_der, CertificateFormatError = subject.pem_to_der, subject.CertificateFormatError
 SHORT = {NameOID.COMMON_NAME: "CN", NameOID.COUNTRY_NAME: "C", NameOID.ORGANIZATION_NAME: "O"}
 SHORT[NameOID.ORGANIZATIONAL_UNIT_NAME] = "OU"
-
-
-def build(issuer: Issuer, name: x509.Name, key_type: str = "ec-p256") -> x509.Certificate:
-    key = generate_key(key_type)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW)
-        .not_valid_after(NOW.replace(year=NOW.year + 1))
-        .sign(issuer.key, signature_hash(issuer.key))
-    )
 
 
 def expected(cert: x509.Certificate) -> list[tuple[str, str]]:
@@ -81,13 +68,13 @@ NAMES = {
 
 @pytest.mark.parametrize("case", list(NAMES))
 def test_the_subject_read_from_der_matches_cryptography(intermediate_issuer, case):
-    cert = build(intermediate_issuer, NAMES[case])
+    cert = certificate_with_subject(intermediate_issuer, NAMES[case])
     assert subject_attributes(der(cert)) == expected(cert)
 
 
 @pytest.mark.parametrize("key_type", ["ec-p384", "rsa-2048"])
 def test_keys_and_signatures_of_other_sizes_do_not_matter(rsa_issuer, key_type):
-    cert = build(rsa_issuer, NAMES["CN and C"], key_type)
+    cert = certificate_with_subject(rsa_issuer, NAMES["CN and C"], key_type=key_type)
     assert thing_from_certificate(to_pem(cert).decode()) == ("a", {"country": "DE"})
 
 
@@ -121,7 +108,7 @@ def test_unreadable_certificates_are_named(pem, problem):
 
 
 def test_corrupted_der_raises_only_certificate_format_errors(intermediate_issuer):
-    original = der(build(intermediate_issuer, NAMES["UTF-8 text"]))
+    original = der(certificate_with_subject(intermediate_issuer, NAMES["UTF-8 text"]))
     rng = random.Random(7)
     for _ in range(3000):
         data = bytearray(original[: rng.randrange(len(original) + 1)])

@@ -15,6 +15,7 @@ from ca.issue import make_name
 from ca.keys import generate_key
 from ca.pacing import Pacer
 from ca.registration_task import common_attributes, input_lines, outcomes_from_reports, task_template
+from tests.certificates import certificate_with_subject
 
 
 def throttle(operation: str = "RegisterCertificate") -> ClientError:
@@ -148,27 +149,9 @@ def test_results_go_beside_the_manifest_unless_told_otherwise(tmp_path):
 def test_thing_attributes_come_from_the_subject_with_characters_aws_refuses_replaced(root_issuer, now):
     cert = root_issuer.issue_device(generate_key("ec-p256").public_key(), "dev-1", country="DE", now=now, days=1)
     assert thing_attributes(cert) == {"country": "DE", "serial": format(cert.serial_number, "x")}
-    other = _with_subject(root_issuer, make_name("dev-2", org="Acme Corp (EU)", country="FR"), now)
+    subject = make_name("dev-2", org="Acme Corp (EU)", country="FR")
+    other = certificate_with_subject(root_issuer, subject, now=now, days=1)
     assert thing_attributes(other)["organization"] == "Acme_Corp__EU_"  # no spaces or brackets in a value
-
-
-def _with_subject(issuer, name, now):
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
-    key = generate_key("ec-p256")
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(issuer.key, hashes.SHA256())
-    )
 
 
 def device(line: int, thing: str, cert_id: str, **attributes) -> Device:
