@@ -44,15 +44,17 @@ class InvocationLog:
             self._partial = ""
 
 
+_bound = threading.local()  # the InvocationLog of the invocation a thread is running, if any
+
+
 class _OutputRouter:
     """``sys.stdout`` while a runtime is open: each invocation's thread writes to its own log."""
 
     def __init__(self, inner: TextIO) -> None:
         self.inner = inner
-        self._local = threading.local()
 
     def _target(self) -> Any:
-        return getattr(self._local, "log", None) or self.inner
+        return getattr(_bound, "log", None) or self.inner
 
     def write(self, text: str) -> int:
         return self._target().write(text)
@@ -62,15 +64,6 @@ class _OutputRouter:
 
     def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, ...: the stream underneath
         return getattr(self.inner, name)
-
-    @contextlib.contextmanager
-    def bound(self, log: InvocationLog) -> Iterator[None]:
-        self._local.log = log
-        try:
-            yield
-        finally:
-            self._local.log = None
-            log.close()
 
 
 _lock = threading.Lock()
@@ -101,9 +94,14 @@ def invocation_output(groups: LogGroups, function_name: str, request_id: str) ->
     log = InvocationLog(groups, function_name, request_id)
     groups.put(log.group, [f"START RequestId: {request_id} Version: $LATEST"])
     started = time.monotonic()
+    _router()
+    _bound.log = log  # kept per thread, not per router: any router in sys.stdout sends this thread's lines here
     try:
-        with _router().bound(log):
+        try:
             yield
+        finally:
+            _bound.log = None
+            log.close()
     except Exception as exc:
         trace = "".join(traceback.format_exception(exc)).rstrip("\n")
         groups.put(log.group, [f"[ERROR] {type(exc).__name__}: {exc}\n{trace}"])
