@@ -16,7 +16,11 @@ from ca.cli.common import JsonOption, emit, handle_errors
 from ca.errors import InvalidInputError, NotFoundError
 from ca.files import FileSpec, write_files
 
-app = typer.Typer(help="Run a local emulator of AWS IoT Core and deploy the kit's stack into it.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run a local emulator of AWS IoT Core and deploy the kit's stack into it.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 DEFAULT_STATE = Path(".jitr-local")
 ENDPOINT_FILE = "endpoint.json"
@@ -63,6 +67,7 @@ def up(
         list[str] | None,
         typer.Option(
             "--quota",
+            metavar="API=TPS",
             help="Per-API rate limit, API=TPS (repeatable), e.g. UpdateCertificate=10; 'aws-defaults' sets AWS's "
             "default quotas (RegisterCertificate 10/s, CreateThing 15/s, ...).",
         ),
@@ -75,7 +80,8 @@ def up(
     """Start the emulator on loopback and run until interrupted (Ctrl-C).
 
     It prints where the AWS API and the MQTT broker listen; point boto3, the AWS CLI and jitr at
-    it with AWS_ENDPOINT_URL, and devices at the MQTT port with the endpoint CA as root.
+    it with AWS_ENDPOINT_URL, and devices at the MQTT port with the endpoint CA as root. Log groups
+    are files in STATE/logs: what a Lambda function prints is in aws_lambda_<function>.log.
     """
     from emulator.local import LocalIot, Options
 
@@ -150,7 +156,10 @@ def deploy(
     stack: Annotated[str, typer.Option("--stack", help="Stack name.")],
     template: Annotated[Path, typer.Option("--template", help="The SAM template.")] = Path("sam/template.yaml"),
     overrides: Annotated[
-        list[str] | None, typer.Option("--parameter-overrides", help="Template parameters, Name=Value (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--parameter-overrides", metavar="NAME=VALUE", help="Template parameters, Name=Value (repeatable)."
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

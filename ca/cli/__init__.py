@@ -14,6 +14,7 @@ app = typer.Typer(
     name="jitr",
     help="A certificate authority and automation kit for AWS IoT Core Just-in-Time Registration and Provisioning.",
     no_args_is_help=True,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 app.add_typer(ca_app.app, name="ca")

@@ -22,7 +22,11 @@ from ca.store import CaMaterial, CaMetadata, PkiStore
 from ca.template import check_template, fillable_parameters, parse_template, render_jitp_template
 from ca.verify import verify_chain
 
-app = typer.Typer(help="Create and use the certificate authority that signs your devices.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create and use the certificate authority that signs your devices.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 @app.command()

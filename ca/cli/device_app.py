@@ -30,7 +30,9 @@ from device.report import FleetProgress, check_table, count_devices, describe_re
 from device.simulate import simulate_manifest
 
 app = typer.Typer(
-    help="Mint device certificates, sign CSRs, and connect, simulate or check devices.", no_args_is_help=True
+    help="Mint device certificates, sign CSRs, and connect, simulate or check devices.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 CountryOption = Annotated[

@@ -52,6 +52,7 @@ from ca.store import PkiStore
 app = typer.Typer(
     help="Describe a deployed stack, find its endpoint, register a minted batch up front, and reset a fleet.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 StackOption = Annotated[str, typer.Option("--stack", help="The stack name (deploy.sh's STACK).")]
