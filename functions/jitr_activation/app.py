@@ -253,18 +253,15 @@ def handle(event, *, config: Config, clients: Clients, call: Retrier | None = No
         raise
 
 
-_default_clients: Clients | None = None
+_default_clients = Clients()  # one per container, made at cold start; its boto3 clients on first use, under a lock
 
 
 def lambda_handler(event, context):
-    global _default_clients
     try:
         config = Config.from_env(os.environ)
     except ConfigurationError as exc:
         log("error", "failed", certificateId=_certificate_id_of(event), reason=str(exc))
         raise
-    if _default_clients is None:
-        _default_clients = Clients()
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     call = Retrier(config.max_attempts, remaining_seconds=(lambda: remaining() / 1000) if remaining else None)
     return handle(

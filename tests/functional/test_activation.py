@@ -195,11 +195,34 @@ def test_lambda_handler_reads_its_configuration_from_the_environment(stack, monk
     certificate_id, arn = stack.device("dev-1")
     monkeypatch.setenv("CA_CERTIFICATE_ID", stack.config.ca_certificate_id)
     monkeypatch.setenv("POLICY_NAME", POLICY)
-    monkeypatch.setattr(app, "_default_clients", None)  # clients are created on first use, under moto
+    monkeypatch.setattr(app, "_default_clients", app.Clients())  # boto3 clients made on first use, under moto
     context = types.SimpleNamespace(aws_request_id="req-1", get_remaining_time_in_millis=lambda: 60_000)
     assert app.lambda_handler(stack.event(certificate_id), context)["outcome"] == "activated"
     assert_activated(stack, certificate_id, arn)
     assert decisions(capsys)[-1]["requestId"] == "req-1"
+
+
+def test_concurrent_first_invocations_of_a_container_make_one_iot_client(stack, monkeypatch, capsys):
+    devices = [stack.device(f"dev-{n}") for n in range(1, 9)]
+    monkeypatch.setenv("CA_CERTIFICATE_ID", stack.config.ca_certificate_id)
+    monkeypatch.setenv("POLICY_NAME", POLICY)
+    monkeypatch.setattr(app, "_default_clients", app.Clients())
+    made, make = [], app.Clients._make
+    monkeypatch.setattr(app.Clients, "_make", lambda self, service: made.append(service) or make(self, service))
+    context = types.SimpleNamespace(aws_request_id="req-1", get_remaining_time_in_millis=lambda: 60_000)
+    barrier, outcomes = threading.Barrier(len(devices)), []
+
+    def invoke(certificate_id: str) -> None:
+        barrier.wait(10)
+        outcomes.append(app.lambda_handler(stack.event(certificate_id), context)["outcome"])
+
+    threads = [threading.Thread(target=invoke, args=(certificate_id,)) for certificate_id, _arn in devices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == ["activated"] * len(devices)
+    assert made == ["iot"]  # a boto3 client costs tens of milliseconds of CPU: made once, not per invocation
 
 
 def test_lambda_handler_without_its_configuration_fails_loudly(monkeypatch, capsys):
