@@ -24,7 +24,8 @@ from typing import Any
 from ca.aws import IotApi, S3Api, fetch_url
 from ca.errors import AwsError
 from ca.files import FileSpec, write_files
-from ca.fleet_register import FAILED, REGISTERED, Device, Outcome, Progress, RegisterRequest, Setup
+from ca.fleet_batch import FAILED, REGISTERED, Device, Outcome
+from ca.fleet_register import Progress, RegisterRequest, Setup
 from ca.template import template_body
 
 KEY_PREFIX = "jitr-fleet-register"

@@ -35,14 +35,13 @@ from ca.fleet import (
     stack_ca_id,
     stack_from_cloudformation,
 )
+from ca.fleet_batch import FAILED, manifest_ca
 from ca.fleet_register import (
     DEFAULT_CONCURRENCY,
     DEFAULT_POLICY,
-    FAILED,
     SHARED_WARNING,
     RegisterReport,
     RegisterRequest,
-    manifest_ca,
     register_fleet,
 )
 from ca.fleet_register import Progress as RegisterProgress

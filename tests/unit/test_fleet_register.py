@@ -10,7 +10,8 @@ from botocore.exceptions import ClientError
 
 from ca.aws import IotApi
 from ca.errors import AwsError, InvalidInputError
-from ca.fleet_register import FAILED, REGISTERED, SKIPPED, Device, RegisterRequest, Setup, split_done, thing_attributes
+from ca.fleet_batch import FAILED, REGISTERED, SKIPPED, Device, thing_attributes
+from ca.fleet_register import RegisterRequest, Setup, split_done
 from ca.issue import make_name
 from ca.keys import generate_key
 from ca.pacing import Pacer
