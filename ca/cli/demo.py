@@ -185,7 +185,8 @@ class DemoLoop:
         things = self.state["iot_api"].list_principal_things(description["certificateArn"])
         policies = self.state["iot_api"].list_attached_policies(description["certificateArn"])
         logs = sorted(self.iot.lambdas.logs.log_dir.glob("aws_lambda_*.log"))  # what the function printed
-        return f"ACTIVE; thing {', '.join(things)}; policy {', '.join(policies)}; log {', '.join(map(str, logs))}"
+        shown = ", ".join(os.path.relpath(path) for path in logs)
+        return f"ACTIVE; thing {', '.join(things)}; policy {', '.join(policies)}; log {shown}"
 
     def reconnect_and_publish(self) -> str:
         result = self._connect(Backoff(base=0.2, cap=2.0, attempts=10), Messages(count=1))
