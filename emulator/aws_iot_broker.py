@@ -24,16 +24,11 @@ from amqtt.broker import Broker as _AmqttBroker
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
-from amqtt.mqtt.constants import QOS_1
 from amqtt.mqtt.disconnect import DisconnectPacket
-from amqtt.mqtt.protocol import broker_handler
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.mqtt.puback import PubackPacket
-from amqtt.session import INCOMING, Session
 from amqtt.utils import gen_client_id
-from transitions import MachineError
 
 from emulator import tls
+from emulator.broker_connection import ConnectionHandler, Replay
 from emulator.mqtt_hooks import ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
 
 log = logging.getLogger(__name__)
@@ -61,80 +56,6 @@ def _link(session: Any) -> _Link | None:
 
 def _is_wildcard(topic_filter: str) -> bool:
     return "+" in topic_filter or "#" in topic_filter
-
-
-class _SessionStates:
-    """amqtt's per-session state machine (new, connected, disconnected) with the triggers and callbacks its
-    ``transitions.Machine`` has, which costs half a millisecond of the broker's loop to build per connection."""
-
-    _NEXT = {
-        "connect": {"new": "connected", "disconnected": "connected"},
-        "disconnect": {"new": "disconnected", "connected": "disconnected", "disconnected": "disconnected"},
-    }
-
-    def __init__(self, session: Session) -> None:
-        self._session, self.state = session, "new"
-
-    def is_connected(self) -> bool:
-        return self.state == "connected"
-
-    def connect(self) -> bool:
-        return self._trigger("connect")
-
-    def disconnect(self) -> bool:
-        return self._trigger("disconnect")
-
-    def _trigger(self, event: str) -> bool:
-        dest = self._NEXT[event].get(self.state)
-        if dest is None:
-            raise MachineError(f"Can't trigger event {event} from state {self.state}!")
-        self.state = dest
-        (self._session._on_enter_connected if dest == "connected" else self._session._on_enter_disconnected)()
-        return True
-
-
-class _Session(Session):
-    def _init_states(self) -> None:
-        self.transitions = _SessionStates(self)
-
-
-broker_handler.Session = _Session  # the class amqtt's broker makes each connection's session of
-
-
-class _Handler(BrokerProtocolHandler):
-    """amqtt's broker side of a connection, except that a client's QoS 1 PUBLISH is acknowledged only once
-    the broker has allowed it (:meth:`acknowledge`): AWS IoT closes the connection on a publish its policy
-    denies, and a client must not take an earlier PUBACK for delivery."""
-
-    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
-        if app_message.direction == INCOMING:
-            await self.session.delivered_message_queue.put(app_message)
-            return
-        await super()._handle_qos1_message_flow(app_message)
-
-    async def acknowledge(self, message: Any) -> None:
-        if message.qos == QOS_1 and message.packet_id is not None:
-            message.puback_packet = PubackPacket.build(message.packet_id)
-            await self._send_packet(message.puback_packet)
-
-
-class _Replay(ReaderAdapter):
-    """A reader that first gives back the bytes already read from ``inner``."""
-
-    def __init__(self, prefix: bytes, inner: ReaderAdapter) -> None:
-        self._prefix, self._inner = prefix, inner
-
-    async def read(self, n: int = -1) -> bytes:
-        if not self._prefix:
-            return await self._inner.read(n)
-        head, self._prefix = (self._prefix, b"") if n < 0 else (self._prefix[:n], self._prefix[n:])
-        if not self._prefix:
-            self.read = self._inner.read  # replayed: later reads (several per packet) go straight to the stream
-        missing = -1 if n < 0 else n - len(head)
-        return head + (await self._inner.read(missing) if missing else b"")
-
-    def feed_eof(self) -> None:
-        self._inner.feed_eof()
 
 
 class _AwsIotBroker(_AmqttBroker):
@@ -207,12 +128,12 @@ class _AwsIotBroker(_AmqttBroker):
                     writer.write(b"\x20\x03\x00\x84\x00" if level == 5 else b"\x20\x02\x00\x01")
                     await writer.drain()
             return None
-        return _Replay(bytes(head), reader)
+        return Replay(bytes(head), reader)
 
     async def _initialize_client_session(self, reader: Any, writer: Any, address: str, port: int) -> Any:
         """Read the CONNECT, ask ``on_connect``, then take over or resume the client's session."""
         try:
-            connect = _Handler.init_from_connect(reader, writer, self.plugins_manager)
+            connect = ConnectionHandler.init_from_connect(reader, writer, self.plugins_manager)
             handler, session = await asyncio.wait_for(connect, CONNECT_TIMEOUT)
         except Exception as exc:  # a network boundary: garbage, timeouts, resets
             log.debug("No valid CONNECT from %s:%s: %r", address, port, exc)
@@ -354,7 +275,7 @@ class _AwsIotBroker(_AmqttBroker):
         retain = bool(message.publish_packet and message.publish_packet.retain_flag)
         if await self._may_publish(link.info, topic, payload, qos, retain):
             await self._route(session, link.info, topic, payload, qos, retain)
-            if isinstance(handler, _Handler):
+            if isinstance(handler, ConnectionHandler):
                 await handler.acknowledge(message)
         else:
             log.info("Client %s may not publish to %r (QoS %s): disconnecting it", session.client_id, topic, qos)

@@ -1,0 +1,94 @@
+"""amqtt's per-connection pieces, adjusted for the emulator (amqtt 0.12.x).
+
+- :class:`SessionStates`: a session's states (new, connected, disconnected) without building a
+  ``transitions.Machine`` per connection, which cost half a millisecond of the broker's loop each.
+- :class:`ConnectionHandler`: a client's QoS 1 PUBLISH is acknowledged only once the broker has allowed
+  it, as AWS IoT does (it closes the connection on a denied publish without a PUBACK).
+- :class:`Replay`: a reader that gives back the bytes already read to find the protocol level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amqtt.adapters import ReaderAdapter
+from amqtt.mqtt.constants import QOS_1
+from amqtt.mqtt.protocol import broker_handler
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.puback import PubackPacket
+from amqtt.session import INCOMING, Session
+from transitions import MachineError
+
+
+class SessionStates:
+    """amqtt's per-session state machine (new, connected, disconnected) with the triggers and callbacks its
+    ``transitions.Machine`` has, which costs half a millisecond of the broker's loop to build per connection."""
+
+    _NEXT = {
+        "connect": {"new": "connected", "disconnected": "connected"},
+        "disconnect": {"new": "disconnected", "connected": "disconnected", "disconnected": "disconnected"},
+    }
+
+    def __init__(self, session: Session) -> None:
+        self._session, self.state = session, "new"
+
+    def is_connected(self) -> bool:
+        return self.state == "connected"
+
+    def connect(self) -> bool:
+        return self._trigger("connect")
+
+    def disconnect(self) -> bool:
+        return self._trigger("disconnect")
+
+    def _trigger(self, event: str) -> bool:
+        dest = self._NEXT[event].get(self.state)
+        if dest is None:
+            raise MachineError(f"Can't trigger event {event} from state {self.state}!")
+        self.state = dest
+        (self._session._on_enter_connected if dest == "connected" else self._session._on_enter_disconnected)()
+        return True
+
+
+class _Session(Session):
+    def _init_states(self) -> None:
+        self.transitions = SessionStates(self)
+
+
+broker_handler.Session = _Session  # the class amqtt's broker makes each connection's session of
+
+
+class ConnectionHandler(BrokerProtocolHandler):
+    """amqtt's broker side of a connection, except that a client's QoS 1 PUBLISH is acknowledged only once
+    the broker has allowed it (:meth:`acknowledge`): AWS IoT closes the connection on a publish its policy
+    denies, and a client must not take an earlier PUBACK for delivery."""
+
+    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
+        if app_message.direction == INCOMING:
+            await self.session.delivered_message_queue.put(app_message)
+            return
+        await super()._handle_qos1_message_flow(app_message)
+
+    async def acknowledge(self, message: Any) -> None:
+        if message.qos == QOS_1 and message.packet_id is not None:
+            message.puback_packet = PubackPacket.build(message.packet_id)
+            await self._send_packet(message.puback_packet)
+
+
+class Replay(ReaderAdapter):
+    """A reader that first gives back the bytes already read from ``inner``."""
+
+    def __init__(self, prefix: bytes, inner: ReaderAdapter) -> None:
+        self._prefix, self._inner = prefix, inner
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._prefix:
+            return await self._inner.read(n)
+        head, self._prefix = (self._prefix, b"") if n < 0 else (self._prefix[:n], self._prefix[n:])
+        if not self._prefix:
+            self.read = self._inner.read  # replayed: later reads (several per packet) go straight to the stream
+        missing = -1 if n < 0 else n - len(head)
+        return head + (await self._inner.read(missing) if missing else b"")
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
