@@ -6,14 +6,13 @@ throttled calls with exponential backoff and full jitter. For bulk work (``jitr 
 it takes a :class:`ca.pacing.Pacer` instead: calls to a throttled operation are then paced for all
 threads together and retried for ever, and botocore's own retries are off so that the pacer sees
 every throttle.
-:class:`S3Api` and :func:`fetch_url` are the few S3 calls bulk registration needs.
+The few S3 calls the kit makes are in :mod:`ca.s3`.
 """
 
 from __future__ import annotations
 
 import random
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -403,65 +402,3 @@ def _as_aws_error(operation: str, exc: BaseException) -> AwsError:
     code = aws_error_code(exc) or type(exc).__name__
     message = getattr(exc, "response", {}).get("Error", {}).get("Message") or str(exc)
     return AwsError(f"AWS IoT refused {operation} ({code}): {message.rstrip('.')}.")
-
-
-class S3Api:
-    """The S3 calls bulk registration makes: a bucket for the task's input file, and the upload."""
-
-    def __init__(self, client, region: str) -> None:
-        self._s3 = client
-        self.region = region
-
-    @classmethod
-    def connect(cls, *, profile: str | None = None, region: str | None = None) -> S3Api:
-        try:
-            session = make_session(profile=profile, region=region)
-            return cls(session.client("s3"), session.region_name or config.region(region))
-        except Exception as exc:  # botocore's ProfileNotFound and friends
-            raise AwsError(f"Cannot create an S3 client: {exc}.") from exc
-
-    def ensure_bucket(self, bucket: str) -> bool:
-        """Create ``bucket`` in the session's region unless it exists; True if it was created."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self._s3.head_bucket(Bucket=bucket)
-            return False
-        except ClientError as exc:
-            if aws_error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-                raise _as_s3_error("head_bucket", bucket, exc) from exc
-        params: dict[str, Any] = {"Bucket": bucket}
-        if self.region != "us-east-1":
-            params["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-        try:
-            self._s3.create_bucket(**params)
-        except ClientError as exc:
-            if aws_error_code(exc) == "BucketAlreadyOwnedByYou":
-                return False
-            raise _as_s3_error("create_bucket", bucket, exc) from exc
-        return True
-
-    def put_object(self, bucket: str, key: str, body: bytes) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            self._s3.put_object(Bucket=bucket, Key=key, Body=body)
-        except ClientError as exc:
-            raise _as_s3_error("put_object", bucket, exc) from exc
-
-
-def fetch_url(url: str, *, timeout: float = 60.0) -> bytes:
-    """GET a link AWS handed out, such as a registration task's report (a presigned S3 URL)."""
-    if not url.startswith(("https://", "http://")):
-        raise AwsError(f"AWS IoT answered a report link that is not an HTTP(S) URL: {url[:80]}.")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # the scheme is checked above
-            return response.read()
-    except OSError as exc:
-        raise AwsError(f"Cannot download {url.split('?', 1)[0]}: {exc}.") from exc
-
-
-def _as_s3_error(operation: str, bucket: str, exc: BaseException) -> AwsError:
-    code = aws_error_code(exc) or type(exc).__name__
-    message = getattr(exc, "response", {}).get("Error", {}).get("Message") or str(exc)
-    return AwsError(f"S3 refused {operation} for bucket {bucket} ({code}): {message.rstrip('.')}.")

@@ -319,18 +319,6 @@ def empty_bucket(s3, bucket: str) -> int | None:
         raise AwsError(f"S3 refused to empty {bucket} ({aws_error_code(exc)}): {message.rstrip('.')}.") from exc
 
 
-def bucket_exists(s3, bucket: str) -> bool:
-    from botocore.exceptions import ClientError
-
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if aws_error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
-            return False
-        raise AwsError(f"S3 refused head_bucket for {bucket} ({aws_error_code(exc)}).") from exc
-    return True
-
-
 def check_archive_bucket(stack_name: str, stack: StackInfo | None, bucket: str) -> None:
     """Refuse to empty a bucket that is not the stack's archive (such as the SAM artifact bucket)."""
     if stack is None:

@@ -45,7 +45,7 @@ from ca.names import THING_NAME_RE
 from ca.template import device_policy
 
 if TYPE_CHECKING:
-    from ca.aws import S3Api
+    from ca.s3 import S3Api
 
 METHODS = ("api", "task")
 RESULTS_FILE = "registration.json"

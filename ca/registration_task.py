@@ -21,11 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ca.aws import IotApi, S3Api, fetch_url
+from ca.aws import IotApi
 from ca.errors import AwsError
 from ca.files import FileSpec, write_files
 from ca.fleet_batch import FAILED, REGISTERED, Device, Outcome
 from ca.fleet_register import Progress, RegisterRequest, Setup
+from ca.s3 import S3Api, fetch_url
 from ca.template import template_body
 
 KEY_PREFIX = "jitr-fleet-register"

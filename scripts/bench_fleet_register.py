@@ -43,10 +43,11 @@ from emulator_process import ROOT, EmulatorProcess  # scripts/, beside this file
 
 sys.path.insert(0, str(ROOT))
 
-from ca.aws import IotApi, S3Api  # noqa: E402
+from ca.aws import IotApi  # noqa: E402
 from ca.certificates import load_certificate  # noqa: E402
 from ca.fleet_register import RegisterRequest, register_fleet  # noqa: E402
 from ca.pacing import Pacer  # noqa: E402
+from ca.s3 import S3Api  # noqa: E402
 from emulator.api.default_quotas import AWS_DEFAULT_QUOTAS  # noqa: E402
 
 ROLE = "arn:aws:iam::123456789012:role/BulkRegistration"

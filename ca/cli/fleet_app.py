@@ -18,14 +18,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ca import config
-from ca.aws import IotApi, S3Api, make_session
+from ca.aws import IotApi, make_session
 from ca.certificates import certificate_id, load_certificate
 from ca.cli.common import JsonOption, emit, handle_errors
 from ca.errors import InvalidInputError, NotFoundError
 from ca.files import read_bytes
 from ca.fleet import (
     StackInfo,
-    bucket_exists,
     check_archive_bucket,
     empty_bucket,
     plan_manifest_reset,
@@ -46,6 +45,7 @@ from ca.fleet_register import (
 )
 from ca.fleet_register import Progress as RegisterProgress
 from ca.pacing import Pacer
+from ca.s3 import S3Api, bucket_exists
 from ca.store import PkiStore
 
 app = typer.Typer(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from ca.aws import fetch_url
+from ca.s3 import fetch_url
 from ca.template import template_body
 from emulator.api import device_registry
 from tests.e2e.conftest import register_ca, wait_for

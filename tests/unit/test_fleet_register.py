@@ -228,7 +228,7 @@ def test_report_lines_are_matched_to_devices_by_offset_and_unreported_devices_fa
 
 
 def test_a_report_link_that_is_not_http_is_refused():
-    from ca.aws import fetch_url
+    from ca.s3 import fetch_url
 
     with pytest.raises(AwsError, match="not an HTTP"):
         fetch_url("file:///etc/passwd")
