@@ -30,6 +30,14 @@ DEFAULT_CONCURRENCY = 64
 FAILURE_EXAMPLES = 20  # failing devices named in a summary (the counts by reason cover them all)
 
 
+def nearest_rank(values: Iterable[float], p: float) -> float | None:
+    """The ``p``-th percentile of ``values`` by nearest rank (None when there are none)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered), max(1, math.ceil(p / 100 * len(ordered)))) - 1]
+
+
 @dataclass
 class FleetSummary:
     """What a fleet run came to. ``results`` holds every device's result only when asked (``keep_results``)."""
@@ -55,11 +63,7 @@ class FleetSummary:
 
     def percentile(self, p: float) -> float | None:
         """The ``p``-th percentile (nearest rank) of the time to first publish, in seconds."""
-        times = sorted(self.first_publish_times)
-        if not times:
-            return None
-        rank = min(len(times), max(1, math.ceil(p / 100 * len(times))))
-        return times[rank - 1]
+        return nearest_rank(self.first_publish_times, p)
 
     def add(self, result: DeviceResult) -> None:
         self.devices += 1
