@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from ca.certificates import certificate_id
 from ca.errors import JitrError
+from emulator.api import device_registry
 
 PREFIX = "AWS::IoT::Certificate::"
 _SUBJECT_PARAMETERS = {
@@ -173,12 +174,10 @@ class TemplateRunner:
             for resource in resources.values():
                 if resource.get("Type") == "AWS::IoT::Policy":
                     policies.append(self._policy(backend, resource))
-            # moto's attach_policy and attach_thing_principal, without their scan of every certificate and thing
-            principal = backend.certificates[device.id]
-            for name in policies:
-                backend.principal_policies.setdefault((device.arn, name), (principal, backend.policies[name]))
+            for name in policies:  # the API's attachments, found by key (moto's scan every certificate and thing)
+                device_registry.attach_policy(backend, name, device.arn)
             if thing is not None:
-                backend.principal_things.setdefault((device.arn, thing.thing_name), (principal, thing))
+                device_registry.attach_thing_principal(backend, thing.thing_name, device.arn)
             for resource in resources.values():
                 if resource.get("Type") == "AWS::IoT::Certificate":
                     status = (resource.get("Properties") or {}).get("Status")
