@@ -241,10 +241,12 @@ def throttled(args, work: Path, manifest: Path, name: str) -> dict:
         run = run_devices(emu, shards, messages=1, concurrency=args.concurrency)
         active = count_active(emu)
         activated: dict[str, float] = {}
-        throttles = 0
+        throttles = activations = invocations = 0
         for at, line in emu.decisions():
+            invocations += line.get("decision") in ("activated", "already-active", "failed", "ignored", "refused")
             if line.get("decision") == "activated":
                 activated.setdefault(line.get("certificateId"), at)
+                activations += 1
             throttles += line.get("decision") == "retry" and line.get("code") == "ThrottlingException"
     burst = max(1.0, rate)  # the token bucket starts full (emulator/api/quotas.py)
     last = max(activated.values(), default=run["goWall"])  # log times are wall-clock times
@@ -259,6 +261,8 @@ def throttled(args, work: Path, manifest: Path, name: str) -> dict:
         "quota": rate,
         "ofQuota": round(steady / rate, 3),
         "throttledCalls": throttles,
+        "invocations": invocations,
+        "repeatedActivations": activations - len(activated),  # UpdateCertificate spent on an ACTIVE certificate
         "devicesSeconds": round(run["seconds"], 2),
         "failures": run["failures"],
         "ok": active == run["succeeded"] == args.throttled_devices,

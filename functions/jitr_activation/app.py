@@ -6,7 +6,8 @@ JSON line (``decision`` field) and returned as ``outcome``:
 
 - ``rejected``: the event is not a registration event (wrong shape or types); no AWS call is made.
 - ``ignored``: another CA, an unknown certificate, or a status other than PENDING_ACTIVATION or ACTIVE.
-- ``already-active``: the certificate is ACTIVE (a duplicate or late event); nothing to do.
+- ``already-active``: the certificate is ACTIVE (a duplicate or late event); nothing to do. Also when
+  another invocation activated it while this one waited to retry a throttled UpdateCertificate.
 - ``refused``: no usable thing name in the certificate CN, or the device is not in the fleet.
 - ``activated``: CreateThing, AttachPolicy, AttachThingPrincipal, then UpdateCertificate ACTIVE, last.
 - ``failed`` (then the handler raises): an AWS error that retries did not cure, or a misconfiguration.
@@ -14,7 +15,10 @@ JSON line (``decision`` field) and returned as ``outcome``:
 Every step tolerates having been done before, so duplicate, concurrent and out-of-order events and a
 re-run after a partial failure converge. Throttled calls are retried with capped exponential backoff and
 full jitter; when retries run out the handler raises, Lambda retries the asynchronous invocation, and the
-device's next connection publishes the event again.
+device's next connection publishes the event again. Each of those connections invokes the function anew,
+so under throttling several invocations wait on one certificate's UpdateCertificate: before each retry
+of it the function reads the status once more (one DescribeCertificate, not itself retried) and stops when
+another invocation has activated it, rather than spend an UpdateCertificate on it again.
 
 Self-contained: the standard library and boto3 from the Lambda runtime; the modules beside this one are
 imported as top-level modules, as Lambda puts the function's directory on ``sys.path``.
@@ -28,7 +32,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from aws_calls import Clients, Retrier, error_code
+from aws_calls import Clients, Retrier, Superseded, error_code
 from botocore.exceptions import ClientError
 from certificate_subject import CertificateFormatError, thing_from_certificate
 
@@ -176,6 +180,14 @@ def create_thing(iot, thing_name: str, attributes: dict[str, str], call: Retrier
     return True
 
 
+def _is_active(iot, certificate_id: str) -> bool:
+    """Whether the certificate is ACTIVE now; one call, an error (throttling too) answers False."""
+    try:
+        return iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]["status"] == ACTIVE
+    except ClientError:
+        return False
+
+
 def activate(event: RegistrationEvent, config: Config, clients: Clients, call: Retrier, fields: dict) -> dict:
     """The checks, then the four steps in order; each step is idempotent and activation comes last."""
     if event.ca_certificate_id != config.ca_certificate_id:
@@ -222,7 +234,10 @@ def activate(event: RegistrationEvent, config: Config, clients: Clients, call: R
     call(iot.attach_policy, policyName=config.policy_name, target=certificate_arn)
     call(iot.attach_thing_principal, thingName=thing_name, principal=certificate_arn)
     try:
-        call(iot.update_certificate, certificateId=event.certificate_id, newStatus=ACTIVE)
+        activating = replace(call, still_needed=lambda: not _is_active(iot, event.certificate_id))
+        activating(iot.update_certificate, certificateId=event.certificate_id, newStatus=ACTIVE)
+    except Superseded:
+        return decide("already-active", fields, reason="another invocation activated it while this one waited")
     except ClientError as exc:  # revoked or deleted while we worked: AWS refuses to activate it
         if error_code(exc) not in ("CertificateStateException", "ResourceNotFoundException"):
             raise

@@ -24,6 +24,10 @@ RETRYABLE_CODES = frozenset(
 )
 
 
+class Superseded(Exception):
+    """While a call waited to be retried, what it was for got done by someone else; it is not retried."""
+
+
 def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
@@ -33,7 +37,9 @@ class Retrier:
     """Calls an AWS operation, retrying throttling and transient errors with capped backoff and full jitter.
 
     Attempt ``n`` that fails transiently sleeps a uniform random time in ``[0, min(cap, base * 2**(n-1))]``;
-    after ``attempts`` attempts, or when the invocation would run out of time, the error is raised.
+    after ``attempts`` attempts, or when the invocation would run out of time, the error is raised. When
+    ``still_needed`` is given it is asked after each wait, before the next attempt; ``False`` raises
+    :class:`Superseded` instead of retrying.
     """
 
     attempts: int = 8
@@ -43,6 +49,7 @@ class Retrier:
     rand: Callable[[], float] = random.random
     remaining_seconds: Callable[[], float] | None = None
     on_retry: Callable[..., None] | None = None
+    still_needed: Callable[[], bool] | None = None
 
     def __call__(self, operation: Callable, **kwargs):
         name = getattr(operation, "__name__", "call")
@@ -59,6 +66,8 @@ class Retrier:
                 if self.on_retry is not None:
                     self.on_retry(operation=name, code=code, attempt=attempt, delaySeconds=round(delay, 3))
                 self.sleep(delay)
+                if self.still_needed is not None and not self.still_needed():
+                    raise Superseded(name) from exc
         raise AssertionError("unreachable")
 
 

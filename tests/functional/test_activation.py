@@ -397,6 +397,30 @@ def test_throttled_calls_are_retried_with_backoff_until_they_succeed(stack, caps
     assert len(retries) == 15 and {line["code"] for line in retries} == {"ThrottlingException"}
 
 
+def test_a_throttled_activation_stops_once_another_invocation_has_activated_the_certificate(stack, capsys):
+    certificate_id, arn = stack.device("dev-1")
+    iot = Wrapped(stack.iot, {"update_certificate": 100})
+
+    def another_invocation_activates(_delay: float) -> None:
+        stack.iot.update_certificate(certificateId=certificate_id, newStatus="ACTIVE")
+
+    call = app.Retrier(8, sleep=another_invocation_activates)
+    clients = app.Clients(iot=iot, ssm=stack.ssm)
+    result = app.handle(stack.event(certificate_id), config=stack.config, clients=clients, call=call)
+    assert result["outcome"] == "already-active"
+    assert iot.calls.count("update_certificate") == 1  # no second UpdateCertificate spent on an ACTIVE certificate
+    assert iot.calls[-1] == "describe_certificate"
+    assert [line["decision"] for line in decisions(capsys)] == ["retry", "already-active"]
+
+
+def test_a_status_check_that_is_itself_throttled_lets_the_activation_retry(stack):
+    certificate_id, _arn = stack.device("dev-1")
+    iot = Wrapped(stack.iot, {"describe_certificate": 1})
+    assert app._is_active(iot, certificate_id) is False and iot.calls == ["describe_certificate"]
+    stack.iot.update_certificate(certificateId=certificate_id, newStatus="ACTIVE")
+    assert app._is_active(iot, certificate_id) is True
+
+
 def test_throttling_that_outlasts_the_retries_fails_without_activating(stack, capsys):
     certificate_id, _arn = stack.device("dev-1")
     iot = Wrapped(stack.iot, {"update_certificate": 100})

@@ -75,3 +75,18 @@ def test_each_retry_is_reported():
     assert seen == [
         {"operation": "update_certificate", "code": "ThrottlingException", "attempt": 1, "delaySeconds": 0.05}
     ]
+
+
+def test_a_wait_after_which_the_call_is_no_longer_needed_ends_the_retries():
+    operation, asked = Flaky(throttle(), throttle()), []
+    still_needed = lambda: asked.append("asked") or False  # noqa: E731
+    with pytest.raises(app.Superseded):
+        app.Retrier(8, sleep=lambda _: None, still_needed=still_needed)(operation)
+    assert operation.calls == 1 and asked == ["asked"]
+
+
+def test_retries_go_on_while_the_call_is_still_needed():
+    operation, asked = Flaky(throttle(), throttle()), []
+    still_needed = lambda: asked.append("asked") or True  # noqa: E731
+    assert app.Retrier(8, sleep=lambda _: None, still_needed=still_needed)(operation) == "ok"
+    assert operation.calls == 3 and len(asked) == 2
