@@ -8,7 +8,9 @@ IoT events makes) run concurrently, like a function's warm containers on AWS, wh
 needing another environment waits until they are done (:class:`_EnvironmentGate`).
 
 Asynchronous invocations (what an IoT rule's Lambda action makes) follow AWS's semantics: a
-function error is retried twice, after a delay (a minute and two on AWS; configurable here).
+function error is retried twice, after a delay (a minute and two on AWS; configurable here). A retry
+waits on a timer, not in one of the workers that run invocations, so failing invocations do not hold
+back new events while they wait.
 Like AWS, IoT may only invoke a function whose resource policy allows ``iot.amazonaws.com``
 (pain point 4: a stack that forgets the permission never sees its Lambda fire).
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
+import itertools
 import importlib.util
 import io
 import logging
@@ -63,6 +67,43 @@ class Invocation:
     attempts: int
     result: Any = None
     error: str | None = None
+
+
+class _Timer:
+    """Runs callables after a delay, on one thread; what is still waiting at :meth:`close` is dropped."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def call_later(self, delay: float, action: Callable[[], None]) -> None:
+        with self._changed:
+            if self._closed:
+                return
+            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), action))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="jitr-lambda-retries", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._closed and (not self._due or self._due[0][0] > time.monotonic()):
+                    self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                if self._closed:
+                    return
+                action = heapq.heappop(self._due)[2]
+            action()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._due.clear()
+            self._changed.notify()
 
 
 class _Context:
@@ -139,6 +180,7 @@ class LambdaRuntime:
         self.work_dir = Path(work_dir)
         self.retry_delays = retry_delays
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="jitr-lambda")
+        self._retries = _Timer()
         self._gate = _EnvironmentGate()
         self._load_lock = threading.Lock()  # concurrent first invocations extract and import the code once
         self._handlers: dict[str, Callable] = {}
@@ -146,6 +188,7 @@ class LambdaRuntime:
         self.logs = LogGroups(log_dir) if log_dir is not None else None  # else what functions print goes to stdout
 
     def close(self) -> None:
+        self._retries.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self.logs is not None:
             function_output.release()
@@ -225,26 +268,33 @@ class LambdaRuntime:
     def invoke_async(
         self, name_or_arn: str, event: Any, *, principal: str | None = None, source_arn: str | None = None
     ) -> Future:
-        """Queue an asynchronous invocation (retried twice on error); permission checked now."""
+        """Queue an asynchronous invocation (retried twice on error); permission checked now.
+
+        The future holds the :class:`Invocation` once it succeeded or its last retry failed.
+        """
         function = self._function(name_or_arn)
         if principal is not None:
             self.check_permission(function, principal, source_arn)
-        return self._pool.submit(self._run_with_retries, name_or_arn, event)
+        outcome: Future = Future()
+        self._pool.submit(self._attempt, name_or_arn, event, 1, outcome)
+        return outcome
 
-    def _run_with_retries(self, name_or_arn: str, event: Any) -> Invocation:
-        delays = (0.0, *self.retry_delays)
-        error = None
-        for attempt, delay in enumerate(delays, start=1):
-            time.sleep(delay)
-            try:
-                result = self.invoke(name_or_arn, event)
-            except Exception as exc:  # a function error: AWS retries asynchronous invocations
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning("lambda %s attempt %d failed: %s", name_or_arn, attempt, error)
-                continue
-            done = Invocation(name_or_arn, attempt, result=result)
-            self.invocations.append(done)
-            return done
-        failed = Invocation(name_or_arn, len(delays), error=error)
-        self.invocations.append(failed)
-        return failed
+    def _attempt(self, name_or_arn: str, event: Any, attempt: int, outcome: Future) -> None:
+        try:
+            result = self.invoke(name_or_arn, event)
+        except Exception as exc:  # a function error: AWS retries asynchronous invocations
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("lambda %s attempt %d failed: %s", name_or_arn, attempt, error)
+            if attempt <= len(self.retry_delays):
+                retry = (self._attempt, name_or_arn, event, attempt + 1, outcome)
+                self._retries.call_later(self.retry_delays[attempt - 1], lambda: self._resubmit(*retry))
+                return
+            finished = Invocation(name_or_arn, attempt, error=error)
+        else:
+            finished = Invocation(name_or_arn, attempt, result=result)
+        self.invocations.append(finished)
+        outcome.set_result(finished)
+
+    def _resubmit(self, *attempt) -> None:
+        with contextlib.suppress(RuntimeError):  # the runtime was closed meanwhile
+            self._pool.submit(*attempt)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
-import zipfile
 from dataclasses import dataclass
 
 import pytest
@@ -15,6 +13,7 @@ from tests.e2e.conftest import (
     JITP_ROLE,
     Device,
     certificate_id_of,
+    create_function,
     create_rule,
     deploy_stack,
     log_action,
@@ -25,7 +24,6 @@ from tests.e2e.conftest import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-ECHO = "def lambda_handler(event, context):\n    return event\n"
 TELEMETRY = "devices/dev-1/telemetry"
 
 
@@ -144,31 +142,6 @@ def test_an_s3_error_action_stores_the_error_payload_in_another_bucket(dev1, aws
 # -- Lambda actions need iot.amazonaws.com's permission (pain point 4) --------------------------------------
 
 
-def create_echo_function(session) -> str:
-    """A Lambda function that returns its event; its ARN."""
-    role = session.client("iam").create_role(
-        RoleName="echo-role",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                ],
-            }
-        ),
-    )["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("app.py", ECHO)
-    return session.client("lambda").create_function(
-        FunctionName="echo",
-        Runtime="python3.12",
-        Role=role,
-        Handler="app.lambda_handler",
-        Code={"ZipFile": code.getvalue()},
-    )["FunctionArn"]
-
-
 def invocations_of(emulator, function_arn: str) -> list:
     return [i for i in list(emulator.lambdas.invocations) if i.function == function_arn]
 
@@ -182,7 +155,7 @@ def invocations_of(emulator, function_arn: str) -> list:
     ids=["no-permission", "permission-for-another-rule"],
 )
 def test_a_lambda_action_iot_may_not_invoke_never_runs_and_goes_to_the_error_action(dev1, aws, emulator, source_arn):
-    function = create_echo_function(aws)
+    function = create_function(aws, "echo")
     if source_arn:
         aws.client("lambda").add_permission(
             FunctionName="echo",
@@ -208,7 +181,7 @@ def test_a_lambda_action_iot_may_not_invoke_never_runs_and_goes_to_the_error_act
     ids=["this-rule", "any-rule"],
 )
 def test_a_lambda_action_runs_the_function_once_iot_may_invoke_it(dev1, aws, emulator, source_arn):
-    function = create_echo_function(aws)
+    function = create_function(aws, "echo")
     actions = [{"lambda": {"functionArn": function}}]
     rule = create_rule(aws, "invoke", "SELECT * FROM 'devices/+/telemetry'", actions, log_action("/test/errors"))
     aws.client("lambda").add_permission(
