@@ -20,9 +20,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import heapq
-import itertools
 import importlib.util
 import io
+import itertools
 import logging
 import os
 import re
