@@ -180,7 +180,7 @@ def create_thing(iot, thing_name: str, attributes: dict[str, str], call: Retrier
     return True
 
 
-def _is_active(iot, certificate_id: str) -> bool:
+def certificate_is_active(iot, certificate_id: str) -> bool:
     """Whether the certificate is ACTIVE now; one call, an error (throttling too) answers False."""
     try:
         return iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]["status"] == ACTIVE
@@ -234,7 +234,7 @@ def activate(event: RegistrationEvent, config: Config, clients: Clients, call: R
     call(iot.attach_policy, policyName=config.policy_name, target=certificate_arn)
     call(iot.attach_thing_principal, thingName=thing_name, principal=certificate_arn)
     try:
-        activating = replace(call, still_needed=lambda: not _is_active(iot, event.certificate_id))
+        activating = replace(call, still_needed=lambda: not certificate_is_active(iot, event.certificate_id))
         activating(iot.update_certificate, certificateId=event.certificate_id, newStatus=ACTIVE)
     except Superseded:
         return decide("already-active", fields, reason="another invocation activated it while this one waited")

@@ -416,9 +416,9 @@ def test_a_throttled_activation_stops_once_another_invocation_has_activated_the_
 def test_a_status_check_that_is_itself_throttled_lets_the_activation_retry(stack):
     certificate_id, _arn = stack.device("dev-1")
     iot = Wrapped(stack.iot, {"describe_certificate": 1})
-    assert app._is_active(iot, certificate_id) is False and iot.calls == ["describe_certificate"]
+    assert app.certificate_is_active(iot, certificate_id) is False and iot.calls == ["describe_certificate"]
     stack.iot.update_certificate(certificateId=certificate_id, newStatus="ACTIVE")
-    assert app._is_active(iot, certificate_id) is True
+    assert app.certificate_is_active(iot, certificate_id) is True
 
 
 def test_throttling_that_outlasts_the_retries_fails_without_activating(stack, capsys):
