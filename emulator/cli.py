@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import threading
@@ -46,6 +47,20 @@ def parse_quotas(values: list[str]) -> dict[str, float]:
     return quotas
 
 
+def parse_retry_delays(value: str) -> tuple[float, float]:
+    """``SECONDS,SECONDS``: the waits before Lambda's two retries of a failed asynchronous invocation."""
+    parts = [part.strip() for part in value.split(",")]
+    try:
+        delays = tuple(float(part) for part in parts)
+    except ValueError:
+        delays = ()
+    if len(delays) != 2 or not all(math.isfinite(delay) and delay >= 0 for delay in delays):
+        raise InvalidInputError(
+            f"Invalid Lambda retry delays {value!r}; use two numbers of seconds, such as 60,120 (AWS's)."
+        )
+    return delays
+
+
 def parse_overrides(values: list[str]) -> dict[str, str]:
     overrides = {}
     for value in values:
@@ -75,6 +90,15 @@ def up(
     jitp_drops: Annotated[
         bool, typer.Option("--jitp-drops-first-connect", help="Drop the first connect under JITP too (clients retry).")
     ] = False,
+    lambda_retry_delays: Annotated[
+        str,
+        typer.Option(
+            "--lambda-retry-delays",
+            metavar="SECONDS,SECONDS",
+            help="Waits before Lambda's two retries of a failed asynchronous invocation (what an IoT rule "
+            "makes); AWS waits about a minute and two, e.g. 1,2 to see retries sooner.",
+        ),
+    ] = "60,120",
     as_json: JsonOption = False,
 ) -> None:
     """Start the emulator on loopback and run until interrupted (Ctrl-C).
@@ -91,6 +115,7 @@ def up(
         mqtt_port=mqtt_port,
         quotas=parse_quotas(quota or []),
         jitp_drops_first_connect=jitp_drops,
+        lambda_retry_delays=parse_retry_delays(lambda_retry_delays),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

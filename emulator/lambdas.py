@@ -172,7 +172,7 @@ class LambdaRuntime:
         region: str,
         endpoint_url: str,
         work_dir: Path,
-        retry_delays: tuple[float, ...] = (1.0, 2.0),
+        retry_delays: tuple[float, ...] = (60.0, 120.0),
         workers: int = 64,
         log_dir: Path | None = None,
     ) -> None:

@@ -28,7 +28,7 @@ class Options:
     mqtt_port: int = 0
     quotas: dict[str, float] = field(default_factory=dict)
     jitp_drops_first_connect: bool = False
-    lambda_retry_delays: tuple[float, ...] = (1.0, 2.0)
+    lambda_retry_delays: tuple[float, ...] = (60.0, 120.0)  # AWS's; tests and the demo pass shorter ones
 
 
 class LocalIot:

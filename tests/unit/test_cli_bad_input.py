@@ -196,3 +196,10 @@ def test_debug_shows_the_traceback(jitr, tmp_path):
     result = jitr("--debug", "ca", "show", tmp_path / "absent.pem")
     assert result.exit_code != 0
     assert result.exception is not None and "does not exist" in str(result.exception)
+
+
+@pytest.mark.parametrize("delays", ["60", "60,120,180", "a,b", "-1,2", "1,inf"])
+def test_local_up_refuses_lambda_retry_delays_that_are_not_two_waits(jitr, tmp_path, delays):
+    state = tmp_path / "state"
+    _fails(jitr("local", "up", "--state-dir", state, "--lambda-retry-delays", delays), 2, "Invalid Lambda retry delays")
+    assert not state.exists()  # refused before anything started
