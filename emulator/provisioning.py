@@ -20,7 +20,6 @@ from cryptography.x509.oid import NameOID
 
 from ca.certificates import certificate_id
 from ca.errors import JitrError
-from emulator.api import device_registry
 
 PREFIX = "AWS::IoT::Certificate::"
 _SUBJECT_PARAMETERS = {
@@ -165,6 +164,8 @@ class TemplateRunner:
         device = registry.register_certificate(cert, ca_certificate_id=ca_certificate_id)
         parameters = resolve_parameters(template, certificate_parameters(cert, device.id))
         resources = evaluate(template.get("Resources") or {}, parameters, template.get("Mappings"))
+        from emulator.api import device_registry  # here: emulator.api's task runner imports this module
+
         thing, policies, status = None, [], None
         with registry.state.lock:
             backend = registry.backend
