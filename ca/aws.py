@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ca import config
+from ca.aws_access import aws_error_code, aws_error_parts, make_session
 from ca.errors import AwsError
 
 if TYPE_CHECKING:
@@ -29,21 +30,6 @@ RETRYABLE = {
     "InternalFailureException",
 }
 THROTTLED = {"ThrottlingException", "TooManyRequestsException"}
-
-
-def aws_error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return response.get("Error", {}).get("Code")
-    return None
-
-
-def make_session(*, profile: str | None = None, region: str | None = None):
-    import boto3
-
-    return boto3.Session(
-        profile_name=config.resolve(profile, config.ENV_AWS_PROFILE), region_name=config.region(region)
-    )
 
 
 class IotApi:
@@ -399,6 +385,5 @@ class IotApi:
 
 
 def _as_aws_error(operation: str, exc: BaseException) -> AwsError:
-    code = aws_error_code(exc) or type(exc).__name__
-    message = getattr(exc, "response", {}).get("Error", {}).get("Message") or str(exc)
-    return AwsError(f"AWS IoT refused {operation} ({code}): {message.rstrip('.')}.")
+    code, message = aws_error_parts(exc)
+    return AwsError(f"AWS IoT refused {operation} ({code}): {message}.")

@@ -26,13 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ca.aws import IotApi, aws_error_code
+from ca.aws import IotApi
+from ca.aws_access import aws_error_code
 from ca.errors import AwsError, InvalidInputError, NotFoundError
 
 # AWS IoT names the policy a JITP template creates from an inline PolicyDocument after the document's hash.
 JITP_POLICY_NAME = re.compile(r"^[0-9a-f]{64}$")
 DELETABLE_STATUSES = ("INACTIVE", "REVOKED")  # a certificate in any other status is set INACTIVE first
-S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 
 @dataclass(frozen=True)
@@ -283,40 +283,6 @@ def reset_manifest(
         "thingsDeleted": [thing for thing, outcome in removed if outcome == "deleted"],
         "thingsKept": [thing for thing, outcome in removed if outcome == "kept"],
     }
-
-
-def empty_bucket(s3, bucket: str) -> int | None:
-    """Delete every object version and delete marker in ``bucket``; the count, or None if there is no bucket.
-
-    Listing repeats until a pass finds nothing, so objects written while it runs are deleted too.
-    """
-    from botocore.exceptions import ClientError
-
-    total = 0
-    try:
-        while True:
-            deleted = 0
-            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-                entries = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-                keys = [{"Key": entry["Key"], "VersionId": entry["VersionId"]} for entry in entries]
-                for start in range(0, len(keys), S3_DELETE_BATCH):
-                    batch = keys[start : start + S3_DELETE_BATCH]
-                    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-                    if answer.get("Errors"):
-                        first = answer["Errors"][0]
-                        raise AwsError(
-                            f"S3 did not delete {len(answer['Errors'])} objects of {bucket}, "
-                            f"such as {first.get('Key')} ({first.get('Code')}: {first.get('Message')})."
-                        )
-                    deleted += len(batch)
-            total += deleted
-            if not deleted:
-                return total
-    except ClientError as exc:
-        if aws_error_code(exc) == "NoSuchBucket":
-            return None
-        message = exc.response.get("Error", {}).get("Message", str(exc))
-        raise AwsError(f"S3 refused to empty {bucket} ({aws_error_code(exc)}): {message.rstrip('.')}.") from exc
 
 
 def check_archive_bucket(stack_name: str, stack: StackInfo | None, bucket: str) -> None:

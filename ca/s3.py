@@ -1,5 +1,6 @@
 """The S3 calls the kit makes beside AWS IoT's: a bulk registration's input file and its report links,
-and whether a stack's archive bucket is still there. Errors are sentences (:class:`ca.errors.AwsError`).
+whether a stack's archive bucket is still there, and emptying it. Errors are sentences
+(:class:`ca.errors.AwsError`).
 """
 
 from __future__ import annotations
@@ -8,8 +9,10 @@ import urllib.request
 from typing import Any
 
 from ca import config
-from ca.aws import aws_error_code, make_session
+from ca.aws_access import aws_error_code, aws_error_parts, make_session
 from ca.errors import AwsError
+
+S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 
 def bucket_exists(client, bucket: str) -> bool:
@@ -66,6 +69,40 @@ class S3Api:
             raise _as_s3_error("put_object", bucket, exc) from exc
 
 
+def empty_bucket(s3, bucket: str) -> int | None:
+    """Delete every object version and delete marker in ``bucket``; the count, or None if there is no bucket.
+
+    Listing repeats until a pass finds nothing, so objects written while it runs are deleted too.
+    """
+    from botocore.exceptions import ClientError
+
+    total = 0
+    try:
+        while True:
+            deleted = 0
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+                entries = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                keys = [{"Key": entry["Key"], "VersionId": entry["VersionId"]} for entry in entries]
+                for start in range(0, len(keys), S3_DELETE_BATCH):
+                    batch = keys[start : start + S3_DELETE_BATCH]
+                    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+                    if answer.get("Errors"):
+                        first = answer["Errors"][0]
+                        raise AwsError(
+                            f"S3 did not delete {len(answer['Errors'])} objects of {bucket}, "
+                            f"such as {first.get('Key')} ({first.get('Code')}: {first.get('Message')})."
+                        )
+                    deleted += len(batch)
+            total += deleted
+            if not deleted:
+                return total
+    except ClientError as exc:
+        if aws_error_code(exc) == "NoSuchBucket":
+            return None
+        code, message = aws_error_parts(exc)
+        raise AwsError(f"S3 refused to empty {bucket} ({code}): {message}.") from exc
+
+
 def fetch_url(url: str, *, timeout: float = 60.0) -> bytes:
     """GET a link AWS handed out, such as a registration task's report (a presigned S3 URL)."""
     if not url.startswith(("https://", "http://")):
@@ -78,6 +115,5 @@ def fetch_url(url: str, *, timeout: float = 60.0) -> bytes:
 
 
 def _as_s3_error(operation: str, bucket: str, exc: BaseException) -> AwsError:
-    code = aws_error_code(exc) or type(exc).__name__
-    message = getattr(exc, "response", {}).get("Error", {}).get("Message") or str(exc)
-    return AwsError(f"S3 refused {operation} for bucket {bucket} ({code}): {message.rstrip('.')}.")
+    code, message = aws_error_parts(exc)
+    return AwsError(f"S3 refused {operation} for bucket {bucket} ({code}): {message}.")

@@ -20,7 +20,8 @@ from typing import Annotated, Any
 import typer
 
 from ca import manifest
-from ca.aws import IotApi, make_session
+from ca.aws import IotApi
+from ca.aws_access import make_session
 from ca.batch import BatchRequest, mint_batch, numbered_names
 from ca.certificates import certificate_id, load_certificates, to_pem
 from ca.cli.common import handle_errors

@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ca import config
-from ca.aws import IotApi, make_session
+from ca.aws import IotApi
+from ca.aws_access import make_session
 from ca.certificates import certificate_id, load_certificate
 from ca.cli.common import JsonOption, emit, handle_errors
 from ca.errors import InvalidInputError, NotFoundError
@@ -26,7 +27,6 @@ from ca.files import read_bytes
 from ca.fleet import (
     StackInfo,
     check_archive_bucket,
-    empty_bucket,
     plan_manifest_reset,
     plan_reset,
     reset_fleet,
@@ -45,7 +45,7 @@ from ca.fleet_register import (
 )
 from ca.fleet_register import Progress as RegisterProgress
 from ca.pacing import Pacer
-from ca.s3 import S3Api, bucket_exists
+from ca.s3 import S3Api, bucket_exists, empty_bucket
 from ca.store import PkiStore
 
 app = typer.Typer(

@@ -14,8 +14,9 @@ from moto import mock_aws
 from ca.aws import IotApi
 from ca.certificates import certificate_id, to_pem
 from ca.errors import InvalidInputError
-from ca.fleet import StackInfo, empty_bucket, plan_reset, reset_fleet, stack_ca_id
+from ca.fleet import StackInfo, plan_reset, reset_fleet, stack_ca_id
 from ca.mint import mint_device
+from ca.s3 import empty_bucket
 from ca.store import PkiStore
 from ca.template import device_policy
 
