@@ -8,7 +8,7 @@ import typer
 
 from ca.cli import ca_app, demo, device_app, fleet_app
 from ca.cli.common import set_debug
-from emulator.cli import app as local_app
+from ca.cli.local_app import app as local_app
 
 app = typer.Typer(
     name="jitr",

@@ -115,7 +115,7 @@ def test_help_explains_every_command(jitr):
 
 
 def test_lambda_retry_delays_are_two_waits_in_seconds():
-    from emulator.cli import parse_retry_delays
+    from ca.cli.local_app import parse_retry_delays
 
     assert parse_retry_delays("60,120") == (60.0, 120.0)
     assert parse_retry_delays(" 0.5 , 1 ") == (0.5, 1.0)

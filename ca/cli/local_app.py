@@ -167,7 +167,7 @@ def _deployer():
             "AWS_ENDPOINT_URL is not set: 'jitr local' deploys only into the emulator (start it with 'jitr local up', "
             'then eval "$(jitr local env)"); use sam deploy for AWS.'
         )
-    from ca.aws import make_session
+    from ca.aws_access import make_session
     from emulator.stack import StackDeployer
 
     session = make_session()
