@@ -136,8 +136,10 @@ class Broker:
         """Publish as the emulator (``$aws/events/...``, rule republish): no policy check, rules see it.
 
         With ``wait=False`` it returns once the message is queued on the broker's loop, where it keeps its
-        place among the caller's publishes: what the emulator's own hooks use, so that a connect or an event
-        never waits for the loop, which is busy with every client's traffic.
+        place among the caller's queued publishes: what the emulator's own hooks use, so that a connect or an
+        event never waits for the loop, which is busy with every client's traffic. A message no client
+        subscribes to skips the loop and goes to the rules at once, so it may overtake one queued before it
+        (AWS IoT does not promise an order between messages either).
         """
         if not topic or _is_wildcard(topic):
             raise ValueError(f"Cannot publish to {topic!r}: a topic name has no wildcards and is not empty.")
