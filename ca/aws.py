@@ -181,6 +181,23 @@ class IotApi:
             "list_principal_things", "things", "nextToken", "nextToken", missing_ok=True, principal=principal_arn
         )
 
+    def thing_attributes(self, thing_name: str) -> dict[str, str] | None:
+        """The thing's attributes, or None if there is no such thing."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return dict(self.call("describe_thing", thingName=thing_name).get("attributes") or {})
+        except ClientError as exc:
+            if aws_error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise _as_aws_error("describe_thing", exc) from exc
+
+    def certificate_ca(self, certificate_id: str) -> str | None:
+        """The id of the CA a registered certificate was issued under (None: registered without a CA)."""
+        return self._checked("describe_certificate", certificateId=certificate_id)["certificateDescription"].get(
+            "caCertificateId"
+        )
+
     def list_thing_principals(self, thing_name: str) -> list[str]:
         return self._pages(
             "list_thing_principals", "principals", "nextToken", "nextToken", missing_ok=True, thingName=thing_name

@@ -203,6 +203,24 @@ class Setup:
     thing_type: str | None
     group: str | None
     shared: tuple[str, str] | None = None  # (certificateId, certificateArn) of the shared certificate
+    ca_id: str | None = None  # the CA's certificateId: a thing of another CA is refused
+
+
+OWNER_ATTRIBUTE = "caCertificateId"  # the activation function marks the things it creates so
+
+
+def foreign_owner(api: IotApi, thing_name: str, certificate_arn: str, ca_id: str | None) -> str | None:
+    """Why an existing thing is another CA's (its owner attribute, or a certificate on it), or None."""
+    owner = (api.thing_attributes(thing_name) or {}).get(OWNER_ATTRIBUTE)
+    if owner and owner != ca_id:
+        return f"refused: the thing {thing_name} belongs to CA {owner}"
+    for principal in api.list_thing_principals(thing_name):
+        if principal == certificate_arn or ":cert/" not in principal:
+            continue
+        other = api.certificate_ca(principal.rsplit("/", 1)[1])
+        if other != ca_id:
+            return f"refused: the thing {thing_name} has certificate {principal.rsplit('/', 1)[1]} of CA {other}"
+    return None
 
 
 def prepare(api: IotApi, request: RegisterRequest) -> dict[str, bool]:
@@ -224,7 +242,12 @@ def register_device(api: IotApi, setup: Setup, device: Device) -> Outcome:
             arn = setup.shared[1]
         else:
             cert_id, arn, _ = api.register_certificate(device.certificate_pem, ca_pem=setup.ca_pem)
+        # The attributes hold the certificate's serial, so CreateThing succeeds again only for this very
+        # certificate: an existing thing is checked for another CA's owner attribute or certificates.
         created = api.create_thing(device.thing_name, thing_type=setup.thing_type, attributes=device.attributes)
+        refusal = None if created else foreign_owner(api, device.thing_name, arn, setup.ca_id)
+        if refusal:  # the certificate stays registered INACTIVE, attached to nothing
+            return Outcome(device.line, device.thing_name, cert_id, FAILED, refusal)
         if setup.group:
             api.add_thing_to_group(setup.group, device.thing_name)
         if not setup.shared:
@@ -272,7 +295,7 @@ def register_shared(api: IotApi, setup: Setup, first: Device) -> Setup:
     """Register the shared certificate once (INACTIVE until the things are attached) with the policy."""
     cert_id, arn, _ = api.register_certificate(first.certificate_pem, ca_pem=setup.ca_pem)
     api.attach_policy(setup.policy, arn)
-    return Setup(setup.ca_pem, setup.policy, setup.thing_type, setup.group, shared=(cert_id, arn))
+    return Setup(setup.ca_pem, setup.policy, setup.thing_type, setup.group, shared=(cert_id, arn), ca_id=setup.ca_id)
 
 
 # -- the run ----------------------------------------------------------------------------------------------------
@@ -299,6 +322,7 @@ def register_fleet(
         policy=request.policy,
         thing_type=request.thing_type,
         group=request.group,
+        ca_id=None if request.without_ca else certificate_id(ca),
     )
     warnings = [SHARED_WARNING] if request.shared_certificate else []
     ca_id = None if request.without_ca else certificate_id(ca)

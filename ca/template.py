@@ -30,7 +30,12 @@ def device_policy(topic_root: str = "devices") -> dict:
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}client/{THING}"},
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": f"{arn}client/{THING}",
+                "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
+            },
             {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{arn}topic/{topic_root}/{THING}/*"},
             {"Effect": "Allow", "Action": "iot:Receive", "Resource": f"{arn}topic/{topic_root}/{THING}/*"},
             {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{arn}topicfilter/{topic_root}/{THING}/*"},

@@ -8,7 +8,9 @@ JSON line (``decision`` field) and returned as ``outcome``:
 - ``ignored``: another CA, an unknown certificate, or a status other than PENDING_ACTIVATION or ACTIVE.
 - ``already-active``: the certificate is ACTIVE (a duplicate or late event); nothing to do. Also when
   another invocation activated it while this one waited to retry a throttled UpdateCertificate.
-- ``refused``: no usable thing name in the certificate CN, or the device is not in the fleet.
+- ``refused``: no usable thing name in the certificate CN, the device is not in the fleet, or the thing the CN
+  names belongs to another CA (its ``caCertificateId`` attribute, or a certificate attached to it, is another
+  CA's): the certificate stays PENDING_ACTIVATION with nothing attached, so no device acts as another.
 - ``activated``: CreateThing, AttachPolicy, AttachThingPrincipal, then UpdateCertificate ACTIVE, last.
 - ``failed`` (then the handler raises): an AWS error that retries did not cure, or a misconfiguration.
 
@@ -42,6 +44,7 @@ ENV_FLEET_PARAMETER_NAME = "FLEET_PARAMETER_NAME"
 ENV_MAX_ATTEMPTS = "MAX_ATTEMPTS"
 
 PENDING, ACTIVE = "PENDING_ACTIVATION", "ACTIVE"
+OWNER_ATTRIBUTE = "caCertificateId"  # the thing attribute naming the CA whose devices the thing belongs to
 REQUIRED_FIELDS = ("certificateId", "caCertificateId", "timestamp", "certificateStatus", "awsAccountId")
 CERTIFICATE_ID_RE = re.compile(r"[0-9a-f]{64}")
 ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
@@ -167,7 +170,11 @@ def decide(decision: str, fields: dict, *, level: str = "info", **extra) -> dict
 
 
 def create_thing(iot, thing_name: str, attributes: dict[str, str], call: Retrier) -> bool:
-    """Create the thing; False when it already exists (AWS answers so when its attributes differ)."""
+    """Create the thing; False when it already exists (AWS answers so when its attributes differ).
+
+    The attributes carry the owning CA (:data:`OWNER_ATTRIBUTE`), so CreateThing succeeds again only for a
+    thing of the same CA with the same attributes, and a thing of another CA is always ``False``.
+    """
     kwargs = {"thingName": thing_name}
     if attributes:
         kwargs["attributePayload"] = {"attributes": attributes}
@@ -178,6 +185,31 @@ def create_thing(iot, thing_name: str, attributes: dict[str, str], call: Retrier
             raise
         return False
     return True
+
+
+def foreign_owner(iot, thing_name: str, certificate_arn: str, ca_certificate_id: str, call: Retrier) -> str | None:
+    """Why the existing thing is not this CA's to attach to, or None when it is (or belongs to no one yet).
+
+    A thing belongs to another CA when its owner attribute names another CA, or when a certificate attached
+    to it was issued under another CA (a thing made before the attribute, by hand or by another tool).
+    """
+    owner = call(iot.describe_thing, thingName=thing_name).get("attributes", {}).get(OWNER_ATTRIBUTE)
+    if owner and owner != ca_certificate_id:
+        return f"the thing {thing_name} belongs to CA {owner}, not the configured CA"
+    principals = call(iot.list_thing_principals, thingName=thing_name).get("principals", [])
+    for principal in principals:
+        if principal == certificate_arn or ":cert/" not in principal:
+            continue
+        try:
+            described = call(iot.describe_certificate, certificateId=principal.rsplit("/", 1)[1])
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":  # detached and deleted since the listing
+                continue
+            raise
+        other_ca = described["certificateDescription"].get("caCertificateId")
+        if other_ca != ca_certificate_id:
+            return f"the thing {thing_name} has certificate {principal.rsplit('/', 1)[1]} of CA {other_ca or 'none'}"
+    return None
 
 
 def certificate_is_active(iot, certificate_id: str) -> bool:
@@ -230,7 +262,11 @@ def activate(event: RegistrationEvent, config: Config, clients: Clients, call: R
         if refusal:
             return decide("refused", fields, level="warning", reason=refusal)
     certificate_arn = description["certificateArn"]
-    created = create_thing(iot, thing_name, attributes, call)
+    created = create_thing(iot, thing_name, attributes | {OWNER_ATTRIBUTE: config.ca_certificate_id}, call)
+    if not created:
+        refusal = foreign_owner(iot, thing_name, certificate_arn, config.ca_certificate_id, call)
+        if refusal:
+            return decide("refused", fields, level="warning", reason=refusal)
     call(iot.attach_policy, policyName=config.policy_name, target=certificate_arn)
     call(iot.attach_thing_principal, thingName=thing_name, principal=certificate_arn)
     try:

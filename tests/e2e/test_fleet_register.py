@@ -288,3 +288,21 @@ def test_a_task_whose_input_file_is_missing_fails_with_a_message(aws, emulator):
     )["taskId"]
     wait_for(lambda: iot.describe_thing_registration_task(taskId=task)["status"] == "Failed")
     assert "missing.jsonl" in iot.describe_thing_registration_task(taskId=task)["message"]
+
+
+def test_a_batch_of_another_ca_is_refused_the_things_a_first_batch_registered(jitr, emulator, pki, tmp_path, ca_id):
+    first = mint_batch(jitr, pki, count=3)
+    assert register(jitr, first)["registered"] == 3
+    other = tmp_path / "other-pki"
+    assert jitr("ca", "init", "--dir", other, "--country", "DE", "--intermediate").exit_code == 0
+    register_ca(jitr, other)
+    second = mint_batch(jitr, other, count=3)  # the same thing names, sensor-0 ... sensor-2, under another CA
+    report = register(jitr, second, exit_code=1)
+    assert (report["registered"], report["failed"]) == (0, 3)
+    results = json.loads((second.parent / "registration.json").read_text())["devices"]
+    assert all(d["status"] == "failed" and d["reason"].startswith("refused: the thing") for d in results)
+    registry = emulator.api.registry()
+    for mine, theirs in zip(records(first), records(second), strict=True):
+        assert registry.certificate(theirs["certificateId"]).status == "INACTIVE"
+        assert registry.things_for(registry.certificate(theirs["certificateId"]).arn) == []
+        assert registry.things_for(registry.certificate(mine["certificateId"]).arn) == [mine["thingName"]]

@@ -9,6 +9,7 @@ import pytest
 from tests.e2e.conftest import (
     JITP_ROLE,
     Device,
+    certificate_id_of,
     deploy_stack,
     function_decisions,
     mint,
@@ -63,3 +64,31 @@ def test_jitp_provisions_on_first_connect_without_a_lambda(jitr, pki, emulator, 
     assert registry.thing("dev-2").attributes == {"country": "DE"}
     publish(client, "devices/dev-2/telemetry", {"ok": True})
     client.disconnect()
+
+
+def test_two_stacks_minting_one_thing_name_leave_the_thing_to_the_first_fleet(jitr, tmp_path, emulator, aws):
+    """Two stacks, each with its own CA, both mint sensor-1: the second fleet's device never gets the thing."""
+    fleets = {}
+    for name in ("reg-a", "reg-b"):
+        directory = tmp_path / name
+        assert jitr("ca", "init", "--dir", directory, "--country", "DE", "--intermediate").exit_code == 0
+        deploy_stack(aws, register_ca(jitr, directory), stack=name)
+        fleets[name] = mint(jitr, directory, "sensor-1")
+    first = Device(emulator, *fleets["reg-a"], "sensor-1")
+    client, _ = first.connect_until_accepted()
+    client.disconnect()
+    registry = emulator.api.registry()
+    first_id, second_id = (certificate_id_of(chain) for chain, _key in fleets.values())
+
+    second = Device(emulator, *fleets["reg-b"], "sensor-1")
+    assert second.connect_once() == (None, None)  # JITR's first connect: registered, dropped
+    refused = wait_for(
+        lambda: [
+            d for d in function_decisions(emulator) if d["decision"] == "refused" and d["certificateId"] == second_id
+        ]
+    )
+    assert "belongs to CA" in refused[0]["reason"]
+    assert second.connect_once() == (None, None)  # still not active: dropped again, not accepted
+    assert registry.certificate(second_id).status == "PENDING_ACTIVATION"
+    assert registry.things_for(registry.certificate(first_id).arn) == ["sensor-1"]
+    assert registry.things_for(registry.certificate(second_id).arn) == []

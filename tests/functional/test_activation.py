@@ -166,7 +166,8 @@ def stack(aws, intermediate_issuer) -> Stack:
 def assert_activated(stack: Stack, certificate_id: str, arn: str, thing: str = "dev-1") -> None:
     assert stack.status(certificate_id) == "ACTIVE"
     assert stack.things() == [thing]
-    assert stack.iot.describe_thing(thingName=thing)["attributes"] == {"country": "DE"}
+    owner = stack.config.ca_certificate_id
+    assert stack.iot.describe_thing(thingName=thing)["attributes"] == {"country": "DE", "caCertificateId": owner}
     assert stack.iot.list_thing_principals(thingName=thing)["principals"] == [arn]
     assert [p["policyName"] for p in stack.iot.list_attached_policies(target=arn)["policies"]] == [POLICY]
 
@@ -293,6 +294,54 @@ def test_an_existing_thing_with_other_attributes_is_reused(stack):
     result = stack.handle(stack.event(certificate_id), iot=AwsLikeThings(stack.iot, {}))
     assert result["outcome"] == "activated" and result["thingCreated"] is False
     assert stack.status(certificate_id) == "ACTIVE"
+
+
+# -- a thing belongs to one CA: no device of another fleet takes it over (pain point 8) ----------------------
+
+
+@pytest.fixture
+def other_fleet(stack, root_issuer) -> Stack:
+    """A second stack in the same account: its own CA (the root here) and its own activation config."""
+    ca_pem = to_pem(root_issuer.certificate).decode()
+    ca_id = stack.iot.register_ca_certificate(caCertificate=ca_pem, setAsActive=True, allowAutoRegistration=True)
+    config = app.Config(ca_certificate_id=ca_id["certificateId"], policy_name=POLICY)
+    return Stack(stack.iot, stack.ssm, root_issuer, ca_pem, config)
+
+
+def test_a_device_of_another_ca_is_refused_the_thing_its_cn_names(stack, other_fleet, capsys):
+    iot = AwsLikeThings(stack.iot, {})
+    first_id, first_arn = stack.device("sensor-1")
+    assert stack.handle(stack.event(first_id), iot=iot)["outcome"] == "activated"
+    second_id, second_arn = other_fleet.device("sensor-1")
+    result = other_fleet.handle(other_fleet.event(second_id), iot=iot)
+    assert result["outcome"] == "refused" and "belongs to CA" in result["reason"]
+    assert other_fleet.status(second_id) == "PENDING_ACTIVATION"  # not ACTIVE, and attached to nothing
+    assert stack.iot.list_thing_principals(thingName="sensor-1")["principals"] == [first_arn]
+    assert stack.iot.list_attached_policies(target=second_arn)["policies"] == []
+    assert decisions(capsys)[-1]["decision"] == "refused"
+
+
+def test_a_thing_made_without_an_owner_is_refused_to_a_ca_whose_certificate_is_not_on_it(stack, other_fleet):
+    first_id, first_arn = stack.device("sensor-1", status="ACTIVE")
+    stack.iot.create_thing(thingName="sensor-1")  # made by hand, or by an older kit: no owner attribute
+    stack.iot.attach_thing_principal(thingName="sensor-1", principal=first_arn)
+    second_id, second_arn = other_fleet.device("sensor-1")
+    result = other_fleet.handle(other_fleet.event(second_id), iot=AwsLikeThings(stack.iot, {}))
+    assert result["outcome"] == "refused" and first_id in result["reason"]
+    assert other_fleet.status(second_id) == "PENDING_ACTIVATION"
+    assert stack.iot.list_thing_principals(thingName="sensor-1")["principals"] == [first_arn]
+
+
+def test_a_new_certificate_of_the_same_ca_for_its_thing_is_activated(stack):
+    iot = AwsLikeThings(stack.iot, {})
+    first_id, first_arn = stack.device("sensor-1")
+    assert stack.handle(stack.event(first_id), iot=iot)["outcome"] == "activated"
+    rotated_id, rotated_arn = stack.device("sensor-1")  # rotation: a new key and certificate, same CA
+    assert stack.handle(stack.event(rotated_id), iot=iot)["outcome"] == "activated"
+    assert stack.status(rotated_id) == "ACTIVE"
+    assert sorted(stack.iot.list_thing_principals(thingName="sensor-1")["principals"]) == sorted(
+        [first_arn, rotated_arn]
+    )
 
 
 def test_a_certificate_revoked_during_activation_is_not_activated(stack):
