@@ -1,7 +1,10 @@
 """Minting a batch of devices, from a handful to a million, in parallel and in bounded memory.
 
 The batch is written into a staging folder inside ``--out`` and moved into place only when
-every device is minted, so a failure or Ctrl-C leaves nothing half-created. Worker processes
+every device is minted, so a failure, Ctrl-C, SIGTERM or SIGHUP leaves nothing half-created: the
+worker processes are terminated and joined before the staging folder is removed, and they die with the
+coordinator if it is killed outright (Linux's parent-death signal). A staging folder that a killed run left
+(``.mint-<pid>`` whose process is gone) is removed by the next run into the same folder. Worker processes
 each load the signing key once, mint chunks of devices from a :class:`DevicePrototype`, write
 their files (``files`` format) and return the manifest lines; at most a few chunks per worker
 are in flight, so memory does not grow with the batch size.
@@ -9,14 +12,17 @@ are in flight, so memory does not grow with the batch size.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import hashlib
+import multiprocessing
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from itertools import islice
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 
 from cryptography import x509
@@ -34,6 +40,11 @@ from ca.prototype import P256_SPKI_PREFIX, DevicePrototype
 
 FORMATS = ("files", "jsonl")
 CHUNK = 250  # devices a task: large enough to amortise inter-process traffic
+MAX_BATCH = 100_000_000  # a sanity bound on --count: a hundred times "a million"
+# Bytes a device takes on disk, with room for file-system blocks: three small files in ``files`` format
+# (certificate, chain, key: a 4 KiB block each) plus its manifest line; one longer line in ``jsonl``.
+BYTES_PER_DEVICE = {"files": 3 * 4096 + 512, "jsonl": 4096}
+PR_SET_PDEATHSIG = 1
 
 
 def numbered_names(prefix: str, count: int) -> _NumberedNames:
@@ -202,12 +213,25 @@ def _key_generator(key_type: str) -> Callable[[], object]:
     return lambda: rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (elsewhere: the parent's terminate() only)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the coordinator's terminate() still ends the workers
+        return
+
+
 def _init_worker(*args) -> None:
     global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the group: the coordinator handles it
+    for number in (signal.SIGTERM, signal.SIGHUP):  # not the coordinator's handlers, inherited by fork
+        signal.signal(number, signal.SIG_DFL)
+    _die_with_parent()
     _worker = _ChunkMinter(*args)
 
 
 def _mint_chunk(names: list[str]) -> bytes:
+    assert _worker is not None, "the worker initializer did not run"
     return _worker.mint(names)
 
 
@@ -224,6 +248,41 @@ def _check_out(out: Path) -> None:
     for rel in (manifest.MANIFEST, manifest.CERTS, manifest.PRIVATE, manifest.CA_FILE):
         if (out / rel).exists():
             raise AlreadyExistsError(f"{out / rel} already exists; mint the batch into another --out folder.")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_stages(out: Path) -> list[Path]:
+    """Remove the staging folders that killed runs left in ``out`` (their process is gone); which ones."""
+    removed = []
+    for stage in sorted(out.glob(".mint-*")) if out.is_dir() else []:
+        pid = stage.name.removeprefix(".mint-")
+        if stage.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+            removed.append(stage)
+    return removed
+
+
+def check_size(count: int, fmt: str, out: Path) -> None:
+    """Refuse a batch larger than :data:`MAX_BATCH`, or one the free disk space cannot hold."""
+    if count < 1 or count > MAX_BATCH:
+        raise InvalidInputError(f"A batch holds 1 to {MAX_BATCH:,} devices, not {count:,}.")
+    needed = count * BYTES_PER_DEVICE[fmt]
+    existing = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise InvalidInputError(
+            f"{count:,} devices need about {needed / 2**30:,.1f} GiB in {existing}, "
+            f"which has {free / 2**30:,.1f} GiB free; mint fewer or free some space."
+        )
 
 
 def mint_batch(
@@ -243,6 +302,9 @@ def mint_batch(
         raise InvalidInputError("--workers must be at least 1.")
     out = Path(request.out)
     _check_out(out)
+    if hasattr(names, "__len__"):
+        check_size(len(names), request.fmt, out)  # type: ignore[arg-type]
+    remove_stale_stages(out)
     # Load the key once here, so a wrong passphrase fails before any process starts.
     Issuer(load_certificate(ca_cert_pem), load_private_key(ca_key_pem, passphrase, "The CA key"))
     out_existed = out.exists()
@@ -282,32 +344,33 @@ def _run(names, sink, init_args, request: BatchRequest, progress) -> int:
             progress(len(chunk))
         return count
     window = request.workers * 3
-    with ProcessPoolExecutor(request.workers, initializer=_init_worker, initargs=init_args) as pool:
-        pending: dict[Future, int] = {}
-        order: list[Future] = []
+    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    pool = context.Pool(request.workers, initializer=_init_worker, initargs=init_args)
+    try:
+        order: list[tuple[AsyncResult, int]] = []
         for chunk in chunks:
-            future = pool.submit(_mint_chunk, chunk)
-            pending[future] = len(chunk)
-            order.append(future)
-            while len(pending) >= window:
-                count += _drain(order, pending, sink, progress, block=True)
+            order.append((pool.apply_async(_mint_chunk, (chunk,)), len(chunk)))
+            while len(order) >= window:
+                count += _drain(order, sink, progress)
         while order:
-            count += _drain(order, pending, sink, progress, block=True)
+            count += _drain(order, sink, progress)
+        pool.close()
+        pool.join()
+    except BaseException:
+        # SIGTERM to every worker now, not after its queued chunks, and wait for each to exit: no worker
+        # writes into the staging folder once this returns. Not pool.join(): a worker killed while sending
+        # its chunk leaves a partial message that the pool's result thread (a daemon) waits on for ever.
+        pool.terminate()
+        raise
     return count
 
 
-def _drain(order: list[Future], pending: dict[Future, int], sink, progress, *, block: bool) -> int:
-    """Write finished chunks in submission order (the manifest keeps the names' order)."""
-    if block:
-        wait([order[0]])
-    written = 0
-    while order and order[0].done():
-        future = order.pop(0)
-        sink.write(future.result())
-        size = pending.pop(future)
-        written += size
-        progress(size)
-    return written
+def _drain(order: list[tuple[AsyncResult, int]], sink, progress) -> int:
+    """Write the oldest chunk when it is done (the manifest keeps the names' order)."""
+    result, size = order.pop(0)
+    sink.write(result.get())
+    progress(size)
+    return size
 
 
 def _publish(stage: Path, out: Path, fmt: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ca.cli import ca_app, demo, device_app, fleet_app
-from ca.cli.common import set_debug
+from ca.cli.common import handle_signals, set_debug
 from ca.cli.local_app import app as local_app
 
 app = typer.Typer(
@@ -34,4 +34,5 @@ def main(
 
 def run() -> None:
     """Console-script entry point."""
+    handle_signals()
     app()

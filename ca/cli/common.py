@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,24 @@ PassphraseEnvOption = Annotated[
 _debug = False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwound like Ctrl-C, so every command cleans up the same way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame) -> None:
+    raise Terminated(signum)
+
+
+def handle_signals() -> None:
+    """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread, as SIGINT raises KeyboardInterrupt."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_terminated)
+
+
 def set_debug(enabled: bool) -> None:
     """Set by the --debug option at every invocation (JITR_DEBUG=1 turns it on too)."""
     global _debug
@@ -56,9 +75,10 @@ def handle_errors(func):
                 raise
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            typer.echo("Interrupted; nothing half-written was left behind.", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            typer.echo(f"Interrupted ({signal.Signals(signum).name}); nothing half-written was left behind.", err=True)
+            raise typer.Exit(128 + signum) from None
         except OSError as exc:
             if debug_enabled():
                 raise

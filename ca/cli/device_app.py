@@ -48,7 +48,8 @@ def mint(
         str | None, typer.Option("--thing", help="Mint one device: its thing name (the certificate CN).")
     ] = None,
     count: Annotated[
-        int | None, typer.Option("--count", help="Mint a batch of COUNT devices named PREFIX + number.")
+        int | None,
+        typer.Option("--count", help="Mint a batch of COUNT devices (1 to 100,000,000) named PREFIX + number."),
     ] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Batch: thing-name prefix, such as 'sensor-'.")] = None,
     names: Annotated[Path | None, typer.Option("--names", help="Batch: a file of thing names, one a line.")] = None,
