@@ -87,11 +87,15 @@ ca_id=$("$JITR" ca show --json "$signer" | json_field 0.certificateId)
 
 deploy_stack "$ca_id"
 
+# The stack's devices publish under devices/<stack>/<thing>/: their policy allows only that, and only this
+# stack's archive rule hears it, so two stacks in one account keep their telemetry apart.
+topic_root=$("$JITR" fleet describe --stack "$STACK" --json | json_field outputs.DeviceTopicRoot)
+[ -n "$topic_root" ] || die "stack $STACK has no DeviceTopicRoot output"
 register=("$JITR" ca register --dir "$PKI" --json ${secret[@]+"${secret[@]}"})
 if [ "$PROVISIONING" = jitp ]; then
   role=$("$JITR" fleet describe --stack "$STACK" --json | json_field outputs.ProvisioningRoleArn)
   [ -n "$role" ] || die "stack $STACK has no ProvisioningRoleArn output"
-  register+=(--jitp --role-arn "$role")
+  register+=(--jitp --role-arn "$role" --topic-root "$topic_root")
 fi
 step "registering CA $ca_id for $MODE"
 registered=$("${register[@]}" | json_field caCertificateId)
@@ -110,7 +114,7 @@ else
 fi
 
 endpoint=${JITR_MQTT_ENDPOINT:-$("$JITR" fleet endpoint)}
-connect=("$JITR" device connect --endpoint "$endpoint" --cert "$chain" --key "$key")
+connect=("$JITR" device connect --endpoint "$endpoint" --cert "$chain" --key "$key" --topic-root "$topic_root")
 if [ -n "${JITR_ROOT_CA:-}" ]; then connect+=(--root-ca "$JITR_ROOT_CA"); fi
 echo
 echo "Stack $STACK is deployed for CA $registered ($MODE). Connect $THING with:"

@@ -19,7 +19,13 @@ from ca.errors import AwsError, InvalidInputError
 from ca.files import FileSpec
 from ca.keys import generate_key
 from ca.store import PkiStore
-from ca.template import check_template, fillable_parameters, render_jitp_template, template_body
+from ca.template import (
+    DEFAULT_TOPIC_ROOT,
+    check_template,
+    fillable_parameters,
+    render_jitp_template,
+    template_body,
+)
 
 MODES = {"default": "DEFAULT", "sni-only": "SNI_ONLY"}
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
@@ -34,6 +40,7 @@ class RegistrationRequest:
     jitp: bool = False
     role_arn: str | None = None
     template: dict | None = None
+    topic_root: str = DEFAULT_TOPIC_ROOT  # the default template's policy: devices publish under <root>/<thing>/
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -51,7 +58,9 @@ def registration_config(store: PkiStore, request: RegistrationRequest) -> dict |
     if not request.jitp:
         return None
     fillable = fillable_parameters(has_country=store.metadata().country is not None)
-    template = request.template or render_jitp_template(has_country=store.metadata().country is not None)
+    template = request.template or render_jitp_template(
+        has_country=store.metadata().country is not None, topic_root=request.topic_root
+    )
     check_template(template, fillable=fillable)
     return {"templateBody": template_body(template), "roleArn": request.role_arn}
 

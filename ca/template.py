@@ -4,8 +4,9 @@ template can be filled by the CA's device certificates (the Country trap, AWS-FA
 from __future__ import annotations
 
 import json
+import re
 
-from ca.errors import InvalidTemplateError
+from ca.errors import InvalidInputError, InvalidTemplateError
 
 MAX_TEMPLATE_CHARS = 10240
 CERT_PARAMETER_PREFIX = "AWS::IoT::Certificate::"
@@ -22,10 +23,29 @@ CERT_PARAMETERS = (
 )
 RESOURCE_TYPES = ("AWS::IoT::Thing", "AWS::IoT::Certificate", "AWS::IoT::Policy")
 THING = "${iot:Connection.Thing.ThingName}"
+DEFAULT_TOPIC_ROOT = "devices"
+TOPIC_ROOT_RE = re.compile(r"[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)*")
 
 
-def device_policy(topic_root: str = "devices") -> dict:
-    """The least-privilege device policy: a thing connects as itself and uses only its own topics."""
+def stack_topic_root(stack: str) -> str:
+    """Where a stack's devices publish (``devices/<stack>``): the stack's archive rule hears only that root."""
+    return f"{DEFAULT_TOPIC_ROOT}/{stack}"
+
+
+def check_topic_root(topic_root: str) -> str:
+    """A topic root is levels of letters, digits and ``_.:-`` joined by ``/``: no wildcard, no empty level."""
+    if not TOPIC_ROOT_RE.fullmatch(topic_root) or topic_root.startswith("$"):
+        raise InvalidInputError(
+            f"{topic_root!r} is not a topic root: use levels of letters, digits, _ . : - joined by /, "
+            "such as devices/my-stack."
+        )
+    return topic_root
+
+
+def device_policy(topic_root: str = DEFAULT_TOPIC_ROOT) -> dict:
+    """The least-privilege device policy: a thing connects as itself and uses only its own topics,
+    ``<topic_root>/<thing>/...`` (a stack's devices: :func:`stack_topic_root`)."""
+    check_topic_root(topic_root)
     arn = "arn:aws:iot:*:*:"
     return {
         "Version": "2012-10-17",
@@ -49,7 +69,9 @@ def fillable_parameters(*, has_country: bool) -> set[str]:
     return {CERT_PARAMETER_PREFIX + name for name in names}
 
 
-def render_jitp_template(*, has_country: bool, policy: dict | None = None) -> dict:
+def render_jitp_template(
+    *, has_country: bool, policy: dict | None = None, topic_root: str = DEFAULT_TOPIC_ROOT
+) -> dict:
     """A JITP template: thing named by the CN, the policy attached, the certificate ACTIVE."""
     parameters = {
         f"{CERT_PARAMETER_PREFIX}CommonName": {"Type": "String"},
@@ -78,7 +100,9 @@ def render_jitp_template(*, has_country: bool, policy: dict | None = None) -> di
             },
             "policy": {
                 "Type": "AWS::IoT::Policy",
-                "Properties": {"PolicyDocument": json.dumps(policy or device_policy(), separators=(",", ":"))},
+                "Properties": {
+                    "PolicyDocument": json.dumps(policy or device_policy(topic_root), separators=(",", ":"))
+                },
             },
         },
     }

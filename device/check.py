@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.backoff import Backoff
-from device.client import ConnectOptions, DeviceResult, Messages
+from device.client import DEFAULT_TOPIC_ROOT, ConnectOptions, DeviceResult, Messages
 from device.endpoint import Endpoint, parse_endpoint
 from device.simulate import DEFAULT_CONCURRENCY, FleetSummary, manifest_entries, run_fleet
 
@@ -79,6 +79,7 @@ def check_manifest(
     root_ca: Path | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     publish: bool = False,
+    topic_root: str = DEFAULT_TOPIC_ROOT,
     options: ConnectOptions | None = None,
     progress: Callable[[DeviceResult], None] | None = None,
 ) -> CheckReport:
@@ -102,7 +103,7 @@ def check_manifest(
         target,
         root_ca=root_ca,
         concurrency=concurrency,
-        messages=Messages(count=1 if publish else 0),
+        messages=Messages(count=1 if publish else 0, topic_root=topic_root),
         options=options or ConnectOptions(backoff=CHECK_BACKOFF),
         progress=collect,
     )

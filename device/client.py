@@ -28,7 +28,7 @@ from device.identity import DeviceIdentity
 from device.tls import client_context
 from device.wire import Connection, open_connection
 
-TOPIC_TEMPLATE = "devices/{thing}/telemetry"
+DEFAULT_TOPIC_ROOT = "devices"  # a stack's devices publish under devices/<stack> (its DeviceTopicRoot output)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class Messages:
     """What a device publishes (QoS 1) once connected: ``count`` messages, ``interval`` seconds apart."""
 
     count: int = 1
-    topic: str | None = None  # default: devices/<thing>/telemetry
+    topic: str | None = None  # default: <topic_root>/<thing>/telemetry
+    topic_root: str = DEFAULT_TOPIC_ROOT
     payload: bytes | None = None  # default: a JSON sample {"thingName", "seq", "timestamp"}
     interval: float = 0.0
 
@@ -66,9 +67,12 @@ class Messages:
             raise InvalidInputError("The interval between messages cannot be negative.")
         if self.topic is not None and (not self.topic or "+" in self.topic or "#" in self.topic):
             raise InvalidInputError(f"{self.topic!r} is not a topic to publish to: it is empty or has a wildcard.")
+        root_levels = self.topic_root.split("/")
+        if not all(root_levels) or any(level in ("+", "#") for level in root_levels):
+            raise InvalidInputError(f"{self.topic_root!r} is not a topic root: it has an empty level or a wildcard.")
 
     def topic_for(self, thing: str) -> str:
-        return self.topic or TOPIC_TEMPLATE.format(thing=thing)
+        return self.topic or f"{self.topic_root}/{thing}/telemetry"
 
     def payload_for(self, thing: str, seq: int) -> bytes:
         if self.payload is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ca.errors import InvalidInputError, JitrError
 from ca.manifest import ManifestEntry, read_manifest
-from device.client import ConnectOptions, DeviceResult, Messages, run_device
+from device.client import DEFAULT_TOPIC_ROOT, ConnectOptions, DeviceResult, Messages, run_device
 from device.endpoint import Endpoint, parse_endpoint
 from device.errors import DeviceError, FleetInterruptedError
 from device.identity import identity_from_manifest
@@ -188,6 +188,7 @@ def simulate_manifest(
     count: int | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     messages: int = 1,
+    topic_root: str = DEFAULT_TOPIC_ROOT,
     options: ConnectOptions | None = None,
     progress: Callable[[DeviceResult], None] | None = None,
     keep_results: bool = False,
@@ -199,7 +200,7 @@ def simulate_manifest(
         target,
         root_ca=root_ca,
         concurrency=concurrency,
-        messages=Messages(count=messages),
+        messages=Messages(count=messages, topic_root=topic_root),
         options=options,
         progress=progress,
         keep_results=keep_results,

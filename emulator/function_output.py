@@ -3,13 +3,16 @@
 The functions run in the emulator's process, on its threads, and print to ``sys.stdout``. From a
 runtime's first invocation until it closes, ``sys.stdout`` is an :class:`_OutputRouter`: a thread
 running an invocation writes to that invocation's :class:`InvocationLog`, every other thread to the
-stream that was there before.
+stream that was there before. ``print`` is routed the same way, so that a line still reaches its log when
+someone else puts another stream in ``sys.stdout`` during the invocation (a CLI run in the same process,
+as the tests do with Click's runner, would otherwise catch a function's output).
 Each invocation logs as Lambda's Python runtime does: ``START``, the lines it printed, an
 ``[ERROR]`` event with the traceback when it raised, ``END`` and ``REPORT``.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import sys
 import threading
@@ -67,6 +70,15 @@ class _OutputRouter:
 
 
 _lock = threading.Lock()
+_builtin_print = builtins.print
+
+
+def _print(*args: Any, **kwargs: Any) -> None:
+    """``print``: to the invocation's log on a thread running one (unless told another file), else as ever."""
+    log = getattr(_bound, "log", None)
+    if log is not None and kwargs.get("file") in (None, sys.stdout):
+        kwargs["file"] = log
+    _builtin_print(*args, **kwargs)
 
 
 def _router() -> _OutputRouter:
@@ -76,6 +88,7 @@ def _router() -> _OutputRouter:
     does between a test's phases).
     """
     with _lock:
+        builtins.print = _print
         if not isinstance(sys.stdout, _OutputRouter):
             sys.stdout = _OutputRouter(sys.stdout)
         return sys.stdout
@@ -84,6 +97,7 @@ def _router() -> _OutputRouter:
 def release() -> None:
     """A runtime closed: give back the stream the router was put in front of."""
     with _lock:
+        builtins.print = _builtin_print
         if isinstance(sys.stdout, _OutputRouter):
             sys.stdout = sys.stdout.inner
 

@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 TEMPLATE = ROOT / "sam" / "template.yaml"
 STACK = "bench"
+TOPIC_ROOT = f"devices/{STACK}"  # the stack's DeviceTopicRoot: its policy and archive rule agree on it
 SCENARIOS = ("jitp", "jitr", "jitr-burst", "archive", "throttled", "throttled-aws")
 TARGETS = {"jitp": 100.0, "jitr": 1.0, "jitr-burst": 1.0, "archive": 1000.0, "throttled": 0.9, "throttled-aws": 0.9}
 AWS_DEFAULT_JITR_CEILING = 10.0  # DescribeCertificate and UpdateCertificate TPS (AWS-FACTS.md), one call each a device
@@ -108,7 +109,7 @@ def deploy(emu: Emulator, pki: Path, *, jitp: bool) -> dict:
     )
     register = ["ca", "register", "--dir", str(pki)]
     if jitp:
-        register += ["--jitp", "--role-arn", stack["outputs"]["ProvisioningRoleArn"]]
+        register += ["--jitp", "--role-arn", stack["outputs"]["ProvisioningRoleArn"], "--topic-root", TOPIC_ROOT]
     registered = emu.jitr(*register)["caCertificateId"]
     if registered != ca_id:
         raise RuntimeError(f"the emulator registered the CA as {registered}, not {ca_id}")
@@ -145,7 +146,7 @@ def jitp_fleet(args, work: Path, manifest: Path, name: str) -> dict:
     with emulator(work, name) as emu:
         bucket = deploy(emu, work / "pki", jitp=True)["ArchiveBucketName"]
         shards = shard_manifest(manifest, args.devices, args.generators, work / name)
-        run = run_devices(emu, shards, messages=1, concurrency=args.concurrency)
+        run = run_devices(emu, shards, messages=1, concurrency=args.concurrency, topic_root=TOPIC_ROOT)
         objects, _ = wait_for_objects(emu, bucket, run["messages"], timeout=120)
         active = count_active(emu)
     return {
@@ -170,7 +171,7 @@ def jitr_latency(args, work: Path, manifest: Path, name: str, *, burst: bool = F
         deploy(emu, work / "pki", jitp=False)
         shards = shard_manifest(manifest, args.jitr_devices, args.generators, work / name)
         in_flight = args.concurrency if burst else max(1, args.jitr_in_flight // len(shards))
-        run = run_devices(emu, shards, messages=1, concurrency=in_flight)
+        run = run_devices(emu, shards, messages=1, concurrency=in_flight, topic_root=TOPIC_ROOT)
         invocations = sum(1 for _, line in emu.decisions() if line.get("decision") in ("activated", "already-active"))
     return {
         "devices": run["devices"],
@@ -200,7 +201,7 @@ def sentinel(emu: Emulator, shard: Path, bucket: str, timeout: float = 300) -> f
     from device.identity import identity_from_manifest
 
     identity = identity_from_manifest(next(iter(read_manifest(shard))))
-    topic = f"devices/{identity.thing_name}/sentinel"
+    topic = f"{TOPIC_ROOT}/{identity.thing_name}/sentinel"
     messages = Messages(topic=topic)
     run_device(identity, parse_endpoint(emu.endpoint), root_ca=Path(emu.info["endpoint_ca"]), messages=messages)
     s3, deadline = emu.client("s3"), time.monotonic() + timeout
@@ -213,9 +214,11 @@ def archive(args, work: Path, manifest: Path, name: str) -> dict:
     with emulator(work, name) as emu:
         bucket = deploy(emu, work / "pki", jitp=True)["ArchiveBucketName"]
         shards = shard_manifest(manifest, args.archive_devices, args.generators, work / name)
-        warm = run_devices(emu, shards, messages=1, concurrency=args.concurrency)  # provisioned, one object each
+        warm = run_devices(
+            emu, shards, messages=1, concurrency=args.concurrency, topic_root=TOPIC_ROOT
+        )  # provisioned, one object each
         before, _ = wait_for_objects(emu, bucket, warm["messages"], timeout=60)
-        run = run_devices(emu, shards, messages=args.messages, concurrency=args.concurrency)
+        run = run_devices(emu, shards, messages=args.messages, concurrency=args.concurrency, topic_root=TOPIC_ROOT)
         archived = sentinel(emu, shards[0], bucket)
         expected = before + run["messages"] + 1
         objects, seen = wait_for_objects(emu, bucket, expected, timeout=300)
@@ -242,7 +245,7 @@ def throttled(args, work: Path, manifest: Path, name: str, *, aws_defaults: bool
     with emulator(work, name, ["aws-defaults" if aws_defaults else f"UpdateCertificate={rate:g}"]) as emu:
         deploy(emu, work / "pki", jitp=False)
         shards = shard_manifest(manifest, args.throttled_devices, args.generators, work / name)
-        run = run_devices(emu, shards, messages=1, concurrency=args.concurrency)
+        run = run_devices(emu, shards, messages=1, concurrency=args.concurrency, topic_root=TOPIC_ROOT)
         active = count_active(emu)
         activated: dict[str, float] = {}
         throttles = activations = invocations = 0

@@ -14,13 +14,15 @@ from pathlib import Path
 from emulator_process import EmulatorProcess
 
 
-def _generator(shard: str, endpoint: str, root_ca: str, messages: int, concurrency: int, barrier, results) -> None:
+def _generator(
+    shard: str, endpoint: str, root_ca: str, messages: int, concurrency: int, topic_root: str, barrier, results
+) -> None:
     from device.simulate import simulate_manifest
 
     barrier.wait()
     started, cpu = time.monotonic(), time.process_time()
     summary = simulate_manifest(
-        Path(shard), endpoint, root_ca=Path(root_ca), concurrency=concurrency, messages=messages
+        Path(shard), endpoint, root_ca=Path(root_ca), concurrency=concurrency, messages=messages, topic_root=topic_root
     )
     results.put(
         {
@@ -49,8 +51,11 @@ def shard_manifest(manifest: Path, count: int, parts: int, out: Path) -> list[Pa
     return shards
 
 
-def run_devices(emu: EmulatorProcess, shards: list[Path], *, messages: int, concurrency: int) -> dict:
-    """Run every shard in its own process, started together; the merged summary, timed from the start."""
+def run_devices(
+    emu: EmulatorProcess, shards: list[Path], *, messages: int, concurrency: int, topic_root: str = "devices"
+) -> dict:
+    """Run every shard in its own process, started together; the merged summary, timed from the start.
+    The devices publish under ``topic_root`` (a stack's devices: its DeviceTopicRoot output)."""
     from device.simulate import nearest_rank
 
     context = multiprocessing.get_context("spawn")
@@ -58,7 +63,8 @@ def run_devices(emu: EmulatorProcess, shards: list[Path], *, messages: int, conc
     root_ca = emu.info["endpoint_ca"]
     workers = [
         context.Process(
-            target=_generator, args=(str(s), emu.endpoint, root_ca, messages, concurrency, barrier, results)
+            target=_generator,
+            args=(str(s), emu.endpoint, root_ca, messages, concurrency, topic_root, barrier, results),
         )
         for s in shards
     ]

@@ -19,7 +19,13 @@ from ca.issue import Issuer, issue_root, make_name
 from ca.keys import KeyType, generate_key
 from ca.registration import RegistrationRequest, register_ca
 from ca.store import CaMaterial, CaMetadata, PkiStore
-from ca.template import check_template, fillable_parameters, parse_template, render_jitp_template
+from ca.template import (
+    DEFAULT_TOPIC_ROOT,
+    check_template,
+    fillable_parameters,
+    parse_template,
+    render_jitp_template,
+)
 from ca.verify import verify_chain
 
 app = typer.Typer(
@@ -120,6 +126,14 @@ def template(
         Path | None, typer.Option("--policy", help="An IoT policy document (JSON) to use instead of the default.")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the template here instead of stdout.")] = None,
+    topic_root: Annotated[
+        str,
+        typer.Option(
+            "--topic-root",
+            help="The default template's policy lets devices use ROOT/<thing>/... only; a stack's devices: its "
+            "DeviceTopicRoot output (devices/<stack>), which only that stack's archive rule hears.",
+        ),
+    ] = DEFAULT_TOPIC_ROOT,
 ) -> None:
     """Render a JITP template: thing named by the certificate CN, least-privilege policy, certificate ACTIVE.
 
@@ -134,7 +148,7 @@ def template(
         except ValueError as exc:
             raise InvalidInputError(f"The policy file {policy} is not valid JSON.") from exc
     rendered = check_template(
-        render_jitp_template(has_country=has_country, policy=document),
+        render_jitp_template(has_country=has_country, policy=document, topic_root=topic_root),
         fillable=fillable_parameters(has_country=has_country),
     )
     text = json.dumps(rendered, indent=2) + "\n"
@@ -160,6 +174,14 @@ def register(
     template_file: Annotated[
         Path | None, typer.Option("--template", help="JITP: a template file instead of the kit's default.")
     ] = None,
+    topic_root: Annotated[
+        str,
+        typer.Option(
+            "--topic-root",
+            help="The default template's policy lets devices use ROOT/<thing>/... only; a stack's devices: its "
+            "DeviceTopicRoot output (devices/<stack>), which only that stack's archive rule hears.",
+        ),
+    ] = DEFAULT_TOPIC_ROOT,
     passphrase_env: PassphraseEnvOption = None,
     region: Annotated[str | None, typer.Option("--region", help="AWS region (else AWS_REGION).")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile (else AWS_PROFILE).")] = None,
@@ -174,7 +196,7 @@ def register(
     body = None
     if template_file is not None:
         body = parse_template(read_bytes(template_file, "template file"), str(template_file))
-    request = RegistrationRequest(mode=mode, jitp=jitp, role_arn=role_arn, template=body)
+    request = RegistrationRequest(mode=mode, jitp=jitp, role_arn=role_arn, template=body, topic_root=topic_root)
     api = IotApi.connect(profile=profile, region=region)
     record = register_ca(api, store, request, passphrase=secret, now=dt.datetime.now(dt.UTC))
     emit(

@@ -146,6 +146,7 @@ class DemoLoop:
 
         record = StackDeployer(make_session()).deploy(TEMPLATE, STACK, {"CaCertificateId": self.state["ca_id"]})
         self.state["bucket"] = record["outputs"]["ArchiveBucketName"]
+        self.state["topic_root"] = record["outputs"]["DeviceTopicRoot"]
         return f"{len(record['resources'])} resources; archive bucket {self.state['bucket']}"
 
     # -- one device's first connect ----------------------------------------------------------------
@@ -168,7 +169,9 @@ class DemoLoop:
         )
 
     def first_connect(self) -> str:
-        result = self._connect(Backoff(base=0.1, cap=0.1, attempts=1), Messages(count=0))
+        result = self._connect(
+            Backoff(base=0.1, cap=0.1, attempts=1), Messages(count=0, topic_root=self.state["topic_root"])
+        )
         if not isinstance(result.error, NotActivatedError):
             raise AwsError(f"The first connect should be dropped under JITR, but it ended {result.outcome}.")
         status = self._certificate()["certificateDescription"]["status"]
@@ -190,7 +193,9 @@ class DemoLoop:
         return f"ACTIVE; thing {', '.join(things)}; policy {', '.join(policies)}; log {shown}"
 
     def reconnect_and_publish(self) -> str:
-        result = self._connect(Backoff(base=0.2, cap=2.0, attempts=10), Messages(count=1))
+        result = self._connect(
+            Backoff(base=0.2, cap=2.0, attempts=10), Messages(count=1, topic_root=self.state["topic_root"])
+        )
         result.raise_for_error()
         return (
             f"accepted on attempt {len(result.attempts)}, PUBACK after "

@@ -220,6 +220,14 @@ RootCaOption = Annotated[
 ManifestOption = Annotated[
     Path, typer.Option("--manifest", exists=True, dir_okay=False, help="The manifest of a minted batch.")
 ]
+TopicRootOption = Annotated[
+    str,
+    typer.Option(
+        "--topic-root",
+        help="Publish to ROOT/<thing>/telemetry. A stack's devices use its DeviceTopicRoot output, devices/<stack>: "
+        "their policy allows only that root, and only that stack's archive rule hears it.",
+    ),
+]
 ConcurrencyOption = Annotated[int, typer.Option("--concurrency", min=1, help="Devices connecting at the same time.")]
 BaseOption = Annotated[float, typer.Option("--base", min=0.001, help="Backoff: the first retry waits up to BASE s.")]
 CapOption = Annotated[float, typer.Option("--cap", min=0.001, help="Backoff: no wait longer than CAP s.")]
@@ -249,7 +257,8 @@ def connect(
     client_id: Annotated[
         str | None, typer.Option("--client-id", help="MQTT client id; default: the thing name (certificate CN).")
     ] = None,
-    topic: Annotated[str | None, typer.Option("--topic", help="Default: devices/<thing>/telemetry.")] = None,
+    topic: Annotated[str | None, typer.Option("--topic", help="Default: <topic root>/<thing>/telemetry.")] = None,
+    topic_root: TopicRootOption = "devices",
     message: Annotated[
         str | None, typer.Option("--message", help="The payload; default: a JSON sample with a sequence number.")
     ] = None,
@@ -281,7 +290,7 @@ def connect(
         parse_endpoint(endpoint),
         root_ca=root_ca,
         client_id=client_id,
-        messages=Messages(count=count, topic=topic, payload=payload, interval=interval),
+        messages=Messages(count=count, topic=topic, topic_root=topic_root, payload=payload, interval=interval),
         options=_connect_options(base, cap, attempts, refusals),
         on_attempt=None if as_json else lambda attempt: typer.echo(attempt.describe(), err=True),
     )
@@ -299,6 +308,7 @@ def simulate(
     count: Annotated[int | None, typer.Option("--count", min=1, help="Only the first COUNT devices.")] = None,
     concurrency: ConcurrencyOption = 64,
     messages: Annotated[int, typer.Option("--messages", min=0, help="Messages each device publishes.")] = 1,
+    topic_root: TopicRootOption = "devices",
     base: BaseOption = 1.0,
     cap: CapOption = 30.0,
     attempts: AttemptsOption = 10,
@@ -318,6 +328,7 @@ def simulate(
             count=count,
             concurrency=concurrency,
             messages=messages,
+            topic_root=topic_root,
             options=_connect_options(base, cap, attempts, refusals),
             progress=progress,
         )
@@ -334,6 +345,7 @@ def check(
     root_ca: RootCaOption = None,
     concurrency: ConcurrencyOption = 64,
     publish: Annotated[bool, typer.Option("--publish", help="Also publish one message (tests the policy).")] = False,
+    topic_root: TopicRootOption = "devices",
     base: BaseOption = 0.5,
     cap: CapOption = 2.0,
     attempts: AttemptsOption = 3,
@@ -351,6 +363,7 @@ def check(
             root_ca=root_ca,
             concurrency=concurrency,
             publish=publish,
+            topic_root=topic_root,
             options=_connect_options(base, cap, attempts, refusals),
             progress=progress,
         )

@@ -38,7 +38,9 @@ def test_the_demo_runs_the_whole_loop_with_a_timing_per_step_and_can_run_again(t
         assert "PENDING_ACTIVATION" in steps["First connect: JITR drops it"]
         assert steps["The activation Lambda activates it"].startswith("ACTIVE; thing demo-device-1")
         assert steps["Reconnect and publish"].startswith("accepted on attempt 1")
-        assert re.match(r"s3://\S+/devices/demo-device-1/telemetry/\d{13}_", steps["The archive rule wrote it to S3"])
+        assert re.match(
+            r"s3://\S+/devices/jitr-demo/demo-device-1/telemetry/\d{13}_", steps["The archive rule wrote it to S3"]
+        )
         assert steps["Verify every device chain (RFC 5280)"] == "20 chains verify up to the root"
     assert len((tmp_path / "demo/fleet/manifest.jsonl").read_text().splitlines()) == 20
 

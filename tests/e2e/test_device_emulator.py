@@ -40,6 +40,7 @@ def test_connect_registers_a_jitr_device_and_publishes_once_the_lambda_activated
     deploy_stack(aws, register_ca(jitr, pki))
     chain, key = mint(jitr, pki, "dev-1")
     args = ["device", "connect", "--cert", chain, "--key", key, *endpoint_args(emulator), "--base", "0.2", "--json"]
+    args += ["--topic-root", "devices/jitr-test"]  # the stack's DeviceTopicRoot
     result = cli().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.stderr
     report = output(result)
@@ -54,6 +55,7 @@ def test_simulate_and_check_a_jitr_batch_with_one_revoked_device(jitr, pki, emul
     minted = jitr("device", "mint", "--dir", pki, "--count", "20", "--prefix", "sim-", "--format", "jsonl", "--json")
     manifest = json.loads(minted.stdout)["manifest"]
     args = ["device", "simulate", "--manifest", manifest, *endpoint_args(emulator), "--base", "0.2", "--json"]
+    args += ["--topic-root", "devices/jitr-test"]
     result = cli().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.stderr
     summary = output(result)

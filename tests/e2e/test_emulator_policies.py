@@ -73,11 +73,11 @@ def fleet(local_iot, tmp_path_factory) -> Fleet:
 def test_a_device_publishes_and_subscribes_on_its_own_topics(fleet):
     before = fleet.archived()
     dev1 = fleet.devices["dev-1"].session()
-    assert dev1.subscribe("devices/dev-1/#") == [1]
-    dev1.publish("devices/dev-1/telemetry", {"temperature": 20})
-    assert dev1.received() == ("devices/dev-1/telemetry", {"temperature": 20})
+    assert dev1.subscribe("devices/jitr-test/dev-1/#") == [1]
+    dev1.publish("devices/jitr-test/dev-1/telemetry", {"temperature": 20})
+    assert dev1.received() == ("devices/jitr-test/dev-1/telemetry", {"temperature": 20})
     (key,) = fleet.archived_since(before, 1)
-    assert key.startswith("devices/dev-1/telemetry/")
+    assert key.startswith("devices/jitr-test/dev-1/telemetry/")
     dev1.close()
 
 
@@ -86,13 +86,15 @@ def test_a_publish_to_another_things_topic_disconnects_the_device_and_reaches_no
     create_rule(fleet.aws, "disconnects", sql, [log_action("/test/disconnects")])
     before = fleet.archived()
     dev2 = fleet.devices["dev-2"].session()
-    assert dev2.subscribe("devices/dev-2/#") == [1]
+    assert dev2.subscribe("devices/jitr-test/dev-2/#") == [1]
     dev1 = fleet.devices["dev-1"].session()
-    forged = dev1.send("devices/dev-2/telemetry", {"forged": True})
+    forged = dev1.send("devices/jitr-test/dev-2/telemetry", {"forged": True})
     assert dev1.disconnected.wait(10)
     assert not forged.is_published()  # closed without a PUBACK, as AWS IoT does: the client cannot think it delivered
-    dev2.publish("devices/dev-2/telemetry", {"genuine": True})  # events run in order: the forgery would come first
-    assert dev2.received() == ("devices/dev-2/telemetry", {"genuine": True})
+    dev2.publish(
+        "devices/jitr-test/dev-2/telemetry", {"genuine": True}
+    )  # events run in order: the forgery would come first
+    assert dev2.received() == ("devices/jitr-test/dev-2/telemetry", {"genuine": True})
     assert dev2.received_nothing()
     (body,) = fleet.archived_since(before, 1).values()
     assert body == {"genuine": True}  # no rule saw the forgery
@@ -104,7 +106,9 @@ def test_a_publish_to_another_things_topic_disconnects_the_device_and_reaches_no
 
 def test_a_device_cannot_subscribe_to_another_things_topics_or_to_everything(fleet):
     dev1 = fleet.devices["dev-1"].session()
-    codes = dev1.subscribe("devices/dev-2/#", "#", "devices/+/telemetry", "devices/dev-1/#")
+    codes = dev1.subscribe(
+        "devices/jitr-test/dev-2/#", "#", "devices/jitr-test/+/telemetry", "devices/jitr-test/dev-1/#"
+    )
     assert codes == [DENIED, DENIED, DENIED, 1]  # each filter decided on its own
     assert not dev1.disconnected.is_set()  # a refused subscription does not end the connection
     dev1.close()
@@ -131,12 +135,12 @@ MONITOR_POLICIES = {
     "no-receive-for-dev-2": [
         {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/${iot:ClientId}"},
         {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": "arn:aws:iot:*:*:topicfilter/devices/*"},
-        {"Effect": "Allow", "Action": "iot:Receive", "Resource": "arn:aws:iot:*:*:topic/devices/dev-1/*"},
+        {"Effect": "Allow", "Action": "iot:Receive", "Resource": "arn:aws:iot:*:*:topic/devices/jitr-test/dev-1/*"},
     ],
     # allowed to receive everything, except dev-2's topics: the explicit deny wins
     "explicit-deny-for-dev-2": [
         {"Effect": "Allow", "Action": ["iot:Connect", "iot:Subscribe", "iot:Receive"], "Resource": "*"},
-        {"Effect": "Deny", "Action": "iot:Receive", "Resource": "arn:aws:iot:*:*:topic/devices/dev-2/*"},
+        {"Effect": "Deny", "Action": "iot:Receive", "Resource": "arn:aws:iot:*:*:topic/devices/jitr-test/dev-2/*"},
     ],
 }
 
@@ -150,12 +154,12 @@ def test_a_subscriber_receives_only_what_its_policy_lets_it_receive(fleet, name)
     enroll(fleet.aws, chain, thing, name)
     before = fleet.archived()
     monitor = Device(fleet.emulator, chain, key, thing).session()
-    assert monitor.subscribe("devices/+/telemetry") == [1]
+    assert monitor.subscribe("devices/jitr-test/+/telemetry") == [1]
     for sender in ("dev-2", "dev-1"):  # dev-2 first: what it sends would arrive first
         session = fleet.devices[sender].session()
-        session.publish(f"devices/{sender}/telemetry", {"from": sender})
+        session.publish(f"devices/jitr-test/{sender}/telemetry", {"from": sender})
         session.close()
-    assert monitor.received() == ("devices/dev-1/telemetry", {"from": "dev-1"})
+    assert monitor.received() == ("devices/jitr-test/dev-1/telemetry", {"from": "dev-1"})
     assert monitor.received_nothing()
     assert len(fleet.archived_since(before, 2)) == 2  # the rules saw both
     monitor.close()

@@ -61,14 +61,17 @@ def s3_action(bucket: str, key: str) -> dict:
 # -- S3 keys from substitution templates ---------------------------------------------------------------
 
 
-def test_the_archive_rule_gives_each_message_of_a_burst_its_own_timestamped_key(provisioned, aws):
-    bucket = deploy_stack(aws, provisioned.ca_id)["outputs"]["ArchiveBucketName"]
-    dev1 = provisioned.device.session()
+def test_the_archive_rule_gives_each_message_of_a_burst_its_own_timestamped_key(jitr, pki, emulator, aws):
+    # JITP for the stack: the template's policy lets dev-1 publish under the stack's topic root
+    ca_id = register_ca(jitr, pki, "--jitp", "--role-arn", JITP_ROLE, "--topic-root", "devices/jitr-test")
+    bucket = deploy_stack(aws, ca_id)["outputs"]["ArchiveBucketName"]
+    dev1 = Device(emulator, *mint(jitr, pki, "dev-1"), "dev-1").session()
+    telemetry = "devices/jitr-test/dev-1/telemetry"
     for n in range(5):  # well within one millisecond of each other for some: the uuid keeps them apart
-        dev1.send(TELEMETRY, {"n": n})
+        dev1.send(telemetry, {"n": n})
     archived = wait_for(lambda: len(objects(aws.client("s3"), bucket)) == 5 and objects(aws.client("s3"), bucket))
     dev1.close()
-    assert all(re.fullmatch(rf"{TELEMETRY}/\d{{13}}_[0-9a-f-]{{36}}", key) for key in archived)
+    assert all(re.fullmatch(rf"{telemetry}/\d{{13}}_[0-9a-f-]{{36}}", key) for key in archived)
     assert sorted(body["n"] for body in archived.values()) == [0, 1, 2, 3, 4]
 
 

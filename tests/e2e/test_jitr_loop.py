@@ -42,13 +42,13 @@ def test_jitr_first_connect_is_dropped_then_the_lambda_activates_and_messages_ar
     assert [(d["certificateId"], d["thingName"]) for d in activated] == [(cert_id, "dev-1")]  # in its log group
 
     client, _ = device.connect_until_accepted()
-    publish(client, "devices/dev-1/telemetry", {"temperature": 21.5})
+    publish(client, "devices/jitr-test/dev-1/telemetry", {"temperature": 21.5})  # the stack's topic root
     client.disconnect()
 
     s3 = aws.client("s3")
     bucket = stack["outputs"]["ArchiveBucketName"]
     keys = wait_for(lambda: [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])])
-    assert len(keys) == 1 and keys[0].startswith("devices/dev-1/telemetry/")
+    assert len(keys) == 1 and keys[0].startswith("devices/jitr-test/dev-1/telemetry/")
     body = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
     assert json.loads(body) == {"temperature": 21.5}
 
@@ -92,3 +92,39 @@ def test_two_stacks_minting_one_thing_name_leave_the_thing_to_the_first_fleet(ji
     assert registry.certificate(second_id).status == "PENDING_ACTIVATION"
     assert registry.things_for(registry.certificate(first_id).arn) == ["sensor-1"]
     assert registry.things_for(registry.certificate(second_id).arn) == []
+
+
+def test_two_stacks_in_one_account_archive_only_their_own_devices_messages(jitr, tmp_path, emulator, aws):
+    """Each stack's devices publish under devices/<stack>/: their policy allows no other root, and each
+    stack's archive rule hears only its own, so one fleet's telemetry never lands in another's bucket."""
+    buckets, sessions = {}, {}
+    for stack in ("fleet-a", "fleet-b"):
+        directory = tmp_path / stack
+        assert jitr("ca", "init", "--dir", directory, "--country", "DE", "--intermediate").exit_code == 0
+        outputs = deploy_stack(aws, register_ca(jitr, directory), stack=stack)["outputs"]
+        assert outputs["DeviceTopicRoot"] == f"devices/{stack}"
+        buckets[stack] = outputs["ArchiveBucketName"]
+        thing = f"sensor-{stack[-1]}"
+        device = Device(emulator, *mint(jitr, directory, thing), thing)
+        assert device.connect_once() == (None, None)  # JITR: registered, dropped, then activated
+        sessions[stack] = device.session()
+    sessions["fleet-a"].publish("devices/fleet-a/sensor-a/telemetry", {"from": "a"})
+    sessions["fleet-b"].publish("devices/fleet-b/sensor-b/telemetry", {"from": "b"})
+    s3 = aws.client("s3")
+
+    def keys(stack: str) -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(Bucket=buckets[stack]).get("Contents", [])]
+
+    wait_for(lambda: keys("fleet-a") and keys("fleet-b"))
+    [key_a], [key_b] = keys("fleet-a"), keys("fleet-b")
+    assert key_a.startswith("devices/fleet-a/sensor-a/telemetry/") and key_b.startswith("devices/fleet-b/sensor-b/")
+    # fleet a's device cannot write into fleet b's root (nor the old account-wide devices/<thing>/)
+    forged = sessions["fleet-a"].send("devices/fleet-b/sensor-a/telemetry", {"forged": True})
+    assert sessions["fleet-a"].disconnected.wait(10) and not forged.is_published()
+    sessions["fleet-b"].publish("devices/fleet-b/sensor-b/telemetry", {"from": "b", "n": 2})
+    wait_for(lambda: len(keys("fleet-b")) == 2)
+    assert len(keys("fleet-a")) == 1
+    bodies = [json.loads(s3.get_object(Bucket=buckets["fleet-b"], Key=k)["Body"].read()) for k in keys("fleet-b")]
+    assert {"forged": True} not in bodies
+    for session in sessions.values():
+        session.close()

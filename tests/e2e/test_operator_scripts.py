@@ -21,7 +21,7 @@ VENV_JITR = Path(sys.executable).with_name("jitr")  # the jitr installed beside 
 JITR = VENV_JITR if VENV_JITR.exists() else ROOT / ".venv/bin/jitr"
 STACK = "kit-e2e"
 SAM_BUCKET = "sam-artifacts"
-ARCHIVE_KEY = re.compile(r"^devices/dev-1/telemetry/\d{13}_[0-9a-f-]{36}$")
+ARCHIVE_KEY = re.compile(rf"^devices/{STACK}/dev-1/telemetry/\d{{13}}_[0-9a-f-]{{36}}$")
 
 
 class Operator:
@@ -90,6 +90,7 @@ def test_deploy_connect_archive_redeploy_and_delete_leave_nothing_of_the_stack(r
     connect = _connect_line(deployed.stdout)
     assert connect["--endpoint"] == f"localhost:{emulator.info()['mqtt_port']}"
     assert connect["--root-ca"] == emulator.info()["endpoint_ca"]
+    assert connect["--topic-root"] == f"devices/{STACK}"  # where the stack's policy and archive rule agree
     chain, key = Path(connect["--cert"]), Path(connect["--key"])
     assert chain == tmp_path / "pki" / STACK / "devices/certs/dev-1.chain.pem" and key.exists()
     ca_id = certificate_id(load_certificates((tmp_path / "pki" / STACK / "certs/intermediate-ca.pem").read_bytes())[0])
@@ -102,7 +103,7 @@ def test_deploy_connect_archive_redeploy_and_delete_leave_nothing_of_the_stack(r
     cert_id = certificate_id(load_certificates(chain.read_bytes())[0])
     wait_for(lambda: registry.certificate(cert_id) and registry.certificate(cert_id).status == "ACTIVE")
     client, _ = device.connect_until_accepted()
-    publish(client, "devices/dev-1/telemetry", {"temperature": 21.5})
+    publish(client, f"{connect['--topic-root']}/dev-1/telemetry", {"temperature": 21.5})
     client.disconnect()
     keys = wait_for(lambda: [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])])
     assert len(keys) == 1 and ARCHIVE_KEY.match(keys[0]), keys

@@ -41,14 +41,14 @@ def archived(aws, bucket: str) -> dict[str, dict]:
 
 
 def test_mosquitto_pub_is_provisioned_by_jitp_on_its_first_connect_and_its_message_archived(jitr, pki, emulator, aws):
-    ca_id = register_ca(jitr, pki, "--jitp", "--role-arn", JITP_ROLE)
+    ca_id = register_ca(jitr, pki, "--jitp", "--role-arn", JITP_ROLE, "--topic-root", "devices/jitr-test")
     bucket = deploy_stack(aws, ca_id)["outputs"]["ArchiveBucketName"]
     chain, key = mint(jitr, pki, "dev-3")
-    done = mosquitto_pub(emulator, chain, key, "dev-3", "devices/dev-3/telemetry", {"temperature": 19.5})
+    done = mosquitto_pub(emulator, chain, key, "dev-3", "devices/jitr-test/dev-3/telemetry", {"temperature": 19.5})
     assert done.returncode == 0, done.stderr
     assert emulator.api.registry().certificate(certificate_id_of(chain)).status == "ACTIVE"
     ((key_name, body),) = wait_for(lambda: archived(aws, bucket)).items()
-    assert key_name.startswith("devices/dev-3/telemetry/") and body == {"temperature": 19.5}
+    assert key_name.startswith("devices/jitr-test/dev-3/telemetry/") and body == {"temperature": 19.5}
 
 
 def test_mosquitto_pub_retried_by_a_shell_loop_gets_through_jitr(jitr, pki, emulator, aws):
@@ -57,7 +57,7 @@ def test_mosquitto_pub_retried_by_a_shell_loop_gets_through_jitr(jitr, pki, emul
     chain, key = mint(jitr, pki, "dev-5")
     attempts = []
     for _ in range(40):  # what `until mosquitto_pub ...; do sleep 0.25; done` does
-        done = mosquitto_pub(emulator, chain, key, "dev-5", "devices/dev-5/telemetry", {"ok": True})
+        done = mosquitto_pub(emulator, chain, key, "dev-5", "devices/jitr-test/dev-5/telemetry", {"ok": True})
         attempts.append(done.returncode)
         if done.returncode == 0:
             break

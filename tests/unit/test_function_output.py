@@ -51,6 +51,19 @@ def test_what_an_invocation_prints_is_its_log_group_between_start_and_report(gro
     assert stdout.getvalue() == ""
 
 
+def test_a_print_reaches_the_log_group_when_another_stream_took_stdout_during_the_invocation(groups):
+    """As Click's runner does when a CLI command runs in the same process while a function is running."""
+    with own_stdout() as stdout, function_output.invocation_output(groups, "activate", "req-1"):
+        captured, sys.stdout = sys.stdout, io.StringIO()  # another stream put in front of the router
+        try:
+            print('{"decision": "refused"}')
+            other = sys.stdout.getvalue()
+        finally:
+            sys.stdout = captured
+    assert '{"decision": "refused"}' in messages(groups, "activate")
+    assert other == "" and stdout.getvalue() == ""
+
+
 def test_other_threads_keep_printing_to_the_stream_that_was_there(groups):
     inside, done = threading.Event(), threading.Event()
 

@@ -14,7 +14,7 @@ import pytest
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
-from ca.template import device_policy
+from ca.template import device_policy, stack_topic_root
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "sam" / "template.yaml"
@@ -132,8 +132,26 @@ def test_the_archive_bucket_is_encrypted_and_private():
     assert len(props["PublicAccessBlockConfiguration"]) == 4
 
 
-def test_the_device_policy_is_the_kit_default():
-    assert RESOURCES["DevicePolicy"]["Properties"]["PolicyDocument"] == device_policy()
+def substituted(node, stack: str):
+    """``node`` with each Fn::Sub of ``AWS::StackName`` resolved, as CloudFormation does (``${!x}`` is ``${x}``)."""
+    if isinstance(node, dict) and set(node) == {"Fn::Sub"}:
+        return node["Fn::Sub"].replace("${AWS::StackName}", stack).replace("${!", "${")
+    if isinstance(node, dict):
+        return {key: substituted(value, stack) for key, value in node.items()}
+    if isinstance(node, list):
+        return [substituted(item, stack) for item in node]
+    return node
+
+
+def test_the_device_policy_is_the_kit_default_under_the_stacks_topic_root():
+    document = substituted(RESOURCES["DevicePolicy"]["Properties"]["PolicyDocument"], "fleet-a")
+    assert document == device_policy(stack_topic_root("fleet-a")) == device_policy("devices/fleet-a")
+    assert substituted(TEMPLATE["Outputs"]["DeviceTopicRoot"]["Value"], "fleet-a") == "devices/fleet-a"
+
+
+def test_a_stacks_archive_rule_hears_only_its_own_devices_topics():
+    sql = substituted(RESOURCES["ArchiveRule"]["Properties"]["TopicRulePayload"]["Sql"], "fleet-a")
+    assert sql == "SELECT * FROM 'devices/fleet-a/+/#'"
 
 
 def test_the_provisioning_role_is_for_iot_with_things_registration():

@@ -8,7 +8,7 @@ import pytest
 from samtranslator.yaml_helper import yaml_parse
 
 import rules
-from ca.template import device_policy
+from ca.template import device_policy, stack_topic_root
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = yaml_parse((ROOT / "sam" / "template.yaml").read_text())
@@ -16,6 +16,7 @@ TEMPLATE = yaml_parse((ROOT / "sam" / "template.yaml").read_text())
 BINDINGS = {
     "CaCertificateId": {"Ref": "CaCertificateId"},
     "ActivationFunctionArn": {"Fn::GetAtt": ["ActivationFunction", "Arn"]},
+    "StackName": {"Ref": "AWS::StackName"},
     "ArchiveBucketName": {"Ref": "ArchiveBucket"},
     "ArchiveRoleArn": {"Fn::GetAtt": ["ArchiveRuleRole", "Arn"]},
     "ErrorLogGroupName": {"Ref": "RuleErrorLogGroup"},
@@ -26,6 +27,7 @@ CA_ID = "ab" * 32
 VALUES = {
     "CaCertificateId": CA_ID,
     "ActivationFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:activation",
+    "StackName": "fleet-a",
     "ArchiveBucketName": "archive-bucket",
     "ArchiveRoleArn": "arn:aws:iam::123456789012:role/archive",
     "ErrorLogGroupName": "rule-errors",
@@ -92,10 +94,10 @@ def test_archive_keys_cannot_collide():
     assert "${newuuid()}" in key  # two messages in one millisecond on one topic still get two objects
 
 
-def test_the_archive_rule_hears_every_topic_the_device_policy_lets_a_device_publish_to():
-    publish = next(s for s in device_policy()["Statement"] if s["Action"] == "iot:Publish")
-    assert publish["Resource"].endswith(":topic/devices/${iot:Connection.Thing.ThingName}/*")
-    assert rules.load("archive").payload["sql"] == "SELECT * FROM 'devices/+/#'"
+def test_the_archive_rule_hears_every_topic_the_stacks_device_policy_lets_a_device_publish_to():
+    publish = next(s for s in device_policy(stack_topic_root("fleet-a"))["Statement"] if s["Action"] == "iot:Publish")
+    assert publish["Resource"].endswith(":topic/devices/fleet-a/${iot:Connection.Thing.ThingName}/*")
+    assert rules.render(rules.load("archive"), VALUES)["sql"] == "SELECT * FROM 'devices/fleet-a/+/#'"
 
 
 def test_the_emulator_parses_the_rules():
@@ -106,6 +108,7 @@ def test_the_emulator_parses_the_rules():
     assert not registration.matches_topic(f"$aws/events/certificates/registered/{'cd' * 32}")
     archive = rules.render(rules.load("archive"), VALUES)
     parsed = rules_sql.Rule.parse(archive["sql"])
-    assert parsed.matches_topic("devices/dev-1/telemetry") and parsed.matches_topic("devices/dev-1/a/b")
-    assert not parsed.matches_topic("other/dev-1/telemetry")
+    assert parsed.matches_topic("devices/fleet-a/dev-1/telemetry") and parsed.matches_topic("devices/fleet-a/dev-1/a/b")
+    assert not parsed.matches_topic("devices/fleet-b/dev-1/telemetry")  # another stack's device
+    assert not parsed.matches_topic("other/fleet-a/dev-1/telemetry")
     substitution.Template.parse(archive["actions"][0]["s3"]["key"])
