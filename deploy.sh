@@ -25,8 +25,12 @@ bad() { echo "$0: $*" >&2; usage; }
 die() { echo "$0: error: $*" >&2; exit 1; }
 step() { echo "==> $*"; }
 json_field() { # json_field PATH < JSON, PATH such as outputs.ProvisioningRoleArn or 0.certificateId
+  # no input (the command before the pipe failed and said why): print nothing, and pipefail keeps its exit code
   "${PYTHON:-python3}" -c 'import json, sys
-value = json.load(sys.stdin)
+text = sys.stdin.read()
+if not text.strip():
+    sys.exit(0)
+value = json.loads(text)
 for key in sys.argv[1].split("."):
     value = value[int(key)] if isinstance(value, list) else (value or {}).get(key)
 print("" if value is None else value)' "$1"
@@ -74,6 +78,11 @@ deploy_stack() { # deploy_stack CA_ID
       --capabilities CAPABILITY_IAM --parameter-overrides "CaCertificateId=$1" --no-fail-on-empty-changeset
   fi
 }
+
+# Before anything is made: can we reach AWS (or the emulator) with credentials? Forgetting
+# 'eval "$(jitr local env)"' then fails here, with jitr's sentence and exit code 6, not after the CA exists.
+step "checking access to AWS IoT${EMULATOR:+ (the emulator at $AWS_ENDPOINT_URL)}"
+"$JITR" fleet endpoint >/dev/null
 
 if [ -f "$PKI/ca.json" ]; then
   step "reusing the CA in $PKI"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ca import config
-from ca.aws_access import aws_error_code, aws_error_parts, make_session
+from ca.aws_access import MAX_ATTEMPTS, aws_error_code, aws_error_parts, aws_failure, make_session
 from ca.errors import AwsError
 
 if TYPE_CHECKING:
@@ -30,6 +30,12 @@ RETRYABLE = {
     "InternalFailureException",
 }
 THROTTLED = {"ThrottlingException", "TooManyRequestsException"}
+
+
+def _failure(exc: BaseException, operation: str) -> AwsError:
+    """The sentence for a call that could not be made: who could not be reached, or why."""
+    found = aws_failure(exc)
+    return AwsError(f"AWS IoT {operation}: {found}") if found is not None else AwsError(f"AWS IoT {operation} failed.")
 
 
 class IotApi:
@@ -95,7 +101,16 @@ class IotApi:
         With a pacer, each call waits for its paced slot, a throttled call is retried until it goes
         through, and a dropped connection is retried like a transient error.
         """
-        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, NoCredentialsError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            HTTPClientError,
+            NoCredentialsError,
+            ReadTimeoutError,
+        )
 
         method = getattr(self._iot, operation)
         attempt = 0
@@ -118,17 +133,18 @@ class IotApi:
                     continue
                 raise
             except NoCredentialsError as exc:
-                raise AwsError(
-                    "No AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID, or point AWS_ENDPOINT_URL "
-                    "at the local emulator ('jitr local up')."
-                ) from exc
+                raise _failure(exc, operation) from exc
             except (ConnectionError, HTTPClientError) as exc:  # refused, reset, closed, timed out
-                if self.pacer is not None and attempt < self.max_attempts:
+                # a dead endpoint (no answer, nothing listening) is tried MAX_ATTEMPTS times, as botocore
+                # does without a pacer; a connection dropped under load is retried longer
+                dead = isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError))
+                limit = min(self.max_attempts, MAX_ATTEMPTS) if dead else self.max_attempts
+                if self.pacer is not None and attempt < limit:
                     self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
                     continue
-                raise AwsError(f"AWS IoT {operation} failed: {exc}.") from exc
+                raise _failure(exc, operation) from exc
             except BotoCoreError as exc:
-                raise AwsError(f"AWS IoT {operation} failed: {exc}.") from exc
+                raise _failure(exc, operation) from exc
             if self.pacer is not None:
                 self.pacer.succeeded(operation)
             return answer

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from ca import config
+from ca.aws_access import aws_failure
 from ca.errors import ExitStatus, InvalidInputError, JitrError
 from ca.store import PkiStore
 
@@ -79,9 +80,16 @@ def handle_errors(func):
             signum = getattr(exc, "signum", signal.SIGINT)
             typer.echo(f"Interrupted ({signal.Signals(signum).name}); nothing half-written was left behind.", err=True)
             raise typer.Exit(128 + signum) from None
-        except OSError as exc:
-            if debug_enabled():
+        except Exception as exc:
+            # a boto3 call outside the kit's seams (an endpoint down, a refusal; botocore's timeouts are
+            # OSErrors too), or a file that cannot be read or written
+            failure = aws_failure(exc)
+            if debug_enabled() or (failure is None and not isinstance(exc, OSError)):
                 raise
+            if failure is not None:
+                typer.echo(f"Error: {failure}", err=True)
+                raise typer.Exit(int(failure.exit_code)) from None
+            assert isinstance(exc, OSError)
             typer.echo(f"Error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}.", err=True)
             raise typer.Exit(int(ExitStatus.ERROR)) from None
 

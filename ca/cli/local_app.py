@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
+import shlex
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +18,7 @@ import typer
 
 from ca import config
 from ca.cli.common import JsonOption, emit, handle_errors
-from ca.errors import InvalidInputError, NotFoundError
+from ca.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from ca.files import FileSpec, write_files
 
 app = typer.Typer(
@@ -25,6 +29,7 @@ app = typer.Typer(
 
 DEFAULT_STATE = Path(".jitr-local")
 ENDPOINT_FILE = "endpoint.json"
+LOCK_FILE = "lock"  # held (flock) by the running 'jitr local up' of a state directory
 StateOption = Annotated[Path, typer.Option("--state-dir", help="Where the emulator keeps its endpoint CA and logs.")]
 
 
@@ -70,6 +75,65 @@ def parse_overrides(values: list[str]) -> dict[str, str]:
                 raise InvalidInputError(f"Invalid parameter override {item!r}; use Name=Value.")
             overrides[name] = setting
     return overrides
+
+
+@contextlib.contextmanager
+def _state_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the state directory's lock while an emulator runs on it: a second one is refused, not let overwrite it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / LOCK_FILE).open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _recorded(state_dir).get("pid", "unknown")
+            raise AlreadyExistsError(
+                f"An emulator (pid {pid}) is already running on {state_dir}; stop it, or start this one with "
+                "another --state-dir."
+            ) from None
+        try:
+            yield
+        finally:
+            (state_dir / ENDPOINT_FILE).unlink(missing_ok=True)  # exports of a stopped emulator are stale
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _running(state_dir: Path) -> bool:
+    """Whether a 'jitr local up' holds the state directory's lock now."""
+    path = state_dir / LOCK_FILE
+    if not path.exists():
+        return False
+    with path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
+def _recorded(state_dir: Path) -> dict:
+    try:
+        value = json.loads((state_dir / ENDPOINT_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _exports(info: dict) -> dict[str, str]:
+    """What 'jitr local env' exports: boto3, the AWS CLI, jitr and deploy.sh pointed at the emulator."""
+    return {
+        "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
+        "AWS_REGION": info["region"],
+        "AWS_DEFAULT_REGION": info["region"],
+        "AWS_ACCESS_KEY_ID": "emulator",
+        "AWS_SECRET_ACCESS_KEY": "emulator",
+        "JITR_MQTT_ENDPOINT": f"{info['mqtt_host']}:{info['mqtt_port']}",
+        "JITR_ROOT_CA": info["endpoint_ca"],
+    }
+
+
+def _export_lines(info: dict, indent: str = "") -> str:
+    return "\n".join(f"{indent}export {k}={shlex.quote(str(v))}" for k, v in _exports(info).items())
 
 
 @app.command()
@@ -119,10 +183,10 @@ def up(
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with LocalIot(options) as iot:
-        info = iot.info()
+    with _state_lock(state_dir), LocalIot(options) as iot:
+        info = iot.info() | {"pid": os.getpid()}
         write_files(state_dir, {ENDPOINT_FILE: FileSpec(json.dumps(info, indent=2).encode())}, overwrite=True)
-        exports = "\n".join(f"  export {k}={v}" for k, v in iot.environment().items())
+        exports = _export_lines(info, "  ")
         emit(
             info,
             as_json,
@@ -130,7 +194,7 @@ def up(
             f"  AWS API:  {info['aws_endpoint_url']}\n"
             f"  MQTT/TLS: {info['mqtt_host']}:{info['mqtt_port']} (root CA {info['endpoint_ca']})\n"
             f"  Logs:     {Path(info['state_dir']) / 'logs'} (a file per log group: aws_lambda_<function>.log)\n"
-            f"Point your shell at it:\n{exports}",
+            f'Point your shell at it (or eval "$(jitr local env{_state_arg(state_dir)})"):\n{exports}',
         )
         try:
             while not stop.wait(0.5):
@@ -143,22 +207,17 @@ def up(
 @handle_errors
 def env(state_dir: StateOption = DEFAULT_STATE) -> None:
     """Print shell exports for a running emulator (eval "$(jitr local env)")."""
-    path = state_dir / ENDPOINT_FILE
-    if not path.exists():
-        raise NotFoundError(
-            f"No emulator state in {state_dir}; start one with 'jitr local up --state-dir {state_dir}'."
-        )
-    info = json.loads(path.read_text())
-    values = {
-        "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
-        "AWS_REGION": info["region"],
-        "AWS_DEFAULT_REGION": info["region"],
-        "AWS_ACCESS_KEY_ID": "emulator",
-        "AWS_SECRET_ACCESS_KEY": "emulator",
-        "JITR_MQTT_ENDPOINT": f"{info['mqtt_host']}:{info['mqtt_port']}",
-        "JITR_ROOT_CA": info["endpoint_ca"],
-    }
-    typer.echo("\n".join(f"export {k}={v}" for k, v in values.items()))
+    start = f"start one with 'jitr local up{_state_arg(state_dir)}'"
+    if not _running(state_dir):
+        raise NotFoundError(f"No emulator is running on {state_dir}; {start}.")
+    info = _recorded(state_dir)
+    if not {"aws_endpoint_url", "region", "mqtt_host", "mqtt_port", "endpoint_ca"} <= set(info):
+        raise NotFoundError(f"The emulator on {state_dir} has not written {ENDPOINT_FILE} yet; try again in a moment.")
+    typer.echo(_export_lines(info))
+
+
+def _state_arg(state_dir: Path) -> str:
+    return "" if state_dir == DEFAULT_STATE else f" --state-dir {shlex.quote(str(state_dir))}"
 
 
 def _deployer():

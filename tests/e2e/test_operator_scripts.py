@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,15 @@ def test_bad_arguments_print_the_usage_and_exit_2_having_created_nothing(run, aw
     assert result.stdout == ""
     assert not (tmp_path / "pki").exists()
     assert aws.client("iot").list_ca_certificates()["certificates"] == []
+
+
+@pytest.mark.parametrize("script", ["deploy.sh", "delete.sh"])
+def test_an_emulator_that_is_not_running_stops_the_scripts_with_exit_6_before_anything_is_made(run, tmp_path, script):
+    with socket.socket() as probe:  # a loopback port nothing listens on: the exports of a stopped emulator
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = DEPLOY_ARGS if script == "deploy.sh" else ["kit", "archive-bucket"]
+    result = run(script, *args, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert f"Cannot reach http://127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "pki").exists()  # deploy.sh checks access before it creates the CA
