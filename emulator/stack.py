@@ -105,7 +105,9 @@ class StackDeployer:
     def deploy(self, template_path: Path, stack: str, overrides: Mapping[str, str]) -> dict:
         """Create the stack; an existing stack of that name is replaced (so re-running deploy is safe)."""
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", stack):
-            raise StackError(f"Invalid stack name {stack!r}: use letters, digits and hyphens, starting with a letter.")
+            raise TemplateError(
+                f"Invalid stack name {stack!r}: use letters, digits and hyphens, starting with a letter."
+            )
         template, code_dirs = load_sam(template_path, overrides)
         previous = self.record(stack)
         kept: dict[str, dict] = {}

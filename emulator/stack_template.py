@@ -47,6 +47,11 @@ def load_sam(path: Path, parameters: Mapping[str, str]) -> tuple[dict, dict[str,
         raise TemplateError(f"Cannot read the template {path}: {exc.strerror}.") from exc
     except Exception as exc:
         raise TemplateError(f"{path} is not a valid YAML template: {exc}.") from exc
+    if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
+        raise TemplateError(f"{path} is not a CloudFormation or SAM template: it has no Resources section.")
+    if not isinstance(template.get("Parameters") or {}, dict):
+        raise TemplateError(f"{path} is not a valid template: its Parameters section is not a mapping.")
+    check_parameters(template, parameters)
     code_dirs: dict[str, Path] = {}
     for name, resource in (template.get("Resources") or {}).items():
         props = resource.get("Properties") or {}
@@ -64,19 +69,64 @@ def load_sam(path: Path, parameters: Mapping[str, str]) -> tuple[dict, dict[str,
     return translated, code_dirs
 
 
-def parameter_values(template: Mapping[str, Any], given: Mapping[str, str], pseudo: Mapping[str, str]) -> dict:
-    """Values of every parameter: given, else Default; a missing one is an error."""
-    values = dict(pseudo)
-    for name, spec in (template.get("Parameters") or {}).items():
-        if name in given:
-            values[name] = given[name]
-        elif "Default" in spec:
-            values[name] = spec["Default"]
-        else:
-            raise TemplateError(f"The template needs a value for parameter {name} (--parameter-overrides {name}=...).")
-    unknown = sorted(set(given) - set(template.get("Parameters") or {}))
+def check_parameters(template: Mapping[str, Any], given: Mapping[str, str]) -> None:
+    """Refuse what CloudFormation refuses before it creates anything: unknown parameters, required ones
+    without a value, and values outside AllowedValues, AllowedPattern, Min/MaxLength or Min/MaxValue."""
+    declared = template.get("Parameters") or {}
+    unknown = sorted(set(given) - set(declared))
     if unknown:
         raise TemplateError(f"The template has no parameter {unknown[0]}.")
+    missing = sorted(name for name, spec in declared.items() if name not in given and "Default" not in (spec or {}))
+    if missing:  # CloudFormation: "Parameters: [X] must have values"
+        names = ", ".join(missing)
+        raise TemplateError(f"Parameters: [{names}] must have values (--parameter-overrides {missing[0]}=...).")
+    for name, spec in declared.items():
+        value = given[name] if name in given else spec.get("Default")
+        _check_value(name, spec or {}, str(value))
+
+
+def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
+    def refuse(rule: str) -> TemplateError:
+        reason = spec.get("ConstraintDescription") or rule  # CloudFormation prefers the template's description
+        return TemplateError(
+            f"Parameter {name} failed to satisfy constraint: {str(reason).rstrip('.')} (got {value!r})."
+        )
+
+    kind = spec.get("Type", "String")
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in [str(v) for v in allowed]:
+        raise refuse(f"must be one of {', '.join(map(str, allowed))}")
+    if kind == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise refuse("must be a number") from None
+        if "MinValue" in spec and number < float(spec["MinValue"]):
+            raise refuse(f"must be at least {spec['MinValue']}")
+        if "MaxValue" in spec and number > float(spec["MaxValue"]):
+            raise refuse(f"must be at most {spec['MaxValue']}")
+        return
+    if "MinLength" in spec and len(value) < int(spec["MinLength"]):
+        raise refuse(f"must be at least {spec['MinLength']} characters")
+    if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+        raise refuse(f"must be at most {spec['MaxLength']} characters")
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None:
+        items = value.split(",") if kind == "CommaDelimitedList" else [value]
+        try:
+            matched = all(re.fullmatch(str(pattern), item) for item in items)  # the pattern must match it all
+        except re.error as exc:
+            raise TemplateError(f"Parameter {name} has an AllowedPattern Python cannot read: {exc}.") from exc
+        if not matched:
+            raise refuse(f"must match pattern {pattern}")
+
+
+def parameter_values(template: Mapping[str, Any], given: Mapping[str, str], pseudo: Mapping[str, str]) -> dict:
+    """Values of every parameter: given, else Default (checked by :func:`check_parameters`)."""
+    check_parameters(template, given)
+    values = dict(pseudo)
+    for name, spec in (template.get("Parameters") or {}).items():
+        values[name] = given[name] if name in given else spec["Default"]
     return values
 
 

@@ -7,6 +7,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import threading
@@ -66,11 +67,17 @@ def parse_retry_delays(value: str) -> tuple[float, float]:
     return delays
 
 
+SAM_OVERRIDE_RE = re.compile(r"ParameterKey=([^,]+),ParameterValue=(.*)")
+
+
 def parse_overrides(values: list[str]) -> dict[str, str]:
+    """``Name=Value`` items, as ``sam deploy --parameter-overrides`` takes them: several after one flag or
+    in one blank-separated string, or ``ParameterKey=Name,ParameterValue=Value``."""
     overrides = {}
     for value in values:
         for item in value.split():
-            name, sep, setting = item.partition("=")
+            sam = SAM_OVERRIDE_RE.fullmatch(item)
+            name, sep, setting = (sam.group(1), "=", sam.group(2)) if sam else item.partition("=")
             if not sep or not name:
                 raise InvalidInputError(f"Invalid parameter override {item!r}; use Name=Value.")
             overrides[name] = setting
@@ -242,13 +249,27 @@ def deploy(
     overrides: Annotated[
         list[str] | None,
         typer.Option(
-            "--parameter-overrides", metavar="NAME=VALUE", help="Template parameters, Name=Value (repeatable)."
+            "--parameter-overrides",
+            metavar="NAME=VALUE",
+            help="Template parameters, Name=Value: several after the flag as with sam deploy "
+            "(--parameter-overrides A=1 B=2), or the flag repeated.",
+        ),
+    ] = None,
+    more_overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[NAME=VALUE]...", help="More parameter overrides, as sam deploy takes them.", show_default=False
         ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create the template's resources in the emulator (replacing an existing stack of that name)."""
-    record = _deployer().deploy(template, stack, parse_overrides(overrides or []))
+    """Create the template's resources in the emulator (replacing an existing stack of that name).
+
+    Parameters are checked as CloudFormation checks them (AllowedPattern, AllowedValues, lengths, values
+    without a Default) before anything is created or replaced.
+    """
+    given = parse_overrides([*(overrides or []), *(more_overrides or [])])
+    record = _deployer().deploy(template, stack, given)
     lines = "\n".join(f"  {k}: {v}" for k, v in record["outputs"].items())
     emit(record, as_json, f"Deployed stack {stack} ({len(record['resources'])} resources) into the emulator.\n{lines}")
 

@@ -60,3 +60,76 @@ def test_destroy_refuses_a_non_empty_bucket_and_says_which(aws, emulator):
         s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
     deployer.destroy("full")
     assert deployer.record("full") is None
+
+
+def _cli_env(emulator) -> dict[str, str]:
+    return emulator.environment()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["CaCertificateId=nothex"], "CaCertificateId failed to satisfy constraint: 64 lowercase hexadecimal"),
+        (["CaCertificateId="], "CaCertificateId failed to satisfy constraint"),
+        ([], "Parameters: [CaCertificateId] must have values"),
+        ([f"CaCertificateId={CA_A}", "ArchiveBucketName=Bad_Bucket"], "ArchiveBucketName failed to satisfy"),
+        ([f"CaCertificateId={CA_A}", "FleetParameterName=nope"], "FleetParameterName failed to satisfy"),
+        ([f"CaCertificateId={CA_A}", "Country=DE"], "The template has no parameter Country"),
+    ],
+    ids=["not-hex", "empty", "missing", "bad-bucket", "bad-ssm-name", "unknown"],
+)
+def test_local_deploy_refuses_parameters_cloudformation_refuses_and_creates_nothing(
+    jitr, aws, emulator, overrides, message
+):
+    args = ["local", "deploy", "--stack", "checked", "--template", TEMPLATE]
+    result = jitr(*args, *(["--parameter-overrides", *overrides] if overrides else []), env=_cli_env(emulator))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert StackDeployer(aws).record("checked") is None
+    assert aws.client("s3").list_buckets()["Buckets"] == [] and aws.client("iot").list_policies()["policies"] == []
+
+
+def test_a_redeploy_with_a_bad_parameter_leaves_the_deployed_stack_as_it_was(jitr, aws, emulator):
+    deployer = StackDeployer(aws)
+    first = deployer.deploy(TEMPLATE, "kept", {"CaCertificateId": CA_A})
+    args = ["local", "deploy", "--stack", "kept", "--template", TEMPLATE, "--parameter-overrides", "CaCertificateId=x"]
+    assert jitr(*args, env=_cli_env(emulator)).exit_code == 2
+    assert deployer.record("kept")["resources"] == first["resources"]
+    assert len(aws.client("iot").list_topic_rules()["rules"]) == 2
+
+
+def test_parameter_overrides_take_several_values_after_one_flag_as_sam_deploy_does(jitr, aws, emulator):
+    args = ["local", "deploy", "--stack", "sam-style", "--template", TEMPLATE, "--json", "--parameter-overrides"]
+    given = [f"CaCertificateId={CA_A}", "ParameterKey=ArchiveBucketName,ParameterValue=sam-style-archive"]
+    result = jitr(*args, *given, env=_cli_env(emulator))
+    assert result.exit_code == 0, result.output
+    assert StackDeployer(aws).record("sam-style")["outputs"]["ArchiveBucketName"] == "sam-style-archive"
+
+
+@pytest.mark.parametrize(
+    ("template", "stack", "message"),
+    [
+        ("hostname", "kit", "is not a CloudFormation or SAM template"),  # a file such as /etc/hostname
+        ("/nonexistent/template.yaml", "kit", "Cannot read the template"),
+        (TEMPLATE, "bad name", "Invalid stack name 'bad name'"),
+    ],
+    ids=["not-a-template", "missing", "bad-stack-name"],
+)
+def test_local_deploy_of_something_that_is_not_a_template_or_a_stack_name_is_a_usage_error(
+    jitr, emulator, tmp_path, template, stack, message
+):
+    if template == "hostname":
+        template = tmp_path / "hostname"
+        template.write_text("build-host-7\n")
+    args = [
+        "local",
+        "deploy",
+        "--stack",
+        stack,
+        "--template",
+        template,
+        "--parameter-overrides",
+        f"CaCertificateId={CA_A}",
+    ]
+    result = jitr(*args, env=_cli_env(emulator))
+    assert result.exit_code == 2 and message in result.stderr, result.output
