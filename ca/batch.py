@@ -36,6 +36,7 @@ from ca.files import PRIVATE_DIR_MODE, create_file, ensure_dir, read_bytes
 from ca.issue import Issuer
 from ca.keys import KeyType, load_private_key
 from ca.names import check_thing_name
+from ca.profiles import check_days
 from ca.prototype import P256_SPKI_PREFIX, DevicePrototype
 
 FORMATS = ("files", "jsonl")
@@ -300,6 +301,7 @@ def mint_batch(
         raise InvalidInputError(f"Unknown format {request.fmt!r}; use one of {', '.join(FORMATS)}.")
     if request.workers < 1:
         raise InvalidInputError("--workers must be at least 1.")
+    check_days(request.days, now)  # here, not as a failure in every worker process
     out = Path(request.out)
     _check_out(out)
     if hasattr(names, "__len__"):

@@ -21,7 +21,7 @@ from ca.names import check_common_name, check_country, check_thing_name
 def make_name(cn: str, *, org: str | None = None, country: str | None = None) -> x509.Name:
     """An X.509 name with C, O and CN (C and O only when given)."""
     attributes = []
-    if country:
+    if country is not None:
         attributes.append(x509.NameAttribute(NameOID.COUNTRY_NAME, check_country(country)))
     if org:
         attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))

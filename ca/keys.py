@@ -86,7 +86,8 @@ def load_private_key(
         key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
     except (ValueError, TypeError) as exc:
         if encrypted:
-            raise WrongPassphraseError(f"Wrong passphrase for {source}.") from exc
+            inline = "t" + source[1:] if source.startswith("The ") else source  # "for the CA key", not "for The"
+            raise WrongPassphraseError(f"Wrong passphrase for {inline}.") from exc
         raise MalformedError(f"{source} is not a PEM private key.") from exc
     except Exception as exc:  # cryptography raises UnsupportedAlgorithm for some garbage
         raise MalformedError(f"{source} is not a PEM private key.") from exc

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from ca.errors import InvalidInputError
+
 BACKDATE = dt.timedelta(minutes=1)  # tolerate clock skew between the CA and AWS/devices
 
 
@@ -88,6 +90,20 @@ def verification_extensions() -> list[Extension]:
     ]
 
 
+LAST_NOT_AFTER = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)  # the last date X.509 can hold (RFC 5280)
+
+
 def validity(now: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
     """``(not_before, not_after)``: backdated a minute, ``days`` long from ``now``."""
+    check_days(days, now)
     return now - BACKDATE, now + dt.timedelta(days=days)
+
+
+def check_days(days: int, now: dt.datetime) -> int:
+    """Refuse a validity that is not a positive number of days, or that ends after 9999-12-31."""
+    limit = (LAST_NOT_AFTER - now).days
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= limit:
+        raise InvalidInputError(
+            f"--days must be 1 to {limit:,} (a certificate cannot be valid after 9999-12-31), not {days!r}."
+        )
+    return days

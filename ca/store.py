@@ -22,9 +22,10 @@ from ca.certificates import load_certificate, to_pem
 from ca.errors import AlreadyExistsError, MalformedError, NotFoundError
 from ca.files import FileSpec, read_bytes, write_files
 from ca.issue import Issuer
-from ca.keys import PrivateKey, load_private_key, private_key_pem
+from ca.keys import KeyType, PrivateKey, load_private_key, private_key_pem
 
 METADATA = "ca.json"
+SIGNERS = ("root", "intermediate")
 REGISTRATION = "registration.json"
 ROOT_CERT = "certs/root-ca.pem"
 ROOT_KEY = "private/root-ca.key"
@@ -44,8 +45,22 @@ class CaMetadata:
     device_days: int
 
     @classmethod
-    def from_json(cls, data: dict) -> CaMetadata:
-        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})
+    def from_json(cls, data: object) -> CaMetadata:
+        """The metadata in ``ca.json``; ValueError naming what is wrong (the store says which file)."""
+        if not isinstance(data, dict):
+            raise ValueError("it is not a JSON object")
+        fields = {name: data.get(name) for name in cls.__dataclass_fields__}
+        if fields["key_type"] not in {k.value for k in KeyType}:
+            raise ValueError(f"key_type {fields['key_type']!r} is not one of {', '.join(k.value for k in KeyType)}")
+        if fields["signer"] not in SIGNERS:  # never guess: a wrong guess signs devices with the root
+            raise ValueError(f"signer {fields['signer']!r} is not one of {', '.join(SIGNERS)}")
+        days = fields["device_days"]
+        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+            raise ValueError(f"device_days {days!r} is not a positive whole number of days")
+        for name in ("country", "org", "passphrase_env"):
+            if fields[name] is not None and not isinstance(fields[name], str):
+                raise ValueError(f"{name} {fields[name]!r} is not a string")
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -96,7 +111,8 @@ class PkiStore:
         try:
             return CaMetadata.from_json(json.loads(raw))
         except (ValueError, TypeError) as exc:
-            raise MalformedError(f"{self.path(METADATA)} is not valid CA metadata.") from exc
+            reason = "it is not JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise MalformedError(f"{self.path(METADATA)} is not valid CA metadata: {reason}.") from exc
 
     def _certificate(self, rel: str) -> x509.Certificate:
         path = self.path(rel)

@@ -84,7 +84,7 @@ def mint(
         raise InvalidInputError(f"Unknown format {fmt!r}; use files or jsonl.")
     store, secret = open_store(directory, passphrase_env)
     metadata = store.metadata()
-    country = check_country(country) if country else metadata.country
+    country = check_country(country) if country is not None else metadata.country
     days = days or metadata.device_days
     issuer = store.signer(secret)  # decrypts the key: a wrong passphrase fails here, before anything is written
     now = dt.datetime.now(dt.UTC)
@@ -183,7 +183,7 @@ def sign_csr(
     issuer = store.signer(secret)
     cert = issuer.sign_csr(
         request,
-        country=check_country(country) if country else metadata.country,
+        country=check_country(country) if country is not None else metadata.country,
         now=dt.datetime.now(dt.UTC),
         days=days or metadata.device_days,
     )

@@ -104,10 +104,15 @@ def test_issuer_that_is_not_a_ca(jitr, pki):
     _fails(jitr("device", "mint", "--dir", pki, "--thing", "d"), 5, "is not a CA certificate")
 
 
-@pytest.mark.parametrize("code", ["de", "DEU", "1X"])
+@pytest.mark.parametrize("code", ["de", "DEU", "1X", ""])
 def test_bad_country_code(jitr, tmp_path, code):
     _fails(jitr("ca", "init", "--dir", tmp_path / "p", "--country", code), 2, "Invalid country code")
     assert not (tmp_path / "p").exists()
+
+
+def test_an_empty_country_for_a_device_is_refused_not_taken_as_the_cas(jitr, pki):
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "d", "--country", ""), 2, "Invalid country code ''")
+    assert not (pki / "devices").exists()
 
 
 def test_invalid_thing_name(jitr, pki):
@@ -203,3 +208,51 @@ def test_local_up_refuses_lambda_retry_delays_that_are_not_two_waits(jitr, tmp_p
     state = tmp_path / "state"
     _fails(jitr("local", "up", "--state-dir", state, "--lambda-retry-delays", delays), 2, "Invalid Lambda retry delays")
     assert not state.exists()  # refused before anything started
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ca", "init", "--country", "DE", "--days", "99999999"),
+        ("device", "mint", "--thing", "dev-1", "--days", "99999999"),
+        ("device", "mint", "--count", "3", "--prefix", "long-", "--days", "99999999"),  # before any worker starts
+    ],
+    ids=["ca init", "device mint", "batch mint"],
+)
+def test_a_validity_past_the_year_9999_is_refused_before_anything_is_written(jitr, pki, tmp_path, args):
+    target = tmp_path / "new-ca" if args[0] == "ca" else pki
+    before = _files(target)
+    _fails(jitr(*args[:2], "--dir", target, *args[2:]), 2, "a certificate cannot be valid after 9999-12-31")
+    assert _files(target) == before
+
+
+def test_sign_csr_with_a_validity_past_the_year_9999_is_refused(jitr, pki, tmp_path):
+    result = jitr("device", "sign-csr", "--dir", pki, "--csr", _csr_file(tmp_path), "--days", "99999999")
+    _fails(result, 2, "--days must be 1 to")
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda data: [], "is not valid CA metadata: it is not a JSON object"),
+        (lambda data: {k: v for k, v in data.items() if k != "device_days"}, "device_days None is not a positive"),
+        (lambda data: data | {"signer": "bogus"}, "signer 'bogus' is not one of root, intermediate"),
+        (lambda data: data | {"key_type": "dsa"}, "key_type 'dsa' is not one of"),
+        (lambda data: "not json", "it is not JSON"),
+    ],
+    ids=["a-list", "no-device-days", "bogus-signer", "unknown-key-type", "not-json"],
+)
+def test_a_damaged_ca_json_is_refused_and_never_guessed(jitr, pki, change, fragment):
+    """A bogus signer used to sign devices with the root instead of the registered intermediate."""
+    import json
+
+    path = pki / "ca.json"
+    changed = change(json.loads(path.read_text()))
+    path.write_text(changed if isinstance(changed, str) else json.dumps(changed))
+    _fails(jitr("device", "mint", "--dir", pki, "--thing", "dev-1"), 2, fragment)
+    assert not (pki / "devices").exists()
+
+
+def test_a_wrong_passphrase_message_reads_as_a_sentence(jitr, encrypted_pki):
+    result = jitr("device", "mint", "--dir", encrypted_pki, "--thing", "dev-1", env={"PASS": "nope"})
+    _fails(result, 5, "Wrong passphrase for the CA key ")
