@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from amqtt.adapters import ReaderAdapter
+from amqtt.adapters import ReaderAdapter, StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker as _AmqttBroker
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 
 MQTT_311 = 4  # the protocol level amqtt serves; MQTT 5 clients get CONNACK 0x84
 MAX_QOS = 1  # AWS IoT Core speaks QoS 0 and 1; QoS 2 publishes are refused, subscriptions granted QoS 1
-CONNECT_TIMEOUT = 10.0  # seconds from TLS handshake to CONNECT
+HANDSHAKE_TIMEOUT = 5.0  # seconds from TCP accept to a finished TLS handshake
+CONNECT_TIMEOUT = 10.0  # seconds from TLS handshake to CONNECT (AWS IoT keeps a silent one 4 s at least)
+MAX_OPENING = 256  # connections in their handshake or before their CONNECT; more are closed at accept
 CLOSE_TIMEOUT = 5.0
 KEEP_ALIVE_FACTOR = 1.5
 CLIENT_FORBIDDEN_PREFIXES = ("$aws/events/",)  # published by AWS IoT itself, never by a client
@@ -66,17 +68,40 @@ class _AwsIotBroker(_AmqttBroker):
         self.dispatch = dispatch
         self._ssl_context = ssl_context
         self._connections: set[asyncio.Task] = set()
+        self._opening: set[asyncio.Task] = set()  # accepted, not yet past the CONNECT: bounded by MAX_OPENING
         self._background: set[asyncio.Future] = set()
         self._stopping = False
-
-    def _create_ssl_context(self, listener: Any) -> Any:
-        return self._ssl_context
 
     @property
     def port(self) -> int:
         return self._servers["default"].instance.sockets[0].getsockname()[1]
 
     # --- connect -----------------------------------------------------------------------------
+
+    async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
+        """A TCP connection: the TLS handshake within HANDSHAKE_TIMEOUT, then the MQTT connection.
+
+        The listener is plain TCP and TLS starts here (not in the server's accept), so that a connection
+        that never finishes its handshake is closed after a few seconds rather than asyncio's 60, and
+        so that at most MAX_OPENING connections are in their handshake or waiting for their CONNECT:
+        a flood of half-open connections is closed at accept instead of holding the broker.
+        """
+        task = asyncio.current_task()
+        if len(self._opening) >= MAX_OPENING:
+            log.info("Closing a new connection: %s are already in their TLS handshake or CONNECT", MAX_OPENING)
+            writer.transport.abort()
+            return
+        self._opening.add(task)
+        try:
+            try:
+                await writer.start_tls(self._ssl_context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+            except (OSError, EOFError) as exc:  # ssl.SSLError, ConnectionAbortedError (timed out), resets
+                log.info("TLS handshake failed: %s", exc)
+                writer.transport.abort()
+                return
+            await self._client_connected(listener_name, StreamReaderAdapter(reader), StreamWriterAdapter(writer))
+        finally:
+            self._opening.discard(task)
 
     async def _client_connected(self, listener_name: str, reader: Any, writer: Any) -> None:
         server = self._servers[listener_name]
@@ -88,6 +113,7 @@ class _AwsIotBroker(_AmqttBroker):
             peer = writer.get_peer_info()
             reader = await self._check_protocol(reader, writer)
             opened = await self._initialize_client_session(reader, writer, *peer) if peer and reader else None
+            self._opening.discard(task)  # past its CONNECT: no longer counts against MAX_OPENING
             if opened is None:
                 return
             handler, session = opened

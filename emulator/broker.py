@@ -81,7 +81,8 @@ class Broker:
     async def _start(self, context: Any) -> _AwsIotBroker:
         self._dispatch = HookDispatch(self.hooks, asyncio.get_running_loop(), self._connect_workers)
         config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{LOOPBACK}:{self._requested_port}", "ssl": True}},
+            # plain TCP: _AwsIotBroker starts TLS on each connection itself, with a handshake timeout
+            "listeners": {"default": {"type": "tcp", "bind": f"{LOOPBACK}:{self._requested_port}", "ssl": False}},
             "plugins": {},  # no amqtt plugins: the hooks decide
             "session_expiry_interval": 3600,  # AWS IoT keeps persistent sessions for an hour by default
         }

@@ -502,3 +502,62 @@ def test_mosquitto_clients_connect_with_a_certificate_chain_and_exchange_a_messa
     assert [info.client_id for info in seen] == ["mosq-sub", "mosq-pub"]
     assert all(info.certificate_chain == (device_files.cert_der, device_files.ca_der) for info in seen)
     assert all(info.sni == "localhost" for info in seen)
+
+
+# --- connections that never finish opening -----------------------------------------------------------
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` (EOF or reset) within ``within`` seconds without our sending a byte."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_a_connection_that_never_starts_its_tls_handshake_is_closed_after_the_handshake_timeout(
+    start_broker, monkeypatch
+):
+    from emulator import aws_iot_broker
+
+    monkeypatch.setattr(aws_iot_broker, "HANDSHAKE_TIMEOUT", 0.5)
+    broker = start_broker()
+    with socket.create_connection(("127.0.0.1", broker.port), WAIT) as silent:
+        assert not closed_by_server(silent, 0.2)  # accepted and waited for, for a while
+        assert closed_by_server(silent, WAIT)
+
+
+def test_a_connection_that_finishes_tls_but_sends_no_connect_is_closed(start_broker, device_files, monkeypatch):
+    from emulator import aws_iot_broker
+
+    monkeypatch.setattr(aws_iot_broker, "CONNECT_TIMEOUT", 0.5)
+    broker = start_broker()
+    context = ssl.create_default_context(cafile=str(broker.ca_file))
+    context.load_cert_chain(device_files.chain, device_files.key)
+    with context.wrap_socket(
+        socket.create_connection(("127.0.0.1", broker.port), WAIT), server_hostname="localhost"
+    ) as tls:
+        assert closed_by_server(tls, WAIT)
+
+
+def test_half_open_connections_are_bounded_and_the_broker_serves_again_once_they_go(
+    start_broker, device_files, monkeypatch
+):
+    from emulator import aws_iot_broker
+
+    monkeypatch.setattr(aws_iot_broker, "MAX_OPENING", 5)
+    monkeypatch.setattr(aws_iot_broker, "HANDSHAKE_TIMEOUT", 1.0)
+    broker = start_broker()
+    half_open = [socket.create_connection(("127.0.0.1", broker.port), WAIT) for _ in range(5)]
+    try:
+        time.sleep(0.2)  # the broker has accepted all five
+        with socket.create_connection(("127.0.0.1", broker.port), WAIT) as sixth:
+            assert closed_by_server(sixth, 0.5)  # closed at accept, before its handshake timeout
+        assert all(closed_by_server(sock, WAIT) for sock in half_open)  # each after its handshake timeout
+    finally:
+        for sock in half_open:
+            sock.close()
+    device(start_broker, broker, device_files, "thing-1").connected()  # and a device gets in again
