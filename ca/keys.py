@@ -80,7 +80,11 @@ def load_private_key(
     """Parse a PEM private key; a clear error for encrypted keys without or with a wrong passphrase."""
     encrypted = b"ENCRYPTED" in data[:100]
     if encrypted and not passphrase:
-        where = f"set {passphrase_var} to its passphrase" if passphrase_var else "give its passphrase"
+        where = (
+            f"set {passphrase_var} to its passphrase"
+            if passphrase_var
+            else "name the variable that holds its passphrase with --passphrase-env"
+        )
         raise WrongPassphraseError(f"{source} is encrypted: {where}.")
     try:
         key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)

@@ -15,6 +15,7 @@ connection ends. The rule, which works for AWS IoT Core and its local emulator a
   refusals (default 1) are retried; one more is permanent: the certificate is revoked, inactive,
   or its CA is unknown.
 - **permanent at once**: ``untrusted`` (the server certificate does not verify; retrying cannot help),
+  ``not-tls`` (the server does not speak TLS: the wrong port, such as the emulator's HTTP API),
   ``rejected`` (CONNACK "unsupported protocol version" or "identifier rejected"), and, after a
   connection was accepted, ``denied`` (the connection closed while a publish awaited its PUBACK, or
   right after it: AWS IoT answers a publish its policy denies by disconnecting). A key that does not
@@ -49,6 +50,7 @@ class Outcome(StrEnum):
     UNREACHABLE = "unreachable"  # TCP connect or name resolution failed
     UNTRUSTED = "untrusted"  # the server certificate did not verify
     REJECTED = "rejected"  # CONNACK unsupported protocol version or identifier rejected
+    NOT_TLS = "not-tls"  # the server answered the TLS hello with something that is not TLS (HTTP, SSH, ...)
 
 
 TRANSIENT = frozenset({Outcome.DROPPED, Outcome.TIMEOUT, Outcome.UNREACHABLE, Outcome.UNAVAILABLE})
@@ -87,6 +89,11 @@ def failure(attempt: Attempt, refusals: int, refusals_tolerated: int, endpoint: 
         return ServerNotTrustedError(
             f"The endpoint {endpoint} is not trusted ({attempt.detail}); pass --root-ca with the CA that signed "
             "its certificate (the emulator's endpoint-ca.pem, or Amazon Root CA 1 for AWS IoT)."
+        )
+    if attempt.outcome is Outcome.NOT_TLS:
+        return EndpointUnreachableError(
+            f"{endpoint} does not speak TLS ({attempt.detail}): is it the MQTT port? (AWS IoT: 8883, or 443 with "
+            "ALPN; the emulator: the MQTT/TLS port 'jitr local up' prints, not its AWS API port)."
         )
     if attempt.outcome is Outcome.REJECTED:
         return ConnectionRejectedError(f"The endpoint {endpoint} rejected the MQTT connection: {attempt.detail}.")

@@ -233,7 +233,10 @@ class _Run:
                 connection.pump_for(wait)
                 if connection.closed:
                     raise EndpointUnreachableError(
-                        f"{result.endpoint} closed the connection between messages after {result.messages_sent} sent."
+                        f"{result.endpoint} closed the connection between messages after {result.messages_sent} "
+                        f"sent: most likely another connection took client id {result.client_id} (AWS IoT keeps "
+                        "the newest connection of a client id and closes the older one); else the certificate "
+                        "was deactivated or detached meanwhile."
                     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from ca.certificates import common_name, load_certificates
 from ca.errors import InvalidInputError
 from ca.files import read_bytes
-from ca.keys import load_private_key, public_bytes
+from ca.keys import load_private_key, private_key_pem, public_bytes
 from ca.manifest import ManifestEntry
 from device.errors import CertificateExpiredError, DeviceKeyMismatchError
 
@@ -30,12 +30,21 @@ class DeviceIdentity:
 
 
 def load_identity(
-    chain_pem: bytes, key_pem: bytes, *, source: str = "the device", now: dt.datetime | None = None
+    chain_pem: bytes,
+    key_pem: bytes,
+    *,
+    source: str = "the device",
+    now: dt.datetime | None = None,
+    passphrase: bytes | None = None,
+    passphrase_var: str | None = None,
 ) -> DeviceIdentity:
-    """Parse and check a device's chain and key; raise a :class:`~device.errors.DeviceError` if they cannot work."""
+    """Parse and check a device's chain and key; raise a :class:`~device.errors.DeviceError` if they cannot work.
+
+    An encrypted key needs ``passphrase``; ``passphrase_var`` (the variable that should hold it) is named when
+    it is missing."""
     certs = load_certificates(chain_pem, f"The certificate chain of {source}")
     leaf = certs[0]
-    key = load_private_key(key_pem, None, f"The private key of {source}")
+    key = load_private_key(key_pem, passphrase, f"The private key of {source}", passphrase_var)
     if public_bytes(key) != public_bytes(leaf.public_key()):
         raise DeviceKeyMismatchError(
             f"The private key of {source} does not belong to its certificate; pair each certificate with its own key."
@@ -53,13 +62,27 @@ def load_identity(
     thing = common_name(leaf.subject)
     if not thing:
         raise InvalidInputError(f"The certificate of {source} has no common name (the thing name).")
+    if passphrase is not None:  # TLS takes the key decrypted; it stays in memory (device.tls hands it over by memfd)
+        key_pem = private_key_pem(key, None)
     return DeviceIdentity(thing, chain_pem, key_pem, len(certs), leaf.not_valid_after_utc)
 
 
-def identity_from_files(chain: Path, key: Path, *, now: dt.datetime | None = None) -> DeviceIdentity:
-    """The identity in a chain file (device certificate, then its CA's) and a key file."""
+def identity_from_files(
+    chain: Path,
+    key: Path,
+    *,
+    now: dt.datetime | None = None,
+    passphrase: bytes | None = None,
+    passphrase_var: str | None = None,
+) -> DeviceIdentity:
+    """The identity in a chain file (device certificate, then its CA's) and a key file (encrypted: ``passphrase``)."""
     return load_identity(
-        read_bytes(chain, "certificate chain"), read_bytes(key, "private key"), source=str(chain), now=now
+        read_bytes(chain, "certificate chain"),
+        read_bytes(key, "private key"),
+        source=str(chain),
+        now=now,
+        passphrase=passphrase,
+        passphrase_var=passphrase_var,
     )
 
 

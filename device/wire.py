@@ -135,6 +135,8 @@ def open_connection(
         reason = exc.reason or str(exc)
         if _certificate_alert(reason):  # TLS 1.2: the server refuses the client certificate in the handshake
             return None, Outcome.REFUSED, f"TLS alert {reason}"
+        if reason in _NOT_TLS:  # the first bytes back were not a TLS record: an HTTP or SSH server, say
+            return None, Outcome.NOT_TLS, f"its answer to the TLS hello was not TLS: {reason}"
         return None, Outcome.DROPPED, f"TLS handshake ended: {reason}"
     except TimeoutError:
         return None, Outcome.TIMEOUT, f"no TLS handshake within {options.connect_timeout:g} s"
@@ -177,6 +179,10 @@ def _wait(sock: socket.socket, want_write: bool, timeout: float) -> tuple[bool, 
         readable = bool(event & (select.POLLIN | select.POLLHUP | select.POLLERR))
         writable = bool(event & select.POLLOUT)
     return readable, writable
+
+
+# OpenSSL's reasons when the server's first bytes are no TLS record at all
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"})
 
 
 def _certificate_alert(text: str | None) -> str | None:

@@ -104,15 +104,13 @@ def emit(data: dict | list, as_json: bool, human: str) -> None:
         typer.echo(human)
 
 
-def passphrase(var: str | None, *, required: bool = False) -> bytes | None:
+def passphrase(var: str | None, *, required: bool = False, what: str = "the CA keys") -> bytes | None:
     """The passphrase held by the environment variable ``var`` (or JITR_CA_PASSPHRASE)."""
     name = var or config.ENV_CA_PASSPHRASE
     value = os.environ.get(name)
     if not value:
         if required:
-            raise InvalidInputError(
-                f"Environment variable {name} is empty; it must hold the passphrase for the CA keys."
-            )
+            raise InvalidInputError(f"Environment variable {name} is empty; it must hold the passphrase for {what}.")
         return None
     return value.encode()
 

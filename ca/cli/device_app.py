@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ca.batch import FORMATS, BatchRequest, mint_batch, names_from_file, numbered_names
 from ca.certificates import certificate_id, load_csr, to_pem
 from ca.cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, handle_errors, open_store
+from ca.cli.common import passphrase as read_passphrase
 from ca.config import DEFAULT_PKI_DIR
 from ca.errors import InvalidInputError
 from ca.files import FileSpec, read_bytes, write_files
@@ -254,6 +255,14 @@ def connect(
     ],
     key: Annotated[Path, typer.Option("--key", exists=True, dir_okay=False, help="The device's private key.")],
     root_ca: RootCaOption = None,
+    key_passphrase_env: Annotated[
+        str | None,
+        typer.Option(
+            "--passphrase-env",
+            metavar="VAR",
+            help="An encrypted --key: the environment variable holding its passphrase (never the passphrase itself).",
+        ),
+    ] = None,
     client_id: Annotated[
         str | None, typer.Option("--client-id", help="MQTT client id; default: the thing name (certificate CN).")
     ] = None,
@@ -282,7 +291,10 @@ def connect(
     if message is not None and stdin:
         raise InvalidInputError("Give either --message or --stdin, not both.")
     payload = typer.get_binary_stream("stdin").read() if stdin else (message.encode() if message is not None else None)
-    identity = identity_from_files(cert, key)
+    secret = None
+    if key_passphrase_env is not None:
+        secret = read_passphrase(key_passphrase_env, required=True, what="the device key")
+    identity = identity_from_files(cert, key, passphrase=secret, passphrase_var=key_passphrase_env)
     if (note := chain_warning(identity)) and not as_json:
         typer.echo(note, err=True)
     result = run_device(

@@ -299,3 +299,82 @@ def test_a_server_rejecting_the_client_certificate_in_tls_13_is_a_refusal_not_a_
     attempts = json.loads(result.stdout)["attempts"]
     assert [a["outcome"] for a in attempts] == ["refused", "refused"]
     assert "TLS alert" in attempts[0]["detail"], attempts[0]["detail"]
+
+
+# --- misleading ends: the wrong port, a client id taken over, an encrypted key ----------------------
+
+
+def test_a_server_that_does_not_speak_tls_is_unreachable_at_once_not_never_activated(start_broker, devices):
+    """Pointed at the emulator's HTTP API port: one attempt, exit 15, not 19 s of retries and exit 14."""
+    import http.server
+
+    broker = start_broker()  # for its CA
+    http_api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=http_api.serve_forever, daemon=True).start()
+    chain, key = devices()
+    args = ["device", "connect", "--endpoint", f"127.0.0.1:{http_api.server_address[1]}", "--cert", chain]
+    started = time.monotonic()
+    result = cli().invoke(app, [str(a) for a in [*args, "--key", key, "--root-ca", broker.ca_file, "--json"]])
+    elapsed = time.monotonic() - started
+    http_api.shutdown()
+    assert result.exit_code == 15, result.stderr
+    assert "does not speak TLS" in result.stderr and "MQTT port" in result.stderr
+    assert [a["outcome"] for a in json.loads(result.stdout)["attempts"]] == ["not-tls"]
+    assert elapsed < QUICK_FAILURE
+
+
+def test_a_device_knocked_off_by_another_connection_with_its_client_id_is_told_so(start_broker, devices):
+    messages = []
+    broker = start_broker(on_message=lambda info, topic, payload: messages.append(payload))
+    chain, key = devices()
+    outcome: dict = {}
+
+    def run() -> None:
+        outcome["result"] = connect(broker, chain, key, "--count", "3", "--interval", "1")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert wait_for(lambda: messages)  # its first message is in: now it waits a second for the next
+    time.sleep(0.3)  # past its check that the broker kept the connection after the PUBACK
+    identity = identity_from_files(chain, key)
+    second = run_device(
+        identity,
+        Endpoint("localhost", broker.port),
+        root_ca=broker.ca_file,
+        messages=Messages(count=0),
+        options=ConnectOptions(backoff=Backoff(base=0.02, cap=0.1, attempts=2)),
+    )  # the same client id (the thing name): AWS IoT keeps the newest connection
+    thread.join(30)
+    assert second.ok
+    result = outcome["result"]
+    assert result.exit_code == 15, result.stderr
+    assert "another connection took client id thing-1" in result.stderr
+
+
+def test_an_encrypted_device_key_connects_with_its_passphrase_from_the_environment(start_broker, devices, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    from ca.keys import load_private_key
+
+    broker = start_broker()
+    chain, key = devices()
+    encrypted = tmp_path / "encrypted.key"
+    plain = load_private_key(key.read_bytes(), None, "the key")
+    encrypted.write_bytes(
+        plain.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"device secret"),
+        )
+    )
+    without = connect(broker, chain, encrypted)
+    assert without.exit_code == 5 and "--passphrase-env" in without.stderr, without.stderr
+    empty = connect(broker, chain, encrypted, "--passphrase-env", "DEVICE_KEY_PASS")
+    assert empty.exit_code == 2 and "DEVICE_KEY_PASS is empty" in empty.stderr
+    args = ["--passphrase-env", "DEVICE_KEY_PASS"]
+    runner = cli()
+    command = ["device", "connect", "--endpoint", f"localhost:{broker.port}", "--cert", chain, "--key", encrypted]
+    result = runner.invoke(
+        app, [str(a) for a in [*command, "--root-ca", broker.ca_file, *args]], env={"DEVICE_KEY_PASS": "device secret"}
+    )
+    assert result.exit_code == 0, result.stderr
