@@ -88,7 +88,7 @@ class IotApi:
                 config=Config(**options) if options else None,
             )
         except Exception as exc:  # botocore's ProfileNotFound and friends
-            raise AwsError(f"Cannot create an AWS IoT client: {exc}.") from exc
+            raise AwsError(f"Cannot create an AWS IoT client: {str(exc).rstrip('.')}.") from exc
         return cls(client, pacer=pacer)
 
     @property

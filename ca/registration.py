@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ca.aws import IotApi
 from ca.certificates import certificate_id, to_pem
-from ca.errors import AwsError, InvalidInputError
+from ca.errors import AwsError, InvalidInputError, MalformedError
 from ca.files import FileSpec
 from ca.keys import generate_key
 from ca.store import PkiStore
@@ -113,7 +113,23 @@ def register_ca(
         "provisioning": "JITP" if request.jitp else "JITR",
         "roleArn": request.role_arn,
         "outcome": outcome,
-        "registeredAt": now.isoformat(),
+        "registeredAt": now.isoformat() if existing is None else _first_registered(store, ca_id, existing, now),
     }
+    if existing is not None:
+        record["updatedAt"] = now.isoformat()
     store.save_registration(record, extra)
     return record
+
+
+def _first_registered(store: PkiStore, ca_id: str, existing: dict, now: dt.datetime) -> str:
+    """When the CA was first registered: as recorded before, else AWS's creationDate; a re-run keeps it."""
+    try:
+        previous = store.registration() or {}
+    except MalformedError:
+        previous = {}
+    if previous.get("caCertificateId") == ca_id and isinstance(previous.get("registeredAt"), str):
+        return previous["registeredAt"]
+    created = existing.get("certificateDescription", {}).get("creationDate")
+    if isinstance(created, dt.datetime):
+        return created.astimezone(dt.UTC).isoformat()
+    return now.isoformat()

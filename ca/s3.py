@@ -41,7 +41,7 @@ class S3Api:
             session = make_session(profile=profile, region=region)
             return cls(session.client("s3"), session.region_name or config.region(region))
         except Exception as exc:  # botocore's ProfileNotFound and friends
-            raise AwsError(f"Cannot create an S3 client: {exc}.") from exc
+            raise AwsError(f"Cannot create an S3 client: {str(exc).rstrip('.')}.") from exc
 
     def ensure_bucket(self, bucket: str) -> bool:
         """Create ``bucket`` in the session's region unless it exists; True if it was created."""
@@ -111,7 +111,7 @@ def fetch_url(url: str, *, timeout: float = 60.0) -> bytes:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # the scheme is checked above
             return response.read()
     except OSError as exc:
-        raise AwsError(f"Cannot download {url.split('?', 1)[0]}: {exc}.") from exc
+        raise AwsError(f"Cannot download {url.split('?', 1)[0]}: {str(exc).rstrip('.')}.") from exc
 
 
 def _as_s3_error(operation: str, bucket: str, exc: BaseException) -> AwsError:

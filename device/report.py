@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ca.errors import InvalidInputError
 from device.check import CheckReport
 from device.client import DeviceResult
 from device.simulate import FleetSummary
@@ -69,6 +70,10 @@ def count_devices(manifest: Path, count: int | None = None) -> int:
     """How many devices a run over ``manifest`` will take (for the progress bar's total)."""
     with Path(manifest).open("rb") as handle:
         lines = sum(1 for line in handle if line.strip())
+    if not lines:  # a run over nothing would report success
+        raise InvalidInputError(
+            f"The manifest {manifest} holds no devices; mint a batch with 'jitr device mint --count'."
+        )
     return lines if count is None else min(lines, count)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ca.aws_access import aws_failure
 from ca.errors import AlreadyExistsError, JitrError, NotFoundError
 from emulator.stack_template import LOCAL_CODE_BUCKET, Resolver, TemplateError, dependencies, load_sam, parameter_values
 
@@ -157,7 +158,10 @@ class StackDeployer:
                 self._save(stack, {**previous, "resources": survivors})
             if isinstance(exc, JitrError):
                 raise
-            raise StackError(f"Deploying stack {stack} failed: {exc}.") from exc
+            failure = aws_failure(exc)  # the emulator went away mid-deploy, say: exit 6 with one sentence
+            if failure is not None:
+                raise failure from exc
+            raise StackError(f"Deploying stack {stack} failed: {str(exc).rstrip('.')}.") from exc
         record = {"stack": stack, "resources": created, "outputs": outputs, "parameters": dict(overrides)}
         self._save(stack, record)
         self._delete_all(list(kept.values()))  # buckets the new template no longer declares under that name

@@ -83,6 +83,12 @@ def init(
     )
     written = store.create(material, metadata, secret)
     signer = store.signer_cert_path()
+    if not secret:  # stderr, so the JSON and the scripts reading stdout are unchanged
+        typer.echo(
+            f"Warning: the CA keys in {directory / 'private'} are not encrypted (mode 0600 only); anyone who can "
+            "read them can mint devices for this CA. Use --passphrase-env VAR to encrypt them.",
+            err=True,
+        )
     emit(
         {"dir": str(directory), "files": [str(p) for p in written], "signer": str(signer), "encrypted": bool(secret)},
         as_json,

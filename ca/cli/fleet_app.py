@@ -27,6 +27,7 @@ from ca.files import read_bytes
 from ca.fleet import (
     StackInfo,
     check_archive_bucket,
+    check_stack_name,
     plan_manifest_reset,
     plan_reset,
     reset_fleet,
@@ -61,6 +62,7 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for con
 
 def lookup_stack(name: str) -> StackInfo | None:
     """The stack in CloudFormation, or in the emulator when AWS_ENDPOINT_URL points at it."""
+    check_stack_name(name)  # before any call: CloudFormation would answer a ValidationError, not "no stack"
     session = make_session()
     if os.environ.get(config.ENV_AWS_ENDPOINT_URL):
         from emulator.stack import StackDeployer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import boto3
@@ -62,6 +63,18 @@ def test_registering_again_reuses_the_registration(aws, jitr, pki):
     assert len(aws.list_certificates_by_ca(caCertificateId=first["caCertificateId"])["certificates"]) == 0
     config = aws.describe_ca_certificate(certificateId=first["caCertificateId"])["registrationConfig"]
     assert config["roleArn"] == ROLE  # the re-run brought the CA to the requested JITP state
+
+
+def test_a_re_run_keeps_when_the_ca_was_first_registered_and_says_when_it_was_updated(aws, jitr, pki):
+    first = _register(jitr, pki)
+    second = _register(jitr, pki)
+    assert second["registeredAt"] == first["registeredAt"]
+    assert second["updatedAt"] >= first["registeredAt"]
+    assert json.loads((pki / "registration.json").read_text())["registeredAt"] == first["registeredAt"]
+    (pki / "registration.json").unlink()  # the record lost: AWS's creationDate stands in
+    third = _register(jitr, pki)
+    created = aws.describe_ca_certificate(certificateId=first["caCertificateId"])["certificateDescription"]
+    assert third["registeredAt"] == created["creationDate"].astimezone(dt.UTC).isoformat()
 
 
 def test_root_is_registered_when_there_is_no_intermediate(aws, jitr, tmp_path):

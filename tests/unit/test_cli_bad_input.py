@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -256,3 +257,29 @@ def test_a_damaged_ca_json_is_refused_and_never_guessed(jitr, pki, change, fragm
 def test_a_wrong_passphrase_message_reads_as_a_sentence(jitr, encrypted_pki):
     result = jitr("device", "mint", "--dir", encrypted_pki, "--thing", "dev-1", env={"PASS": "nope"})
     _fails(result, 5, "Wrong passphrase for the CA key ")
+
+
+@pytest.mark.parametrize("command", ["describe", "reset"])
+def test_an_invalid_stack_name_is_a_usage_error_before_any_call(jitr, command):
+    result = jitr("fleet", command, "--stack", "bad name", *(["--yes"] if command == "reset" else []))
+    _fails(result, 2, "Invalid stack name 'bad name'")
+
+
+@pytest.mark.parametrize("command", ["simulate", "check"])
+def test_a_run_over_an_empty_manifest_is_refused_not_reported_as_success(jitr, tmp_path, command):
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n")
+    _fails(jitr("device", command, "--manifest", manifest, "--endpoint", "localhost:1"), 2, "holds no devices")
+
+
+def test_unencrypted_ca_keys_get_a_warning_on_stderr_and_encrypted_ones_none(jitr, tmp_path):
+    plain = jitr("ca", "init", "--dir", tmp_path / "plain", "--json")
+    assert plain.exit_code == 0 and "are not encrypted" in plain.stderr and "--passphrase-env" in plain.stderr
+    assert json.loads(plain.stdout)["encrypted"] is False  # stdout stays one JSON object
+    secret = jitr("ca", "init", "--dir", tmp_path / "secret", "--passphrase-env", "P", env={"P": "s3cret"})
+    assert secret.exit_code == 0 and "not encrypted" not in secret.stderr
+
+
+def test_the_emulator_state_with_its_endpoint_ca_key_is_ignored_by_git():
+    ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().splitlines()
+    assert "/.jitr-local/" in ignored and ".aws-sam/" in ignored
