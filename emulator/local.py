@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.api.server import EmulatorApi
-from emulator.broker import Broker
+from emulator.broker import Broker, BrokerNotRunningError
 from emulator.iot_core import IotCore, Settings
 from emulator.lambdas import LambdaRuntime
 from emulator.rules_engine import RulesEngine
@@ -71,12 +71,21 @@ class LocalIot:
             self.core.publish = publish
             self.rules.publish = publish
             self.api.mqtt_endpoint = (ENDPOINT_HOST, self.broker.port)
+            self.api.settings.data_publish = self._data_publish  # aws iot-data publish: into the broker
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _data_publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """An HTTP Publish: delivered like a device's message (subscribers, then the rules)."""
+        broker = self.broker
+        if broker is None:
+            raise BrokerNotRunningError("The MQTT broker is not running.")
+        broker.publish(topic, payload, qos, retain)
+
     def stop(self) -> None:
+        self.api.settings.data_publish = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

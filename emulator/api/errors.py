@@ -94,3 +94,17 @@ class Throttling(IotServiceError):
 
     def __init__(self, message: str = "Rate exceeded") -> None:
         super().__init__(message)
+
+
+class Forbidden(IotServiceError):
+    """The data plane refuses the topic: one only AWS IoT itself publishes to (``$aws/events/...``)."""
+
+    code = "ForbiddenException"
+    status = 403
+
+
+class RequestEntityTooLarge(IotServiceError):
+    """A payload over AWS IoT's message size limit (128 KB)."""
+
+    code = "RequestEntityTooLargeException"
+    status = 413

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from emulator.api import data_plane
 from emulator.api.errors import InvalidRequest, IotServiceError, Throttling
 from emulator.api.quotas import Quotas
 from emulator.api.state import StateStore
@@ -164,6 +165,8 @@ class IotMiddleware:
         if method == "POST" and path == "/moto-api/reset":
             self.store.clear()  # moto forgets its backends; forget ours with them
         signer = signer_of(environ)
+        if signer and signer.service == "iotdata" and data_plane.is_publish(method, path):
+            return self._data_publish(environ, start_response, path)
         matched = match_operation(method, path) if signer and signer.service == "iot" else None
         if matched is None:
             return self.app(environ, start_response)
@@ -198,9 +201,20 @@ class IotMiddleware:
         answer = result if isinstance(result, Answer) else Answer(result)
         return _send(start_response, *json_response(answer))
 
+    def _data_publish(self, environ: dict[str, Any], start_response: Callable, path: str) -> Iterable[bytes]:
+        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        try:
+            answer = data_plane.publish(path, query, _read_body(environ), self.settings)
+        except IotServiceError as error:
+            return _send(start_response, *error_response(error))
+        return _send(start_response, *json_response(Answer(answer)))
+
 
 _REASONS = {
     200: "OK",
+    403: "Forbidden",
+    413: "Payload Too Large",
+    503: "Service Unavailable",
     400: "Bad Request",
     404: "Not Found",
     406: "Not Acceptable",

@@ -40,6 +40,8 @@ class Settings:
         self.mqtt_endpoint = mqtt_endpoint
         self.quotas = quotas
         self.api_url = api_url
+        # the broker's publish (topic, payload, qos, retain), for the data plane's HTTP Publish; None: no broker
+        self.data_publish: Callable[[str, bytes, int, bool], None] | None = None
 
 
 @dataclass(frozen=True)
