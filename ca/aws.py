@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ca import config
-from ca.aws_access import MAX_ATTEMPTS, aws_error_code, aws_error_parts, aws_failure, make_session
+from ca.aws_access import MAX_ATTEMPTS, aws_error_code, aws_error_parts, failed_call, make_session
 from ca.errors import AwsError
 
 if TYPE_CHECKING:
@@ -30,12 +30,6 @@ RETRYABLE = {
     "InternalFailureException",
 }
 THROTTLED = {"ThrottlingException", "TooManyRequestsException"}
-
-
-def _failure(exc: BaseException, operation: str) -> AwsError:
-    """The sentence for a call that could not be made: who could not be reached, or why."""
-    found = aws_failure(exc)
-    return AwsError(f"AWS IoT {operation}: {found}") if found is not None else AwsError(f"AWS IoT {operation} failed.")
 
 
 class IotApi:
@@ -133,7 +127,7 @@ class IotApi:
                     continue
                 raise
             except NoCredentialsError as exc:
-                raise _failure(exc, operation) from exc
+                raise failed_call(exc, f"AWS IoT {operation}") from exc
             except (ConnectionError, HTTPClientError) as exc:  # refused, reset, closed, timed out
                 # a dead endpoint (no answer, nothing listening) is tried MAX_ATTEMPTS times, as botocore
                 # does without a pacer; a connection dropped under load is retried longer
@@ -142,9 +136,9 @@ class IotApi:
                 if self.pacer is not None and attempt < limit:
                     self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
                     continue
-                raise _failure(exc, operation) from exc
+                raise failed_call(exc, f"AWS IoT {operation}") from exc
             except BotoCoreError as exc:
-                raise _failure(exc, operation) from exc
+                raise failed_call(exc, f"AWS IoT {operation}") from exc
             if self.pacer is not None:
                 self.pacer.succeeded(operation)
             return answer

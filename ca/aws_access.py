@@ -101,3 +101,9 @@ def aws_error_parts(exc: BaseException) -> tuple[str, str]:
     response = getattr(exc, "response", None)
     message = (response.get("Error", {}).get("Message") if isinstance(response, dict) else None) or str(exc)
     return code, message.rstrip(".")
+
+
+def failed_call(exc: BaseException, what: str) -> AwsError:
+    """The sentence for a call (``what``: "AWS IoT describe_endpoint") that could not be made, and why."""
+    found = aws_failure(exc)
+    return AwsError(f"{what}: {found}") if found is not None else AwsError(f"{what} failed.")

@@ -115,11 +115,23 @@ class LocalIot:
 
     def environment(self) -> dict[str, str]:
         """Environment variables that point boto3, the AWS CLI and ``jitr`` at this emulator."""
-        info = self.info()
-        return {
-            "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
-            "AWS_REGION": info["region"],
-            "AWS_DEFAULT_REGION": info["region"],
-            "AWS_ACCESS_KEY_ID": "emulator",
-            "AWS_SECRET_ACCESS_KEY": "emulator",
-        }
+        return api_environment(self.info())
+
+
+def api_environment(info: dict[str, Any]) -> dict[str, str]:
+    """What points boto3, the AWS CLI and ``jitr`` at the emulator that ``info`` describes."""
+    return {
+        "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
+        "AWS_REGION": info["region"],
+        "AWS_DEFAULT_REGION": info["region"],
+        "AWS_ACCESS_KEY_ID": "emulator",
+        "AWS_SECRET_ACCESS_KEY": "emulator",
+    }
+
+
+def shell_environment(info: dict[str, Any]) -> dict[str, str]:
+    """What ``jitr local env`` exports: :func:`api_environment`, and the broker for devices and deploy.sh."""
+    return api_environment(info) | {
+        "JITR_MQTT_ENDPOINT": f"{info['mqtt_host']}:{info['mqtt_port']}",
+        "JITR_ROOT_CA": info["endpoint_ca"],
+    }

@@ -124,6 +124,16 @@ def verify(
     emit({"valid": True, "chain": [describe(c) for c in chain]}, as_json, f"OK: {names}")
 
 
+TopicRootOption = Annotated[
+    str,
+    typer.Option(
+        "--topic-root",
+        help="The default template's policy lets devices use ROOT/<thing>/... only; a stack's devices: its "
+        "DeviceTopicRoot output (devices/<stack>), which only that stack's archive rule hears.",
+    ),
+]
+
+
 @app.command()
 @handle_errors
 def template(
@@ -132,14 +142,7 @@ def template(
         Path | None, typer.Option("--policy", help="An IoT policy document (JSON) to use instead of the default.")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the template here instead of stdout.")] = None,
-    topic_root: Annotated[
-        str,
-        typer.Option(
-            "--topic-root",
-            help="The default template's policy lets devices use ROOT/<thing>/... only; a stack's devices: its "
-            "DeviceTopicRoot output (devices/<stack>), which only that stack's archive rule hears.",
-        ),
-    ] = DEFAULT_TOPIC_ROOT,
+    topic_root: TopicRootOption = DEFAULT_TOPIC_ROOT,
 ) -> None:
     """Render a JITP template: thing named by the certificate CN, least-privilege policy, certificate ACTIVE.
 
@@ -180,14 +183,7 @@ def register(
     template_file: Annotated[
         Path | None, typer.Option("--template", help="JITP: a template file instead of the kit's default.")
     ] = None,
-    topic_root: Annotated[
-        str,
-        typer.Option(
-            "--topic-root",
-            help="The default template's policy lets devices use ROOT/<thing>/... only; a stack's devices: its "
-            "DeviceTopicRoot output (devices/<stack>), which only that stack's archive rule hears.",
-        ),
-    ] = DEFAULT_TOPIC_ROOT,
+    topic_root: TopicRootOption = DEFAULT_TOPIC_ROOT,
     passphrase_env: PassphraseEnvOption = None,
     region: Annotated[str | None, typer.Option("--region", help="AWS region (else AWS_REGION).")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile (else AWS_PROFILE).")] = None,

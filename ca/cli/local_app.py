@@ -126,21 +126,10 @@ def _recorded(state_dir: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _exports(info: dict) -> dict[str, str]:
-    """What 'jitr local env' exports: boto3, the AWS CLI, jitr and deploy.sh pointed at the emulator."""
-    return {
-        "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
-        "AWS_REGION": info["region"],
-        "AWS_DEFAULT_REGION": info["region"],
-        "AWS_ACCESS_KEY_ID": "emulator",
-        "AWS_SECRET_ACCESS_KEY": "emulator",
-        "JITR_MQTT_ENDPOINT": f"{info['mqtt_host']}:{info['mqtt_port']}",
-        "JITR_ROOT_CA": info["endpoint_ca"],
-    }
-
-
 def _export_lines(info: dict, indent: str = "") -> str:
-    return "\n".join(f"{indent}export {k}={shlex.quote(str(v))}" for k, v in _exports(info).items())
+    from emulator.local import shell_environment
+
+    return "\n".join(f"{indent}export {k}={shlex.quote(str(v))}" for k, v in shell_environment(info).items())
 
 
 @app.command()
