@@ -20,9 +20,9 @@ import os
 import shutil
 import signal
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from itertools import islice
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
 
 from cryptography import x509
@@ -347,32 +347,47 @@ def _run(names, sink, init_args, request: BatchRequest, progress) -> int:
         return count
     window = request.workers * 3
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-    pool = context.Pool(request.workers, initializer=_init_worker, initargs=init_args)
+    pool = ProcessPoolExecutor(request.workers, mp_context=context, initializer=_init_worker, initargs=init_args)
     try:
-        order: list[tuple[AsyncResult, int]] = []
+        pending: dict[Future, int] = {}
+        order: list[Future] = []
         for chunk in chunks:
-            order.append((pool.apply_async(_mint_chunk, (chunk,)), len(chunk)))
-            while len(order) >= window:
-                count += _drain(order, sink, progress)
+            future = pool.submit(_mint_chunk, chunk)
+            pending[future] = len(chunk)
+            order.append(future)
+            while len(pending) >= window:
+                count += _drain(order, pending, sink, progress)
         while order:
-            count += _drain(order, sink, progress)
-        pool.close()
-        pool.join()
+            count += _drain(order, pending, sink, progress)
     except BaseException:
-        # SIGTERM to every worker now, not after its queued chunks, and wait for each to exit: no worker
-        # writes into the staging folder once this returns. Not pool.join(): a worker killed while sending
-        # its chunk leaves a partial message that the pool's result thread (a daemon) waits on for ever.
-        pool.terminate()
+        _stop_workers(pool)
         raise
+    pool.shutdown()
     return count
 
 
-def _drain(order: list[tuple[AsyncResult, int]], sink, progress) -> int:
-    """Write the oldest chunk when it is done (the manifest keeps the names' order)."""
-    result, size = order.pop(0)
-    sink.write(result.get())
-    progress(size)
-    return size
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM every worker now, not after its queued chunks, and wait for each to exit: no worker writes
+    into the staging folder once this returns (the workers are this process's only children here)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    workers = multiprocessing.active_children()
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join(5)
+
+
+def _drain(order: list[Future], pending: dict[Future, int], sink, progress) -> int:
+    """Write finished chunks in submission order (the manifest keeps the names' order)."""
+    wait([order[0]])
+    written = 0
+    while order and order[0].done():
+        future = order.pop(0)
+        sink.write(future.result())
+        size = pending.pop(future)
+        written += size
+        progress(size)
+    return written
 
 
 def _publish(stage: Path, out: Path, fmt: str) -> None:
