@@ -347,6 +347,7 @@ def _run(names, sink, init_args, request: BatchRequest, progress) -> int:
         return count
     window = request.workers * 3
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    others = set(multiprocessing.active_children())  # children that are not this pool's: left alone
     pool = ProcessPoolExecutor(request.workers, mp_context=context, initializer=_init_worker, initargs=init_args)
     try:
         pending: dict[Future, int] = {}
@@ -360,17 +361,17 @@ def _run(names, sink, init_args, request: BatchRequest, progress) -> int:
         while order:
             count += _drain(order, pending, sink, progress)
     except BaseException:
-        _stop_workers(pool)
+        _stop_workers(pool, others)
         raise
     pool.shutdown()
     return count
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
+def _stop_workers(pool: ProcessPoolExecutor, others: set) -> None:
     """SIGTERM every worker now, not after its queued chunks, and wait for each to exit: no worker writes
-    into the staging folder once this returns (the workers are this process's only children here)."""
+    into the staging folder once this returns. The workers are the children the pool added to ``others``."""
     pool.shutdown(wait=False, cancel_futures=True)
-    workers = multiprocessing.active_children()
+    workers = [child for child in multiprocessing.active_children() if child not in others]
     for worker in workers:
         worker.terminate()
     for worker in workers:
