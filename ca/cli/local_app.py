@@ -165,7 +165,8 @@ def up(
 
     It prints where the AWS API and the MQTT broker listen; point boto3, the AWS CLI and jitr at
     it with AWS_ENDPOINT_URL, and devices at the MQTT port with the endpoint CA as root. Log groups
-    are files in STATE/logs: what a Lambda function prints is in aws_lambda_<function>.log.
+    are files in STATE/logs: what a Lambda function prints is in aws_lambda_<function>.log. One emulator
+    a state directory: a second 'jitr local up' on it is refused (exit 4) while the first runs.
     """
     from emulator.local import LocalIot, Options
 
@@ -202,7 +203,7 @@ def up(
 @app.command()
 @handle_errors
 def env(state_dir: StateOption = DEFAULT_STATE) -> None:
-    """Print shell exports for a running emulator (eval "$(jitr local env)")."""
+    """Print shell exports for a running emulator (eval "$(jitr local env)"); exit 3 when none runs on STATE."""
     start = f"start one with 'jitr local up{_state_arg(state_dir)}'"
     if not _running(state_dir):
         raise NotFoundError(f"No emulator is running on {state_dir}; {start}.")
