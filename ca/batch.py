@@ -7,7 +7,8 @@ coordinator if it is killed outright (Linux's parent-death signal). A staging fo
 (``.mint-<pid>`` whose process is gone) is removed by the next run into the same folder. Worker processes
 each load the signing key once, mint chunks of devices from a :class:`DevicePrototype`, write
 their files (``files`` format) and return the manifest lines; at most a few chunks per worker
-are in flight, so memory does not grow with the batch size.
+are in flight, so memory does not grow with the batch size. The folder checks and the final move are
+in :mod:`ca.batch_stage`.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ca import manifest
+from ca.batch_stage import check_out, check_size, publish, remove_stale_stages
 from ca.certificates import load_certificate, to_pem
-from ca.errors import AlreadyExistsError, InvalidInputError, InvalidThingNameError, OutputError
-from ca.files import PRIVATE_DIR_MODE, create_file, ensure_dir, read_bytes
+from ca.errors import InvalidInputError, InvalidThingNameError, OutputError
+from ca.files import create_file, ensure_dir, read_bytes
 from ca.issue import Issuer
 from ca.keys import KeyType, load_private_key
 from ca.names import check_thing_name
@@ -41,10 +43,6 @@ from ca.prototype import P256_SPKI_PREFIX, DevicePrototype
 
 FORMATS = ("files", "jsonl")
 CHUNK = 250  # devices a task: large enough to amortise inter-process traffic
-MAX_BATCH = 100_000_000  # a sanity bound on --count: a hundred times "a million"
-# Bytes a device takes on disk, with room for file-system blocks: three small files in ``files`` format
-# (certificate, chain, key: a 4 KiB block each) plus its manifest line; one longer line in ``jsonl``.
-BYTES_PER_DEVICE = {"files": 3 * 4096 + 512, "jsonl": 4096}
 PR_SET_PDEATHSIG = 1
 
 
@@ -245,47 +243,6 @@ def _chunks(names: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def _check_out(out: Path) -> None:
-    for rel in (manifest.MANIFEST, manifest.CERTS, manifest.PRIVATE, manifest.CA_FILE):
-        if (out / rel).exists():
-            raise AlreadyExistsError(f"{out / rel} already exists; mint the batch into another --out folder.")
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def remove_stale_stages(out: Path) -> list[Path]:
-    """Remove the staging folders that killed runs left in ``out`` (their process is gone); which ones."""
-    removed = []
-    for stage in sorted(out.glob(".mint-*")) if out.is_dir() else []:
-        pid = stage.name.removeprefix(".mint-")
-        if stage.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
-            shutil.rmtree(stage, ignore_errors=True)
-            removed.append(stage)
-    return removed
-
-
-def check_size(count: int, fmt: str, out: Path) -> None:
-    """Refuse a batch larger than :data:`MAX_BATCH`, or one the free disk space cannot hold."""
-    if count < 1 or count > MAX_BATCH:
-        raise InvalidInputError(f"A batch holds 1 to {MAX_BATCH:,} devices, not {count:,}.")
-    needed = count * BYTES_PER_DEVICE[fmt]
-    existing = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
-    free = shutil.disk_usage(existing).free
-    if needed > free:
-        raise InvalidInputError(
-            f"{count:,} devices need about {needed / 2**30:,.1f} GiB in {existing}, "
-            f"which has {free / 2**30:,.1f} GiB free; mint fewer or free some space."
-        )
-
-
 def mint_batch(
     names: Iterable[str],
     *,
@@ -303,7 +260,7 @@ def mint_batch(
         raise InvalidInputError("--workers must be at least 1.")
     check_days(request.days, now)  # here, not as a failure in every worker process
     out = Path(request.out)
-    _check_out(out)
+    check_out(out)
     if hasattr(names, "__len__"):
         check_size(len(names), request.fmt, out)  # type: ignore[arg-type]
     remove_stale_stages(out)
@@ -323,7 +280,7 @@ def mint_batch(
         )
         with os.fdopen(fd, "wb") as sink:
             count = _run(names, sink, (ca_cert_pem, ca_key_pem, passphrase, request, stage, now), request, progress)
-        _publish(stage, out, request.fmt)
+        publish(stage, out, request.fmt)
     except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
         if not out_existed:
@@ -389,14 +346,3 @@ def _drain(order: list[Future], pending: dict[Future, int], sink, progress) -> i
         written += size
         progress(size)
     return written
-
-
-def _publish(stage: Path, out: Path, fmt: str) -> None:
-    """Move the finished batch from the staging folder into ``out``."""
-    if fmt == "files":
-        os.replace(stage / manifest.CERTS, out / manifest.CERTS)
-        os.replace(stage / manifest.PRIVATE, out / manifest.PRIVATE)
-        os.chmod(out / manifest.PRIVATE, PRIVATE_DIR_MODE)
-    os.replace(stage / manifest.CA_FILE, out / manifest.CA_FILE)
-    os.replace(stage / manifest.MANIFEST, out / manifest.MANIFEST)
-    shutil.rmtree(stage, ignore_errors=True)
