@@ -102,7 +102,6 @@ class IotApi:
             ConnectTimeoutError,
             EndpointConnectionError,
             HTTPClientError,
-            NoCredentialsError,
             ReadTimeoutError,
         )
 
@@ -126,8 +125,6 @@ class IotApi:
                     self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
                     continue
                 raise
-            except NoCredentialsError as exc:
-                raise failed_call(exc, f"AWS IoT {operation}") from exc
             except (ConnectionError, HTTPClientError) as exc:  # refused, reset, closed, timed out
                 # a dead endpoint (no answer, nothing listening) is tried MAX_ATTEMPTS times, as botocore
                 # does without a pacer; a connection dropped under load is retried longer
@@ -137,7 +134,7 @@ class IotApi:
                     self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
                     continue
                 raise failed_call(exc, f"AWS IoT {operation}") from exc
-            except BotoCoreError as exc:
+            except BotoCoreError as exc:  # NoCredentialsError and the rest: one sentence each (aws_failure)
                 raise failed_call(exc, f"AWS IoT {operation}") from exc
             if self.pacer is not None:
                 self.pacer.succeeded(operation)

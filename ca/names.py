@@ -9,6 +9,7 @@ from ca.errors import InvalidCountryError, InvalidInputError, InvalidThingNameEr
 THING_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 MAX_CN_LENGTH = 64  # ub-common-name (RFC 5280)
+DEFAULT_TOPIC_ROOT = "devices"  # devices publish under <root>/<thing>/; a stack's root is devices/<stack>
 
 
 def check_thing_name(name: str) -> str:

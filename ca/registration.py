@@ -18,9 +18,9 @@ from ca.certificates import certificate_id, to_pem
 from ca.errors import AwsError, InvalidInputError, MalformedError
 from ca.files import FileSpec
 from ca.keys import generate_key
+from ca.names import DEFAULT_TOPIC_ROOT
 from ca.store import PkiStore
 from ca.template import (
-    DEFAULT_TOPIC_ROOT,
     check_template,
     fillable_parameters,
     render_jitp_template,

@@ -7,6 +7,7 @@ import json
 import re
 
 from ca.errors import InvalidInputError, InvalidTemplateError
+from ca.names import DEFAULT_TOPIC_ROOT
 
 MAX_TEMPLATE_CHARS = 10240
 CERT_PARAMETER_PREFIX = "AWS::IoT::Certificate::"
@@ -23,7 +24,6 @@ CERT_PARAMETERS = (
 )
 RESOURCE_TYPES = ("AWS::IoT::Thing", "AWS::IoT::Certificate", "AWS::IoT::Policy")
 THING = "${iot:Connection.Thing.ThingName}"
-DEFAULT_TOPIC_ROOT = "devices"
 TOPIC_ROOT_RE = re.compile(r"[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)*")
 
 

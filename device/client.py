@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ca.errors import InvalidInputError, JitrError
+from ca.names import DEFAULT_TOPIC_ROOT  # a stack's devices: its DeviceTopicRoot output, devices/<stack>
 from device.attempts import Attempt, Outcome, exhausted, failure
 from device.backoff import Backoff
 from device.endpoint import Endpoint
@@ -27,8 +28,6 @@ from device.errors import EndpointUnreachableError, PolicyDeniedError
 from device.identity import DeviceIdentity
 from device.tls import client_context
 from device.wire import Connection, open_connection
-
-DEFAULT_TOPIC_ROOT = "devices"  # a stack's devices publish under devices/<stack> (its DeviceTopicRoot output)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ca.errors import InvalidInputError, JitrError
 from ca.manifest import ManifestEntry, read_manifest
-from device.client import DEFAULT_TOPIC_ROOT, ConnectOptions, DeviceResult, Messages, run_device
+from ca.names import DEFAULT_TOPIC_ROOT
+from device.client import ConnectOptions, DeviceResult, Messages, run_device
 from device.endpoint import Endpoint, parse_endpoint
 from device.errors import DeviceError, FleetInterruptedError
 from device.identity import identity_from_manifest

@@ -17,10 +17,10 @@ from ca.errors import AlreadyExistsError, InvalidInputError
 from ca.files import FileSpec, read_bytes, write_files
 from ca.issue import Issuer, issue_root, make_name
 from ca.keys import KeyType, generate_key
+from ca.names import DEFAULT_TOPIC_ROOT
 from ca.registration import RegistrationRequest, register_ca
 from ca.store import CaMaterial, CaMetadata, PkiStore
 from ca.template import (
-    DEFAULT_TOPIC_ROOT,
     check_template,
     fillable_parameters,
     parse_template,
