@@ -15,18 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from emulator.api.errors import Forbidden, InvalidRequest, IotServiceError, RequestEntityTooLarge
+from emulator.api.errors import Forbidden, InvalidRequest, RequestEntityTooLarge, ServiceUnavailable
 from emulator.api.wire import Settings
 
 TOPIC_PREFIX = "/topics/"
 MAX_PAYLOAD = 128 * 1024  # AWS IoT Core's message size limit
 MAX_TOPIC_BYTES = 256
 RESERVED_PREFIXES = ("$aws/events/",)  # published by AWS IoT itself
-
-
-class ServiceUnavailable(IotServiceError):
-    code = "ServiceUnavailableException"
-    status = 503
 
 
 def is_publish(method: str, path: str) -> bool:

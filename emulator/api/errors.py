@@ -108,3 +108,10 @@ class RequestEntityTooLarge(IotServiceError):
 
     code = "RequestEntityTooLargeException"
     status = 413
+
+
+class ServiceUnavailable(IotServiceError):
+    """The service cannot take the request now (the emulator: its MQTT broker is not running)."""
+
+    code = "ServiceUnavailableException"
+    status = 503
