@@ -122,8 +122,7 @@ def _check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
 
 
 def parameter_values(template: Mapping[str, Any], given: Mapping[str, str], pseudo: Mapping[str, str]) -> dict:
-    """Values of every parameter: given, else Default (checked by :func:`check_parameters`)."""
-    check_parameters(template, given)
+    """Values of every parameter: given, else Default (:func:`load_sam` ran :func:`check_parameters`)."""
     values = dict(pseudo)
     for name, spec in (template.get("Parameters") or {}).items():
         values[name] = given[name] if name in given else spec["Default"]
