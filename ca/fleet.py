@@ -66,18 +66,6 @@ class StackInfo:
         }
 
 
-STACK_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
-
-
-def check_stack_name(name: str) -> str:
-    """A CloudFormation stack name: a letter, then letters, digits and hyphens, at most 128 characters."""
-    if not STACK_NAME_RE.fullmatch(name):
-        raise InvalidInputError(
-            f"Invalid stack name {name!r}: use letters, digits and hyphens, starting with a letter (at most 128)."
-        )
-    return name
-
-
 def stack_from_cloudformation(cloudformation, name: str) -> StackInfo | None:
     """The CloudFormation stack ``name`` (a boto3 client), or None if there is none."""
     from botocore.exceptions import ClientError

@@ -8,6 +8,7 @@ from ca.errors import InvalidCountryError, InvalidInputError, InvalidThingNameEr
 
 THING_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+STACK_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 MAX_CN_LENGTH = 64  # ub-common-name (RFC 5280)
 DEFAULT_TOPIC_ROOT = "devices"  # devices publish under <root>/<thing>/; a stack's root is devices/<stack>
 
@@ -35,3 +36,12 @@ def check_common_name(cn: str) -> str:
     if not cn or len(cn) > MAX_CN_LENGTH:
         raise InvalidInputError(f"Invalid common name {cn!r}: use 1 to {MAX_CN_LENGTH} characters.")
     return cn
+
+
+def check_stack_name(name: str) -> str:
+    """A CloudFormation stack name: a letter, then letters, digits and hyphens, at most 128 characters."""
+    if not STACK_NAME_RE.fullmatch(name):
+        raise InvalidInputError(
+            f"Invalid stack name {name!r}: use letters, digits and hyphens, starting with a letter (at most 128)."
+        )
+    return name

@@ -20,6 +20,7 @@ from typing import Any
 
 from ca.aws_access import aws_failure
 from ca.errors import AlreadyExistsError, JitrError, NotFoundError
+from ca.names import check_stack_name
 from emulator.stack_template import LOCAL_CODE_BUCKET, Resolver, TemplateError, dependencies, load_sam, parameter_values
 
 RECORD_PREFIX = "/jitr/local/stacks/"
@@ -105,10 +106,7 @@ class StackDeployer:
 
     def deploy(self, template_path: Path, stack: str, overrides: Mapping[str, str]) -> dict:
         """Create the stack; an existing stack of that name is replaced (so re-running deploy is safe)."""
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", stack):
-            raise TemplateError(
-                f"Invalid stack name {stack!r}: use letters, digits and hyphens, starting with a letter."
-            )
+        check_stack_name(stack)
         template, code_dirs = load_sam(template_path, overrides)
         previous = self.record(stack)
         kept: dict[str, dict] = {}

@@ -27,7 +27,6 @@ from ca.files import read_bytes
 from ca.fleet import (
     StackInfo,
     check_archive_bucket,
-    check_stack_name,
     plan_manifest_reset,
     plan_reset,
     reset_fleet,
@@ -45,6 +44,7 @@ from ca.fleet_register import (
     register_fleet,
 )
 from ca.fleet_register import Progress as RegisterProgress
+from ca.names import check_stack_name
 from ca.pacing import Pacer
 from ca.s3 import S3Api, bucket_exists, empty_bucket
 from ca.store import PkiStore
