@@ -41,7 +41,7 @@ from ca.certificates import certificate_id, to_pem
 from ca.errors import AwsError, InvalidInputError
 from ca.files import FileSpec, write_files
 from ca.fleet_batch import FAILED, REGISTERED, SKIPPED, Device, Outcome, load_devices
-from ca.names import THING_NAME_RE
+from ca.names import OWNER_ATTRIBUTE, THING_NAME_RE
 from ca.template import device_policy
 
 if TYPE_CHECKING:
@@ -204,9 +204,6 @@ class Setup:
     group: str | None
     shared: tuple[str, str] | None = None  # (certificateId, certificateArn) of the shared certificate
     ca_id: str | None = None  # the CA's certificateId: a thing of another CA is refused
-
-
-OWNER_ATTRIBUTE = "caCertificateId"  # the activation function marks the things it creates so
 
 
 def foreign_owner(api: IotApi, thing_name: str, certificate_arn: str, ca_id: str | None) -> str | None:

@@ -11,6 +11,9 @@ COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 STACK_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 MAX_CN_LENGTH = 64  # ub-common-name (RFC 5280)
 DEFAULT_TOPIC_ROOT = "devices"  # devices publish under <root>/<thing>/; a stack's root is devices/<stack>
+# The thing attribute naming the CA whose devices a thing belongs to: the activation function, `jitr fleet
+# register` and the JITP template set it, and a thing of another CA is refused (docs: two CAs, one account).
+OWNER_ATTRIBUTE = "caCertificateId"
 
 
 def check_thing_name(name: str) -> str:

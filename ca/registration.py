@@ -59,7 +59,9 @@ def registration_config(store: PkiStore, request: RegistrationRequest) -> dict |
         return None
     fillable = fillable_parameters(has_country=store.metadata().country is not None)
     template = request.template or render_jitp_template(
-        has_country=store.metadata().country is not None, topic_root=request.topic_root
+        has_country=store.metadata().country is not None,
+        topic_root=request.topic_root,
+        ca_certificate_id=certificate_id(store.signer_certificate()),
     )
     check_template(template, fillable=fillable)
     return {"templateBody": template_body(template), "roleArn": request.role_arn}

@@ -7,7 +7,7 @@ import json
 import re
 
 from ca.errors import InvalidInputError, InvalidTemplateError
-from ca.names import DEFAULT_TOPIC_ROOT
+from ca.names import DEFAULT_TOPIC_ROOT, OWNER_ATTRIBUTE
 
 MAX_TEMPLATE_CHARS = 10240
 CERT_PARAMETER_PREFIX = "AWS::IoT::Certificate::"
@@ -42,20 +42,22 @@ def check_topic_root(topic_root: str) -> str:
     return topic_root
 
 
-def device_policy(topic_root: str = DEFAULT_TOPIC_ROOT) -> dict:
+def device_policy(topic_root: str = DEFAULT_TOPIC_ROOT, *, owner_ca: str | None = None) -> dict:
     """The least-privilege device policy: a thing connects as itself and uses only its own topics,
-    ``<topic_root>/<thing>/...`` (a stack's devices: :func:`stack_topic_root`)."""
+    ``<topic_root>/<thing>/...`` (a stack's devices: :func:`stack_topic_root`).
+
+    With ``owner_ca`` (a CA certificate id) the device connects only through a thing whose
+    :data:`~ca.names.OWNER_ATTRIBUTE` names that CA: the JITP template's guard against a thing of another CA.
+    """
     check_topic_root(topic_root)
     arn = "arn:aws:iot:*:*:"
+    condition: dict = {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
+    if owner_ca is not None:
+        condition["StringEquals"] = {f"iot:Connection.Thing.Attributes[{OWNER_ATTRIBUTE}]": owner_ca}
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": "iot:Connect",
-                "Resource": f"{arn}client/{THING}",
-                "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
-            },
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}client/{THING}", "Condition": condition},
             {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{arn}topic/{topic_root}/{THING}/*"},
             {"Effect": "Allow", "Action": "iot:Receive", "Resource": f"{arn}topic/{topic_root}/{THING}/*"},
             {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{arn}topicfilter/{topic_root}/{THING}/*"},
@@ -70,17 +72,34 @@ def fillable_parameters(*, has_country: bool) -> set[str]:
 
 
 def render_jitp_template(
-    *, has_country: bool, policy: dict | None = None, topic_root: str = DEFAULT_TOPIC_ROOT
+    *,
+    has_country: bool,
+    policy: dict | None = None,
+    topic_root: str = DEFAULT_TOPIC_ROOT,
+    ca_certificate_id: str | None = None,
 ) -> dict:
-    """A JITP template: thing named by the CN, the policy attached, the certificate ACTIVE."""
+    """A JITP template: thing named by the CN, the policy attached, the certificate ACTIVE.
+
+    A template cannot look at the registry, so it cannot refuse a thing of another CA the way the
+    activation function does. With ``ca_certificate_id`` it guards instead: a new thing gets the CA in
+    its owner attribute, an existing thing's attributes are left as they are (``DO_NOTHING``), and the
+    default policy lets a device connect only through a thing whose owner attribute names this CA. So a
+    device of another CA whose CN names an existing thing is provisioned by AWS IoT but refused at
+    CONNECT, and the thing's own devices are untouched.
+    """
     parameters = {
         f"{CERT_PARAMETER_PREFIX}CommonName": {"Type": "String"},
         f"{CERT_PARAMETER_PREFIX}Id": {"Type": "String"},
     }
     thing_properties: dict = {"ThingName": {"Ref": f"{CERT_PARAMETER_PREFIX}CommonName"}}
+    attributes: dict = {}
     if has_country:
         parameters[f"{CERT_PARAMETER_PREFIX}Country"] = {"Type": "String"}
-        thing_properties["AttributePayload"] = {"country": {"Ref": f"{CERT_PARAMETER_PREFIX}Country"}}
+        attributes["country"] = {"Ref": f"{CERT_PARAMETER_PREFIX}Country"}
+    if ca_certificate_id is not None:
+        attributes[OWNER_ATTRIBUTE] = ca_certificate_id
+    if attributes:
+        thing_properties["AttributePayload"] = attributes
     return {
         "Parameters": parameters,
         "Resources": {
@@ -88,7 +107,7 @@ def render_jitp_template(
                 "Type": "AWS::IoT::Thing",
                 "Properties": thing_properties,
                 "OverrideSettings": {
-                    "AttributePayload": "MERGE",
+                    "AttributePayload": "MERGE" if ca_certificate_id is None else "DO_NOTHING",
                     "ThingTypeName": "REPLACE",
                     "ThingGroups": "DO_NOTHING",
                 },
@@ -101,7 +120,9 @@ def render_jitp_template(
             "policy": {
                 "Type": "AWS::IoT::Policy",
                 "Properties": {
-                    "PolicyDocument": json.dumps(policy or device_policy(topic_root), separators=(",", ":"))
+                    "PolicyDocument": json.dumps(
+                        policy or device_policy(topic_root, owner_ca=ca_certificate_id), separators=(",", ":")
+                    )
                 },
             },
         },

@@ -11,7 +11,7 @@ import typer
 
 from ca import config
 from ca.aws import IotApi
-from ca.certificates import describe, load_certificates
+from ca.certificates import certificate_id, describe, load_certificates
 from ca.cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, handle_errors, open_store, passphrase
 from ca.errors import AlreadyExistsError, InvalidInputError
 from ca.files import FileSpec, read_bytes, write_files
@@ -149,7 +149,8 @@ def template(
     Parameters are limited to what this CA's device certificates carry (CN, Id, and Country when
     the CA has a country), so devices cannot get stuck in PENDING_ACTIVATION.
     """
-    has_country = PkiStore(directory).metadata().country is not None
+    store = PkiStore(directory)
+    has_country = store.metadata().country is not None
     document = None
     if policy is not None:
         try:
@@ -157,7 +158,12 @@ def template(
         except ValueError as exc:
             raise InvalidInputError(f"The policy file {policy} is not valid JSON.") from exc
     rendered = check_template(
-        render_jitp_template(has_country=has_country, policy=document, topic_root=topic_root),
+        render_jitp_template(
+            has_country=has_country,
+            policy=document,
+            topic_root=topic_root,
+            ca_certificate_id=certificate_id(store.signer_certificate()),
+        ),
         fillable=fillable_parameters(has_country=has_country),
     )
     text = json.dumps(rendered, indent=2) + "\n"

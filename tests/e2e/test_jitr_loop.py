@@ -54,14 +54,14 @@ def test_jitr_first_connect_is_dropped_then_the_lambda_activates_and_messages_ar
 
 
 def test_jitp_provisions_on_first_connect_without_a_lambda(jitr, pki, emulator, aws):
-    register_ca(jitr, pki, "--jitp", "--role-arn", JITP_ROLE)
+    ca_id = register_ca(jitr, pki, "--jitp", "--role-arn", JITP_ROLE)
     chain, key = mint(jitr, pki, "dev-2")
     client, history = Device(emulator, chain, key, "dev-2").connect_until_accepted()
     assert history == [0]  # provisioned and accepted on the first connect
     registry = emulator.api.registry()
     cert_id = json.loads(jitr("ca", "show", "--json", chain).stdout)[0]["certificateId"]
     assert registry.certificate(cert_id).status == "ACTIVE"
-    assert registry.thing("dev-2").attributes == {"country": "DE"}
+    assert registry.thing("dev-2").attributes == {"country": "DE", "caCertificateId": ca_id}  # the thing's owner
     publish(client, "devices/dev-2/telemetry", {"ok": True})
     client.disconnect()
 
@@ -92,6 +92,35 @@ def test_two_stacks_minting_one_thing_name_leave_the_thing_to_the_first_fleet(ji
     assert registry.certificate(second_id).status == "PENDING_ACTIVATION"
     assert registry.things_for(registry.certificate(first_id).arn) == ["sensor-1"]
     assert registry.things_for(registry.certificate(second_id).arn) == []
+
+
+def test_a_jitp_device_of_another_ca_is_provisioned_but_refused_the_thing_of_the_first_ca(jitr, tmp_path, emulator):
+    """A JITP template cannot see the registry: CA B's template attaches its jitp-sensor to CA A's thing, but
+    leaves the thing's owner attribute alone, and B's policy admits only a thing that B owns. So B's
+    device never connects, A's device keeps its thing, and A rotating jitp-sensor still works."""
+    fleets, ids = {}, {}
+    for name in ("reg-a", "reg-b"):
+        directory = tmp_path / name
+        assert jitr("ca", "init", "--dir", directory, "--country", "DE", "--intermediate").exit_code == 0
+        ids[name] = register_ca(jitr, directory, "--jitp", "--role-arn", JITP_ROLE)
+        fleets[name] = directory
+    first = Device(emulator, *mint(jitr, fleets["reg-a"], "jitp-sensor"), "jitp-sensor")
+    client, _ = first.connect_until_accepted()
+    registry = emulator.api.registry()
+    assert registry.thing("jitp-sensor").attributes["caCertificateId"] == ids["reg-a"]
+
+    second_files = mint(jitr, fleets["reg-b"], "jitp-sensor")
+    second = Device(emulator, *second_files, "jitp-sensor")
+    assert [second.connect_once()[1] for _ in range(3)] == [None, None, None]  # refused every time
+    assert client.is_connected()  # the first fleet's device was not knocked off by client id
+    client.disconnect()
+    assert registry.thing("jitp-sensor").attributes["caCertificateId"] == ids["reg-a"]
+    assert registry.certificate(certificate_id_of(second_files[0])).status == "ACTIVE"  # what JITP does
+
+    out = fleets["reg-a"] / "rotated"
+    assert jitr("device", "mint", "--dir", fleets["reg-a"], "--thing", "jitp-sensor", "--out", out).exit_code == 0
+    rotated = Device(emulator, out / "certs/jitp-sensor.chain.pem", out / "private/jitp-sensor.key", "jitp-sensor")
+    rotated.connect_until_accepted()[0].disconnect()  # a new certificate of the same CA: the same thing
 
 
 def test_two_stacks_in_one_account_archive_only_their_own_devices_messages(jitr, tmp_path, emulator, aws):

@@ -154,6 +154,17 @@ def test_default_device_policy_refuses_a_certificate_with_no_thing_attached():
     )
 
 
+@pytest.mark.parametrize(
+    ("attributes", "allowed"),
+    [({"caCertificateId": "ca-a"}, True), ({"caCertificateId": "ca-b"}, False), ({}, False)],
+    ids=["own-ca", "another-ca", "no-owner"],
+)
+def test_a_jitp_device_policy_connects_only_through_a_thing_its_ca_owns(attributes, allowed):
+    ctx = context(client_id="dev-1", thing_name="dev-1", thing_attributes=attributes)
+    document = device_policy(owner_ca="ca-a")
+    assert is_allowed([Policy.parse(document)], Action.CONNECT, client_arn(ctx, "dev-1"), ctx) is allowed
+
+
 # --- allow, deny and the default ------------------------------------------------------------------
 
 

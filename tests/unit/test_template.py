@@ -88,3 +88,14 @@ def test_parse_accepts_a_registration_config_wrapping_the_body():
 def test_parse_refuses_what_is_not_a_template_object(text):
     with pytest.raises(InvalidTemplateError):
         parse_template(text)
+
+
+def test_a_template_for_a_ca_marks_new_things_as_its_own_and_leaves_existing_ones_alone():
+    template = render_jitp_template(has_country=True, ca_certificate_id="ab" * 32)
+    thing = template["Resources"]["thing"]
+    assert thing["Properties"]["AttributePayload"]["caCertificateId"] == "ab" * 32
+    assert thing["OverrideSettings"]["AttributePayload"] == "DO_NOTHING"  # another CA's owner is never overwritten
+    policy = json.loads(template["Resources"]["policy"]["Properties"]["PolicyDocument"])
+    connect = next(s for s in policy["Statement"] if s["Action"] == "iot:Connect")
+    assert connect["Condition"]["StringEquals"] == {"iot:Connection.Thing.Attributes[caCertificateId]": "ab" * 32}
+    check_template(template, fillable=fillable_parameters(has_country=True))
