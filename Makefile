@@ -6,13 +6,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_PACKAGES := openssl mosquitto-clients shellcheck
 
-.PHONY: demo test lint format bench clean deps
+.PHONY: demo test lint format bench clean deps lock
 
-$(STAMP): pyproject.toml
+# A new machine gets the versions the suite passed with: every package pinned in requirements.lock,
+# then the kit itself (editable, no dependency resolution of its own).
+$(STAMP): pyproject.toml requirements.lock
 	@bash scripts/install-debian-packages.sh $(DEB_PACKAGES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 deps: $(STAMP)
@@ -35,6 +38,10 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_mint.py
+
+# Re-resolve pyproject.toml's ranges in a throwaway venv and pin every transitive version.
+lock:
+	bash scripts/lock.sh $(PYTHON)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
