@@ -30,14 +30,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ca import manifest
+from base import manifest
+from base.certificates import load_certificate, to_pem
+from base.errors import InvalidInputError, InvalidThingNameError, OutputError
+from base.files import create_file, ensure_dir, read_bytes
+from base.keys import KeyType, load_private_key
+from base.names import check_thing_name
 from ca.batch_stage import check_out, check_size, publish, remove_stale_stages
-from ca.certificates import load_certificate, to_pem
-from ca.errors import InvalidInputError, InvalidThingNameError, OutputError
-from ca.files import create_file, ensure_dir, read_bytes
 from ca.issue import Issuer
-from ca.keys import KeyType, load_private_key
-from ca.names import check_thing_name
 from ca.profiles import check_days
 from ca.prototype import P256_SPKI_PREFIX, DevicePrototype
 

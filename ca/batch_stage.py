@@ -11,9 +11,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ca import manifest
-from ca.errors import AlreadyExistsError, InvalidInputError
-from ca.files import PRIVATE_DIR_MODE
+from base import manifest
+from base.errors import AlreadyExistsError, InvalidInputError
+from base.files import PRIVATE_DIR_MODE
 
 MAX_BATCH = 100_000_000  # a sanity bound on --count: a hundred times "a million"
 # Bytes a device takes on disk, with room for file-system blocks: three small files in ``files`` format

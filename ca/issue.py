@@ -12,10 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from base.errors import InvalidThingNameError, NotACaError, SignatureError
+from base.keys import PrivateKey, check_key_matches, check_key_strength, signature_hash
+from base.names import check_common_name, check_country, check_thing_name
 from ca import profiles
-from ca.errors import InvalidThingNameError, NotACaError, SignatureError
-from ca.keys import PrivateKey, check_key_matches, check_key_strength, signature_hash
-from ca.names import check_common_name, check_country, check_thing_name
 
 
 def make_name(cn: str, *, org: str | None = None, country: str | None = None) -> x509.Name:

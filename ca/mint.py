@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from ca import manifest
-from ca.certificates import certificate_id, to_pem
-from ca.files import FileSpec
+from base import manifest
+from base.certificates import certificate_id, to_pem
+from base.files import FileSpec
+from base.keys import KeyType, PrivateKey, generate_key, private_key_pem
 from ca.issue import Issuer
-from ca.keys import KeyType, PrivateKey, generate_key, private_key_pem
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class DeviceIdentity:
     ca_certificate: x509.Certificate
 
     def files(self) -> dict[str, FileSpec]:
-        """The device's files, relative to a device directory (see ``ca.manifest``)."""
+        """The device's files, relative to a device directory (see ``base.manifest``)."""
         cert = to_pem(self.certificate)
         return {
             manifest.cert_path(self.thing_name): FileSpec(cert),

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 
 BACKDATE = dt.timedelta(minutes=1)  # tolerate clock skew between the CA and AWS/devices
 

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from base.keys import KeyType, generate_key, signature_hash
+from base.names import check_thing_name
 from ca import der
 from ca.issue import Issuer
-from ca.keys import KeyType, generate_key, signature_hash
-from ca.names import check_thing_name
 
 _SKI_OID = bytes.fromhex("0603551d0e")  # 2.5.29.14
 _CN_OID = bytes.fromhex("0603550403")  # 2.5.4.3

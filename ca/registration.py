@@ -13,12 +13,11 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from ca.aws import IotApi
-from ca.certificates import certificate_id, to_pem
-from ca.errors import AwsError, InvalidInputError, MalformedError
-from ca.files import FileSpec
-from ca.keys import generate_key
-from ca.names import DEFAULT_TOPIC_ROOT
+from base.certificates import certificate_id, to_pem
+from base.errors import AwsError, InvalidInputError, MalformedError
+from base.files import FileSpec
+from base.keys import generate_key
+from base.names import DEFAULT_TOPIC_ROOT
 from ca.store import PkiStore
 from ca.template import (
     check_template,
@@ -26,6 +25,7 @@ from ca.template import (
     render_jitp_template,
     template_body,
 )
+from cloud.iot import IotApi
 
 MODES = {"default": "DEFAULT", "sni-only": "SNI_ONLY"}
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")

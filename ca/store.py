@@ -18,11 +18,11 @@ from pathlib import Path
 
 from cryptography import x509
 
-from ca.certificates import load_certificate, to_pem
-from ca.errors import AlreadyExistsError, MalformedError, NotFoundError
-from ca.files import FileSpec, read_bytes, write_files
+from base.certificates import load_certificate, to_pem
+from base.errors import AlreadyExistsError, MalformedError, NotFoundError
+from base.files import FileSpec, read_bytes, write_files
+from base.keys import KeyType, PrivateKey, load_private_key, private_key_pem
 from ca.issue import Issuer
-from ca.keys import KeyType, PrivateKey, load_private_key, private_key_pem
 
 METADATA = "ca.json"
 SIGNERS = ("root", "intermediate")

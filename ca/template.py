@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import re
 
-from ca.errors import InvalidInputError, InvalidTemplateError
-from ca.names import DEFAULT_TOPIC_ROOT, OWNER_ATTRIBUTE
+from base.errors import InvalidInputError, InvalidTemplateError
+from base.names import DEFAULT_TOPIC_ROOT, OWNER_ATTRIBUTE
 
 MAX_TEMPLATE_CHARS = 10240
 CERT_PARAMETER_PREFIX = "AWS::IoT::Certificate::"
@@ -47,7 +47,7 @@ def device_policy(topic_root: str = DEFAULT_TOPIC_ROOT, *, owner_ca: str | None 
     ``<topic_root>/<thing>/...`` (a stack's devices: :func:`stack_topic_root`).
 
     With ``owner_ca`` (a CA certificate id) the device connects only through a thing whose
-    :data:`~ca.names.OWNER_ATTRIBUTE` names that CA: the JITP template's guard against a thing of another CA.
+    :data:`~base.names.OWNER_ATTRIBUTE` names that CA: the JITP template's guard against a thing of another CA.
     """
     check_topic_root(topic_root)
     arn = "arn:aws:iot:*:*:"

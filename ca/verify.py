@@ -8,8 +8,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
-from ca.certificates import common_name, is_ca
-from ca.errors import ChainError
+from base.certificates import common_name, is_ca
+from base.errors import ChainError
 
 # Web PKI rules for end entities, except that device certificates are named by their CN:
 # AWS IoT needs no subjectAltName, so one may be present but is not required.

@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 
 DEFAULT_BASE = 1.0
 DEFAULT_CAP = 30.0

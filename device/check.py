@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ca.names import DEFAULT_TOPIC_ROOT
+from base.names import DEFAULT_TOPIC_ROOT
 from device.backoff import Backoff
 from device.client import ConnectOptions, DeviceResult, Messages
 from device.endpoint import Endpoint, parse_endpoint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 
 MQTT_TLS_PORT = 8883
 HTTPS_PORT = 443

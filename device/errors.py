@@ -1,8 +1,8 @@
 """Why a device could not connect or publish: one class per permanent failure, each with its exit code.
 
-Every class derives from :class:`DeviceError` and from the ``ca.errors`` class it is a kind of, so
-``handle_errors`` prints its sentence and exits with its code. The codes start at 10, clear of
-``ca.errors.ExitStatus`` (0-6), Click's usage error (2) and Ctrl-C (130):
+Every class derives from :class:`DeviceError` and from the ``base.errors`` class it is a kind of, so
+``handle_errors`` prints its sentence and exits with its code. The codes start at 10, in the same
+``base.errors.ExitStatus`` as the kit's (0-6), clear of them, Click's usage error (2) and Ctrl-C (130):
 
 ====  =========================  ===========================================================
 code  reason                     meaning
@@ -22,23 +22,7 @@ code  reason                     meaning
 
 from __future__ import annotations
 
-from enum import IntEnum
-
-from ca.errors import AwsError, CryptoError, JitrError, KeyMismatchError
-
-
-class DeviceExit(IntEnum):
-    """Exit codes of ``jitr device connect``, ``simulate`` and ``check`` (see the module docstring)."""
-
-    SERVER_NOT_TRUSTED = 10
-    KEY_MISMATCH = 11
-    CERTIFICATE_REFUSED = 12
-    POLICY_DENIED = 13
-    NOT_ACTIVATED = 14
-    UNREACHABLE = 15
-    CERTIFICATE_EXPIRED = 16
-    CONNECTION_REJECTED = 17
-    DEVICES_FAILED = 20
+from base.errors import AwsError, CryptoError, ExitStatus, JitrError, KeyMismatchError
 
 
 class DeviceError(JitrError):
@@ -51,56 +35,56 @@ class ServerNotTrustedError(DeviceError, CryptoError):
     """The endpoint's server certificate does not verify against the trusted CAs."""
 
     reason = "server-not-trusted"
-    exit_code = DeviceExit.SERVER_NOT_TRUSTED
+    exit_code = ExitStatus.SERVER_NOT_TRUSTED
 
 
 class DeviceKeyMismatchError(DeviceError, KeyMismatchError):
     """The device's private key does not belong to its certificate."""
 
     reason = "key-mismatch"
-    exit_code = DeviceExit.KEY_MISMATCH
+    exit_code = ExitStatus.KEY_MISMATCH
 
 
 class CertificateExpiredError(DeviceError, CryptoError):
     """The device certificate is expired or not yet valid."""
 
     reason = "certificate-expired"
-    exit_code = DeviceExit.CERTIFICATE_EXPIRED
+    exit_code = ExitStatus.CERTIFICATE_EXPIRED
 
 
 class CertificateRefusedError(DeviceError, AwsError):
     """The endpoint answered CONNACK not authorized more often than a registration in progress explains."""
 
     reason = "certificate-refused"
-    exit_code = DeviceExit.CERTIFICATE_REFUSED
+    exit_code = ExitStatus.CERTIFICATE_REFUSED
 
 
 class PolicyDeniedError(DeviceError, AwsError):
     """The endpoint closed the connection on a publish: the certificate's policy denies it."""
 
     reason = "policy-denied"
-    exit_code = DeviceExit.POLICY_DENIED
+    exit_code = ExitStatus.POLICY_DENIED
 
 
 class NotActivatedError(DeviceError, AwsError):
     """The endpoint dropped the connection on every attempt: the certificate was never activated."""
 
     reason = "not-activated"
-    exit_code = DeviceExit.NOT_ACTIVATED
+    exit_code = ExitStatus.NOT_ACTIVATED
 
 
 class EndpointUnreachableError(DeviceError):
     """No attempt reached an MQTT answer: network errors or timeouts."""
 
     reason = "unreachable"
-    exit_code = DeviceExit.UNREACHABLE
+    exit_code = ExitStatus.UNREACHABLE
 
 
 class ConnectionRejectedError(DeviceError, AwsError):
     """The endpoint rejected the MQTT connection itself (protocol version or client identifier)."""
 
     reason = "connection-rejected"
-    exit_code = DeviceExit.CONNECTION_REJECTED
+    exit_code = ExitStatus.CONNECTION_REJECTED
 
 
 class FleetInterruptedError(DeviceError):
@@ -113,4 +97,4 @@ class DevicesFailedError(DeviceError):
     """A fleet run (``simulate`` or ``check``) had at least one failing device."""
 
     reason = "devices-failed"
-    exit_code = DeviceExit.DEVICES_FAILED
+    exit_code = ExitStatus.DEVICES_FAILED

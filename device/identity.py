@@ -10,11 +10,11 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from ca.certificates import common_name, load_certificates
-from ca.errors import InvalidInputError
-from ca.files import read_bytes
-from ca.keys import load_private_key, private_key_pem, public_bytes
-from ca.manifest import ManifestEntry
+from base.certificates import common_name, load_certificates
+from base.errors import InvalidInputError
+from base.files import read_bytes
+from base.keys import load_private_key, private_key_pem, public_bytes
+from base.manifest import ManifestEntry
 from device.errors import CertificateExpiredError, DeviceKeyMismatchError
 
 

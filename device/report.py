@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 from device.check import CheckReport
 from device.client import DeviceResult
 from device.simulate import FleetSummary

@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ca.errors import InvalidInputError, JitrError
-from ca.manifest import ManifestEntry, read_manifest
-from ca.names import DEFAULT_TOPIC_ROOT
+from base.errors import InvalidInputError, JitrError
+from base.manifest import ManifestEntry, read_manifest
+from base.names import DEFAULT_TOPIC_ROOT
 from device.client import ConnectOptions, DeviceResult, Messages, run_device
 from device.endpoint import Endpoint, parse_endpoint
 from device.errors import DeviceError, FleetInterruptedError

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ca.errors import MalformedError, NotFoundError
+from base.errors import MalformedError, NotFoundError
 from device.endpoint import Endpoint
 from device.identity import DeviceIdentity
 

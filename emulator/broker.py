@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ca.errors import JitrError
+from base.errors import JitrError
 from emulator import tls
 from emulator.aws_iot_broker import _AwsIotBroker, _is_wildcard
 from emulator.mqtt_hooks import BrokerHooks, ConnectDecision, DisconnectReason, HookDispatch, SessionInfo

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ca.certificates import certificate_id
+from base.certificates import certificate_id
 from emulator import events, policy
 from emulator.broker import BrokerHooks, ConnectDecision, SessionInfo
 from emulator.provisioning import ProvisioningError, TemplateRunner

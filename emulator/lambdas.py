@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ca.errors import JitrError
+from base.errors import JitrError
 from emulator import function_output
 from emulator.log_groups import LogGroups
 

@@ -32,7 +32,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 
 
 class InvalidPolicyError(InvalidInputError):

@@ -18,8 +18,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ca.certificates import certificate_id
-from ca.errors import JitrError
+from base.certificates import certificate_id
+from base.errors import JitrError
 
 PREFIX = "AWS::IoT::Certificate::"
 _SUBJECT_PARAMETERS = {

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ca.errors import JitrError
+from base.errors import JitrError
 from emulator.sql_expressions import (
     KEYWORDS,
     Expression,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 from emulator.sql_functions import FUNCTIONS, MessageContext
 from emulator.sql_values import ADDITIVE, COMPARISONS, MULTIPLICATIVE, UNDEFINED, to_bool
 

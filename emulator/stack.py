@@ -18,9 +18,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ca.aws_access import aws_failure
-from ca.errors import AlreadyExistsError, JitrError, NotFoundError
-from ca.names import check_stack_name
+from base.errors import AlreadyExistsError, JitrError, NotFoundError
+from base.names import check_stack_name
+from cloud.session import aws_failure
+from cloud.stacks import StackInfo
 from emulator.stack_template import LOCAL_CODE_BUCKET, Resolver, TemplateError, dependencies, load_sam, parameter_values
 
 RECORD_PREFIX = "/jitr/local/stacks/"
@@ -358,3 +359,16 @@ _DELETERS: dict[str, Callable] = {
     "AWS::S3::BucketPolicy": lambda d, i: d.client("s3").delete_bucket_policy(Bucket=i["physicalId"]),  # idempotent
     "AWS::IoT::Policy": lambda d, i: d.client("iot").delete_policy(policyName=i["physicalId"]),
 }
+
+
+class EmulatorStacks:
+    """The stacks ``jitr local deploy`` made, as :class:`cloud.stacks.StackSource` finds them."""
+
+    def __init__(self, session) -> None:
+        self.deployer = StackDeployer(session)
+
+    def stack(self, name: str) -> StackInfo | None:
+        record = self.deployer.record(name)
+        if record is None:
+            return None
+        return StackInfo(name, "DEPLOYED", record.get("parameters") or {}, record.get("outputs") or {})

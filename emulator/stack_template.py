@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 
 LOCAL_CODE_BUCKET = "jitr-local-code"
 _SUB_RE = re.compile(r"\$\{([^}!][^}]*)\}")

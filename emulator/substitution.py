@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 from emulator.sql_expressions import Expression, InvalidRuleSqlError, parse_expression
 from emulator.sql_functions import MessageContext
 from emulator.sql_values import UNDEFINED, to_string

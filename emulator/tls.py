@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from base.certificates import load_certificate, to_pem
+from base.errors import JitrError
+from base.files import FileSpec, write_files
+from base.keys import KeyType, PrivateKey, generate_key, load_private_key, private_key_pem, signature_hash
 from ca import profiles
-from ca.certificates import load_certificate, to_pem
-from ca.errors import JitrError
-from ca.files import FileSpec, write_files
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import KeyType, PrivateKey, generate_key, load_private_key, private_key_pem, signature_hash
 
 ENDPOINT_CA_FILE = "endpoint-ca.pem"
 ENDPOINT_CA_KEY_FILE = "private/endpoint-ca.key"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 
 RULES_DIR = Path(__file__).resolve().parent
 RULE_FILES = {"registration": "registration.json", "archive": "archive.json"}

@@ -93,7 +93,7 @@ def emulator(work: Path, name: str, quotas: list[str] = ()):
 
 def deploy(emu: Emulator, pki: Path, *, jitp: bool) -> dict:
     """The operators' order (deploy.sh): the stack with the CA's id, then the CA (JITP: with the stack's role)."""
-    from ca.certificates import certificate_id, load_certificates
+    from base.certificates import certificate_id, load_certificates
 
     signer = pki / "certs" / "intermediate-ca.pem"
     ca_id = certificate_id(load_certificates(signer.read_bytes())[0])
@@ -195,7 +195,7 @@ def sentinel(emu: Emulator, shard: Path, bucket: str, timeout: float = 300) -> f
     The rules engine handles messages in the order the broker accepted them, so once this one is an object
     the fleet's are too (the count that follows checks it): no need to list a growing bucket again and again.
     """
-    from ca.manifest import read_manifest
+    from base.manifest import read_manifest
     from device.client import Messages, run_device
     from device.endpoint import parse_endpoint
     from device.identity import identity_from_manifest

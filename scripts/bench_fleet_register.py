@@ -4,7 +4,7 @@
 Each part starts its own emulator with ``jitr local up --json`` (loopback, free ports, fresh state), creates a
 CA with an intermediate, registers it with ``jitr ca register`` and mints the batches with ``jitr device mint
 --format jsonl``, as a manufacturer would. The registrations run in this process through the same code as
-``jitr fleet register`` (:func:`ca.fleet_register.register_fleet`, with the CLI's pacer and connection pool),
+``jitr fleet register`` (:func:`fleet.register.register_fleet`, with the CLI's pacer and connection pool),
 so the emulator and the kit share neither a process nor a GIL. Nothing is taken on trust: the ACTIVE
 certificates and the things are counted through the AWS API after every run.
 
@@ -43,12 +43,13 @@ from emulator_process import ROOT, EmulatorProcess  # scripts/, beside this file
 
 sys.path.insert(0, str(ROOT))
 
-from ca.aws import IotApi  # noqa: E402
-from ca.certificates import load_certificate  # noqa: E402
-from ca.fleet_register import RegisterRequest, register_fleet  # noqa: E402
-from ca.pacing import Pacer  # noqa: E402
-from ca.s3 import S3Api  # noqa: E402
+from base.certificates import load_certificate  # noqa: E402
+from cloud.iot import IotApi  # noqa: E402
+from cloud.pacing import Pacer  # noqa: E402
+from cloud.s3 import S3Api  # noqa: E402
 from emulator.api.default_quotas import AWS_DEFAULT_QUOTAS  # noqa: E402
+from fleet.register import register_fleet  # noqa: E402
+from fleet.requests import RegisterRequest  # noqa: E402
 
 ROLE = "arn:aws:iam::123456789012:role/BulkRegistration"
 PER_DEVICE_CALLS = ("RegisterCertificate", "CreateThing", "AttachPolicy", "AttachThingPrincipal", "UpdateCertificate")

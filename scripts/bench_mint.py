@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
+from base.certificates import to_pem  # noqa: E402
+from base.keys import generate_key, private_key_pem  # noqa: E402
 from ca.batch import BatchRequest, mint_batch, numbered_names  # noqa: E402
-from ca.certificates import to_pem  # noqa: E402
 from ca.issue import Issuer, issue_root, make_name  # noqa: E402
-from ca.keys import generate_key, private_key_pem  # noqa: E402
 
 TBS_SIZE = 420  # about the size of a device TBSCertificate
 

@@ -6,8 +6,8 @@ import datetime as dt
 
 from cryptography import x509
 
+from base.keys import generate_key, signature_hash
 from ca.issue import Issuer
-from ca.keys import generate_key, signature_hash
 from tests.conftest import NOW
 
 

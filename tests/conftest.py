@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ca.cli import app
+from base.keys import generate_key
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key
+from cli import app
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from moto.core.utils import utcnow
 from moto.iot.models import FakeCaCertificate
 
-from ca.certificates import certificate_id, common_name, is_ca
+from base.certificates import certificate_id, common_name, is_ca
 from emulator.api.errors import CertificateValidation, InvalidRequest, RegistrationCodeValidation, ResourceNotFound
 from emulator.api.wire import iot_arn
 

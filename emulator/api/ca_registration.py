@@ -22,7 +22,7 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from ca.certificates import certificate_id
+from base.certificates import certificate_id
 from emulator.api.ca_certificates import (
     ACTIVE,
     DEFAULT,

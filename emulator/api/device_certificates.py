@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from moto.iot.models import FakeCertificate
 
-from ca.certificates import certificate_id
+from base.certificates import certificate_id
 from emulator.api.ca_certificates import DEFAULT, ca_x509, find_ca, load_pem, naive_utc
 from emulator.api.errors import CertificateValidation, InvalidRequest, ResourceNotFound
 from emulator.api.wire import Call, iot_arn

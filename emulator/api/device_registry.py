@@ -28,7 +28,7 @@ from typing import Any
 from moto.core.exceptions import JsonRESTError
 from moto.iot.models import FakeCertificate
 
-from ca.certificates import certificate_id
+from base.certificates import certificate_id
 from emulator.api.ca_certificates import load_pem
 from emulator.api.device_certificates import STATUSES, find_certificate, register_device_certificate, store_certificate
 from emulator.api.errors import (

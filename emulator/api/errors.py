@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ca.errors import AwsError
+from base.errors import AwsError
 
 
 class IotServiceError(AwsError):

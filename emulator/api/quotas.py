@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 
 
 class TokenBucket:

@@ -42,7 +42,7 @@ from typing import Any
 
 from moto.core.utils import utcnow
 
-from ca.errors import JitrError
+from base.errors import JitrError
 from emulator.api.errors import InvalidRequest, ResourceNotFound
 from emulator.api.provisioning_templates import check_body
 from emulator.api.quotas import Quotas

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 from emulator.api import (
     ca_registration,
     device_certificates,

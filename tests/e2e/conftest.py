@@ -17,7 +17,7 @@ import boto3
 import paho.mqtt.client as mqtt
 import pytest
 
-from ca.certificates import certificate_id, load_certificates, to_pem
+from base.certificates import certificate_id, load_certificates, to_pem
 from emulator.local import LocalIot, Options
 from emulator.log_groups import parse_event_line
 from emulator.stack import StackDeployer

@@ -18,8 +18,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from base.keys import KeyType, generate_key, private_key_pem
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import KeyType, generate_key, private_key_pem
 from emulator.broker import Broker, BrokerHooks, ConnectDecision, DisconnectReason, SessionInfo
 
 pytestmark = pytest.mark.timeout(60)

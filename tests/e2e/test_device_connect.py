@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ca.certificates import to_pem
-from ca.cli import app
-from ca.files import write_files
+from base.certificates import to_pem
+from base.files import write_files
+from base.keys import generate_key
+from base.manifest import chain_path, key_path
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key
-from ca.manifest import chain_path, key_path
 from ca.mint import mint_device
+from cli import app
 from device.backoff import Backoff
 from device.client import ConnectOptions, Messages, run_device
 from device.endpoint import Endpoint
@@ -354,7 +354,7 @@ def test_a_device_knocked_off_by_another_connection_with_its_client_id_is_told_s
 def test_an_encrypted_device_key_connects_with_its_passphrase_from_the_environment(start_broker, devices, tmp_path):
     from cryptography.hazmat.primitives import serialization
 
-    from ca.keys import load_private_key
+    from base.keys import load_private_key
 
     broker = start_broker()
     chain, key = devices()

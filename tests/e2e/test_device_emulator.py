@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ca.cli import app
+from cli import app
 from tests.e2e.conftest import deploy_stack, mint, register_ca
 
 pytestmark = pytest.mark.timeout(180)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ca.certificates import to_pem
+from base.certificates import to_pem
+from base.keys import generate_key, private_key_pem
 from ca.issue import Issuer, issue_root
-from ca.keys import generate_key, private_key_pem
 from ca.store import PkiStore
 from tests.e2e.conftest import (
     JITP_ROLE,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-JITR = [sys.executable, "-c", "from ca.cli import run; run()"]
+JITR = [sys.executable, "-c", "from cli import run; run()"]
 pytestmark = pytest.mark.timeout(120)
 
 

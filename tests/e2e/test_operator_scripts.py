@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from ca.certificates import certificate_id, load_certificates
+from base.certificates import certificate_id, load_certificates
 from tests.e2e.conftest import Device, publish, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

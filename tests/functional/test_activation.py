@@ -18,9 +18,9 @@ from cryptography.x509.oid import NameOID
 from moto import mock_aws
 from moto.iot.models import FakeCertificate
 
-from ca.certificates import to_pem
+from base.certificates import to_pem
+from base.keys import generate_key
 from ca.issue import Issuer
-from ca.keys import generate_key
 from ca.template import device_policy
 from tests.certificates import certificate_with_subject
 from tests.conftest import NOW

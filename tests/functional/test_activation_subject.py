@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
-from ca.certificates import to_pem
+from base.certificates import to_pem
+from base.keys import generate_key
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key
 from tests.certificates import certificate_with_subject
 from tests.conftest import NOW
 from tests.functional.test_activation import app

@@ -16,10 +16,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 
-from ca.certificates import certificate_id, to_pem
-from ca.errors import InvalidInputError
+from base.certificates import certificate_id, to_pem
+from base.errors import InvalidInputError
+from base.keys import generate_key
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key
 from emulator.api import EmulatorApi
 from emulator.api.errors import CertificateValidation, ResourceNotFound
 

@@ -11,14 +11,14 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from ca.aws import IotApi
-from ca.certificates import certificate_id, to_pem
-from ca.errors import InvalidInputError
-from ca.fleet import StackInfo, plan_reset, reset_fleet, stack_ca_id
+from base.certificates import certificate_id, to_pem
+from base.errors import InvalidInputError
 from ca.mint import mint_device
-from ca.s3 import empty_bucket
 from ca.store import PkiStore
 from ca.template import device_policy
+from cloud.iot import IotApi
+from cloud.s3 import empty_bucket
+from fleet.reset import StackInfo, plan_reset, reset_fleet, stack_ca_id
 
 POLICY = json.dumps(device_policy())
 JITP_POLICY = hashlib.sha256(POLICY.encode()).hexdigest()  # how AWS names a JITP template's inline policy

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-JITR = [sys.executable, "-c", "from ca.cli import run; run()"]
+JITR = [sys.executable, "-c", "from cli import run; run()"]
 
 
 def children_of(pid: int) -> list[int]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ca import aws_access
+from cloud import session as aws_access
 
 CA_ID = "ab" * 32
 COMMANDS = [
@@ -95,9 +95,9 @@ def test_an_endpoint_that_never_answers_is_reported_after_the_read_timeout_and_b
 
 def test_a_fleet_register_against_a_silent_endpoint_stops_after_the_bounded_attempts(monkeypatch, silent_port):
     """The paced API (fleet register) retries dropped connections longer, but not a dead endpoint."""
-    from ca.aws import IotApi
-    from ca.errors import AwsError
-    from ca.pacing import Pacer
+    from base.errors import AwsError
+    from cloud.iot import IotApi
+    from cloud.pacing import Pacer
 
     monkeypatch.setattr(aws_access, "READ_TIMEOUT", 0.2)
     pointed_at(monkeypatch, silent_port)

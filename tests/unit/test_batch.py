@@ -8,11 +8,11 @@ import stat
 import pytest
 from cryptography import x509
 
-from ca import manifest
+from base import manifest
+from base.certificates import certificate_id, to_pem
+from base.errors import AlreadyExistsError, InvalidInputError, InvalidThingNameError, WrongPassphraseError
+from base.keys import load_private_key, private_key_pem
 from ca.batch import BatchRequest, mint_batch, names_from_file, numbered_names
-from ca.certificates import certificate_id, to_pem
-from ca.errors import AlreadyExistsError, InvalidInputError, InvalidThingNameError, WrongPassphraseError
-from ca.keys import load_private_key, private_key_pem
 from ca.verify import verify_chain
 
 

@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from ca.keys import generate_key
+from base.keys import generate_key
 
 
 def test_init_writes_certs_apart_from_private_keys_with_mode_0600(jitr, tmp_path):
@@ -115,7 +115,7 @@ def test_help_explains_every_command(jitr):
 
 
 def test_lambda_retry_delays_are_two_waits_in_seconds():
-    from ca.cli.local_app import parse_retry_delays
+    from cli.local_app import parse_retry_delays
 
     assert parse_retry_delays("60,120") == (60.0, 120.0)
     assert parse_retry_delays(" 0.5 , 1 ") == (0.5, 1.0)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from ca.keys import generate_key
+from base.keys import generate_key
 
 
 def _files(root: Path) -> set[str]:

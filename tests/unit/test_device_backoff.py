@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 from device.backoff import Backoff
 
 

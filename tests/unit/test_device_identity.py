@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
-from ca.certificates import to_pem
-from ca.errors import MalformedError
+from base.certificates import to_pem
+from base.errors import ExitStatus, MalformedError
+from base.keys import generate_key, private_key_pem
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key, private_key_pem
-from device.errors import CertificateExpiredError, DeviceExit, DeviceKeyMismatchError
+from device.errors import CertificateExpiredError, DeviceKeyMismatchError
 from device.identity import load_identity
 
 NOW = dt.datetime.now(dt.UTC)
@@ -40,7 +40,7 @@ def test_a_key_that_is_not_the_certificates_is_found_before_connecting(issuer):
     _, other_key = device(issuer, "sensor-2")
     with pytest.raises(DeviceKeyMismatchError, match="does not belong to its certificate") as caught:
         load_identity(chain, other_key, source="chain.pem")
-    assert caught.value.exit_code == DeviceExit.KEY_MISMATCH == 11
+    assert caught.value.exit_code == ExitStatus.KEY_MISMATCH == 11
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_a_certificate_outside_its_validity_is_refused_locally(issuer, issued, m
     chain, key = device(issuer, now=issued)
     with pytest.raises(CertificateExpiredError, match=match) as caught:
         load_identity(chain, key)
-    assert caught.value.exit_code == DeviceExit.CERTIFICATE_EXPIRED
+    assert caught.value.exit_code == ExitStatus.CERTIFICATE_EXPIRED
 
 
 def test_garbage_is_a_malformed_identity(issuer):

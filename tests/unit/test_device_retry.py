@@ -6,15 +6,15 @@ import datetime as dt
 
 import pytest
 
-from ca.certificates import to_pem
+from base.certificates import to_pem
+from base.errors import ExitStatus
+from base.keys import generate_key, private_key_pem
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key, private_key_pem
 from device import client as client_module
 from device.attempts import Outcome
 from device.backoff import Backoff
 from device.client import ConnectOptions, Messages, run_device
 from device.endpoint import Endpoint
-from device.errors import DeviceExit
 from device.identity import load_identity
 
 NOW = dt.datetime.now(dt.UTC)
@@ -85,7 +85,7 @@ def test_one_refusal_is_tolerated_as_activation_in_progress(monkeypatch, identit
 def test_refusals_beyond_the_tolerated_number_mean_the_certificate_is_refused(monkeypatch, identity):
     result, sleeps = run_scripted(monkeypatch, identity, [Outcome.REFUSED, Outcome.REFUSED, Outcome.ACCEPTED])
     assert result.outcome == "certificate-refused"
-    assert result.error.exit_code == DeviceExit.CERTIFICATE_REFUSED
+    assert result.error.exit_code == ExitStatus.CERTIFICATE_REFUSED
     assert len(result.attempts) == 2 and len(sleeps) == 1
 
 
@@ -97,8 +97,8 @@ def test_with_no_refusals_tolerated_the_first_refusal_is_final(monkeypatch, iden
 @pytest.mark.parametrize(
     ("outcome", "reason", "code"),
     [
-        (Outcome.UNTRUSTED, "server-not-trusted", DeviceExit.SERVER_NOT_TRUSTED),  # retrying cannot fix trust
-        (Outcome.REJECTED, "connection-rejected", DeviceExit.CONNECTION_REJECTED),
+        (Outcome.UNTRUSTED, "server-not-trusted", ExitStatus.SERVER_NOT_TRUSTED),  # retrying cannot fix trust
+        (Outcome.REJECTED, "connection-rejected", ExitStatus.CONNECTION_REJECTED),
     ],
 )
 def test_permanent_outcomes_stop_at_the_first_attempt(monkeypatch, identity, outcome, reason, code):
@@ -110,10 +110,10 @@ def test_permanent_outcomes_stop_at_the_first_attempt(monkeypatch, identity, out
 @pytest.mark.parametrize(
     ("last", "reason", "code"),
     [
-        (Outcome.DROPPED, "not-activated", DeviceExit.NOT_ACTIVATED),  # JITR never finished
-        (Outcome.UNREACHABLE, "unreachable", DeviceExit.UNREACHABLE),
-        (Outcome.TIMEOUT, "unreachable", DeviceExit.UNREACHABLE),
-        (Outcome.REFUSED, "certificate-refused", DeviceExit.CERTIFICATE_REFUSED),  # refused within tolerance, last
+        (Outcome.DROPPED, "not-activated", ExitStatus.NOT_ACTIVATED),  # JITR never finished
+        (Outcome.UNREACHABLE, "unreachable", ExitStatus.UNREACHABLE),
+        (Outcome.TIMEOUT, "unreachable", ExitStatus.UNREACHABLE),
+        (Outcome.REFUSED, "certificate-refused", ExitStatus.CERTIFICATE_REFUSED),  # refused within tolerance, last
     ],
 )
 def test_when_attempts_run_out_the_last_attempt_names_the_failure(monkeypatch, identity, last, reason, code):
@@ -124,7 +124,7 @@ def test_when_attempts_run_out_the_last_attempt_names_the_failure(monkeypatch, i
 
 def test_a_publish_the_endpoint_closes_the_connection_on_is_a_policy_denial(monkeypatch, identity):
     result, _ = run_scripted(monkeypatch, identity, [Outcome.ACCEPTED], connection=FakeConnection(denied=True))
-    assert result.outcome == "policy-denied" and result.error.exit_code == DeviceExit.POLICY_DENIED
+    assert result.outcome == "policy-denied" and result.error.exit_code == ExitStatus.POLICY_DENIED
     assert "devices/dev-1/telemetry" in str(result.error)
     assert result.messages_sent == 0 and result.time_to_first_publish is None
 

@@ -7,9 +7,9 @@ import ssl
 
 import pytest
 
-from ca.certificates import to_pem
+from base.certificates import to_pem
+from base.keys import generate_key, private_key_pem
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key, private_key_pem
 from device.endpoint import Endpoint
 from device.identity import chain_warning, load_identity
 from device.tls import client_context

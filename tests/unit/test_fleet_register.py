@@ -8,14 +8,15 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from ca.aws import IotApi
-from ca.errors import AwsError, InvalidInputError
-from ca.fleet_batch import FAILED, REGISTERED, SKIPPED, Device, thing_attributes
-from ca.fleet_register import RegisterRequest, Setup, split_done
+from base.errors import AwsError, InvalidInputError
+from base.keys import generate_key
 from ca.issue import make_name
-from ca.keys import generate_key
-from ca.pacing import Pacer
-from ca.registration_task import common_attributes, input_lines, outcomes_from_reports, task_template
+from cloud.iot import IotApi
+from cloud.pacing import Pacer
+from fleet.devices import FAILED, REGISTERED, SKIPPED, Device, thing_attributes
+from fleet.register import split_done
+from fleet.requests import RegisterRequest, Setup
+from fleet.task import common_attributes, input_lines, outcomes_from_reports, task_template
 from tests.certificates import certificate_with_subject
 
 
@@ -228,7 +229,7 @@ def test_report_lines_are_matched_to_devices_by_offset_and_unreported_devices_fa
 
 
 def test_a_report_link_that_is_not_http_is_refused():
-    from ca.s3 import fetch_url
+    from cloud.s3 import fetch_url
 
     with pytest.raises(AwsError, match="not an HTTP"):
         fetch_url("file:///etc/passwd")

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from ca.certificates import certificate_id, common_name, country
-from ca.errors import (
+from base.certificates import certificate_id, common_name, country
+from base.errors import (
     ChainError,
     InvalidInputError,
     InvalidThingNameError,
@@ -21,8 +21,8 @@ from ca.errors import (
     NotACaError,
     SignatureError,
 )
+from base.keys import generate_key
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key
 from ca.verify import verify_chain
 
 

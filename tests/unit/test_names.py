@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ca.errors import InvalidCountryError, InvalidInputError, InvalidThingNameError
-from ca.names import check_common_name, check_country, check_thing_name
+from base.errors import InvalidCountryError, InvalidInputError, InvalidThingNameError
+from base.names import check_common_name, check_country, check_thing_name
 
 
 @pytest.mark.parametrize("name", ["dev-1", "a", "Sensor_01:eu", "x" * 64])

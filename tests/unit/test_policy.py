@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ca.errors import ExitStatus, InvalidInputError
+from base.errors import ExitStatus, InvalidInputError
 from ca.template import device_policy
 from emulator.policy import (
     Action,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from base.keys import generate_key
 from ca import profiles
-from ca.keys import generate_key
 
 
 def _by_type(extensions):

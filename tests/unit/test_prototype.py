@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 
-from ca.errors import InvalidThingNameError
+from base.errors import InvalidThingNameError
+from base.keys import generate_key
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key
 from ca.prototype import DevicePrototype
 from ca.verify import verify_chain
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from ca.errors import ExitStatus, InvalidInputError
+from base.errors import ExitStatus, InvalidInputError
 from emulator.rules_sql import (
     UNDEFINED,
     InvalidRuleSqlError,

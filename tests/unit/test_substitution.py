@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ca.errors import InvalidInputError
+from base.errors import InvalidInputError
 from emulator.rules_sql import MessageContext, Rule
 from emulator.substitution import InvalidSubstitutionTemplateError, Template, compile_template, render
 

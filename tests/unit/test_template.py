@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ca.errors import InvalidTemplateError
+from base.errors import InvalidTemplateError
 from ca.template import (
     check_template,
     device_policy,

@@ -11,16 +11,16 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from base.certificates import certificate_id, load_csr, to_pem
+from base.config import DEFAULT_PKI_DIR
+from base.errors import InvalidInputError
+from base.files import FileSpec, read_bytes, write_files
+from base.keys import KeyType
+from base.names import check_country
 from ca.batch import FORMATS, BatchRequest, mint_batch, names_from_file, numbered_names
-from ca.certificates import certificate_id, load_csr, to_pem
-from ca.cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, handle_errors, open_store
-from ca.cli.common import passphrase as read_passphrase
-from ca.config import DEFAULT_PKI_DIR
-from ca.errors import InvalidInputError
-from ca.files import FileSpec, read_bytes, write_files
-from ca.keys import KeyType
 from ca.mint import mint_device
-from ca.names import check_country
+from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, handle_errors, open_store
+from cli.common import passphrase as read_passphrase
 from device.backoff import Backoff
 from device.check import check_manifest
 from device.client import ConnectOptions, Messages, run_device

@@ -11,7 +11,11 @@ from enum import IntEnum
 
 
 class ExitStatus(IntEnum):
-    """Process exit codes of the ``jitr`` command."""
+    """Process exit codes of the ``jitr`` command: the one table (docs/errors.md).
+
+    0-6 are the kit's; 10-20 are a device's, for ``jitr device connect``, ``simulate`` and ``check``
+    (``device/errors.py`` says what each means); 130 is Ctrl-C (or SIGTERM, SIGHUP).
+    """
 
     OK = 0
     ERROR = 1
@@ -20,6 +24,16 @@ class ExitStatus(IntEnum):
     CONFLICT = 4  # something already exists and would be overwritten
     CRYPTO = 5  # wrong passphrase, bad signature, chain that does not verify
     AWS = 6  # the AWS (or emulator) API refused or failed
+    SERVER_NOT_TRUSTED = 10
+    KEY_MISMATCH = 11
+    CERTIFICATE_REFUSED = 12
+    POLICY_DENIED = 13
+    NOT_ACTIVATED = 14
+    UNREACHABLE = 15
+    CERTIFICATE_EXPIRED = 16
+    CONNECTION_REJECTED = 17
+    DEVICES_FAILED = 20
+    INTERRUPTED = 130
 
 
 class JitrError(Exception):

@@ -19,20 +19,20 @@ from typing import Annotated, Any
 
 import typer
 
-from ca import manifest
-from ca.aws import IotApi
-from ca.aws_access import make_session
+from base import manifest
+from base.certificates import certificate_id, load_certificates, to_pem
+from base.errors import AlreadyExistsError, AwsError
+from base.files import create_file, write_files
+from base.keys import generate_key, private_key_pem
 from ca.batch import BatchRequest, mint_batch, numbered_names
-from ca.certificates import certificate_id, load_certificates, to_pem
-from ca.cli.common import handle_errors
-from ca.errors import AlreadyExistsError, AwsError
-from ca.files import create_file, write_files
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import generate_key, private_key_pem
 from ca.mint import mint_device
 from ca.registration import RegistrationRequest, register_ca
 from ca.store import CaMaterial, CaMetadata, PkiStore
 from ca.verify import verify_chain
+from cli.common import handle_errors
+from cloud.iot import IotApi
+from cloud.session import make_session
 from device.backoff import Backoff
 from device.client import ConnectOptions, Messages, run_device
 from device.endpoint import Endpoint

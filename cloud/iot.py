@@ -1,12 +1,12 @@
 """The one AWS seam: every AWS IoT call the kit makes goes through :class:`IotApi`.
 
 It takes a boto3 IoT client (real AWS, moto, or the local emulator through
-``AWS_ENDPOINT_URL``), turns AWS errors into :class:`ca.errors.AwsError` sentences, and retries
+``AWS_ENDPOINT_URL``), turns AWS errors into :class:`base.errors.AwsError` sentences, and retries
 throttled calls with exponential backoff and full jitter. For bulk work (``jitr fleet register``)
-it takes a :class:`ca.pacing.Pacer` instead: calls to a throttled operation are then paced for all
+it takes a :class:`cloud.pacing.Pacer` instead: calls to a throttled operation are then paced for all
 threads together and retried for ever, and botocore's own retries are off so that the pacer sees
 every throttle.
-The few S3 calls the kit makes are in :mod:`ca.s3`.
+The few S3 calls the kit makes are in :mod:`cloud.s3`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ca import config
-from ca.aws_access import MAX_ATTEMPTS, aws_error_code, aws_error_parts, failed_call, make_session
-from ca.errors import AwsError
+from base import config
+from base.errors import AwsError
+from cloud.session import MAX_ATTEMPTS, aws_error_code, aws_error_parts, failed_call, make_session
 
 if TYPE_CHECKING:
-    from ca.pacing import Pacer
+    from cloud.pacing import Pacer
 
 RETRYABLE = {
     "ThrottlingException",
@@ -256,7 +256,7 @@ class IotApi:
                 raise _as_aws_error(operation, exc) from exc
             cert_id, arn = exc.response.get("resourceId"), exc.response.get("resourceArn")
             if not cert_id or not arn:
-                from ca.certificates import certificate_id, load_certificate
+                from base.certificates import certificate_id, load_certificate
 
                 cert_id = cert_id or certificate_id(load_certificate(pem.encode()))
                 arn = self._checked("describe_certificate", certificateId=cert_id)["certificateDescription"][

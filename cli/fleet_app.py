@@ -3,13 +3,12 @@ minted batch up front, reset the fleet.
 
 describe, endpoint and reset are what ``deploy.sh`` and ``delete.sh`` call. A stack is looked up in
 CloudFormation, or in the local emulator when AWS_ENDPOINT_URL is set (where ``jitr local deploy``
-keeps its record). register is :mod:`ca.fleet_register`.
+keeps its record). register is :mod:`fleet.register`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,37 +16,37 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ca import config
-from ca.aws import IotApi
-from ca.aws_access import make_session
-from ca.certificates import certificate_id, load_certificate
-from ca.cli.common import JsonOption, emit, handle_errors
-from ca.errors import InvalidInputError, NotFoundError
-from ca.files import read_bytes
-from ca.fleet import (
-    StackInfo,
+from base import config
+from base.certificates import certificate_id, load_certificate
+from base.errors import InvalidInputError, NotFoundError
+from base.files import read_bytes
+from base.names import check_stack_name
+from ca.store import PkiStore
+from cli.common import JsonOption, emit, handle_errors
+from cli.wiring import stack_source
+from cloud.iot import IotApi
+from cloud.pacing import Pacer
+from cloud.s3 import S3Api, bucket_exists, empty_bucket
+from cloud.session import make_session
+from cloud.stacks import StackInfo
+from fleet.devices import FAILED, manifest_ca
+from fleet.register import register_fleet
+from fleet.requests import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_POLICY,
+    SHARED_WARNING,
+    RegisterReport,
+    RegisterRequest,
+)
+from fleet.requests import Progress as RegisterProgress
+from fleet.reset import (
     check_archive_bucket,
     plan_manifest_reset,
     plan_reset,
     reset_fleet,
     reset_manifest,
     stack_ca_id,
-    stack_from_cloudformation,
 )
-from ca.fleet_batch import FAILED, manifest_ca
-from ca.fleet_register import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_POLICY,
-    SHARED_WARNING,
-    RegisterReport,
-    RegisterRequest,
-    register_fleet,
-)
-from ca.fleet_register import Progress as RegisterProgress
-from ca.names import check_stack_name
-from ca.pacing import Pacer
-from ca.s3 import S3Api, bucket_exists, empty_bucket
-from ca.store import PkiStore
 
 app = typer.Typer(
     help="Describe a deployed stack, find its endpoint, register a minted batch up front, and reset a fleet.",
@@ -61,17 +60,9 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for con
 
 
 def lookup_stack(name: str) -> StackInfo | None:
-    """The stack in CloudFormation, or in the emulator when AWS_ENDPOINT_URL points at it."""
+    """The stack in the stack source the CLI's wiring chose (CloudFormation, or the local emulator)."""
     check_stack_name(name)  # before any call: CloudFormation would answer a ValidationError, not "no stack"
-    session = make_session()
-    if os.environ.get(config.ENV_AWS_ENDPOINT_URL):
-        from emulator.stack import StackDeployer
-
-        record = StackDeployer(session).record(name)
-        if record is None:
-            return None
-        return StackInfo(name, "DEPLOYED", record.get("parameters") or {}, record.get("outputs") or {})
-    return stack_from_cloudformation(session.client("cloudformation"), name)
+    return stack_source(make_session()).stack(name)
 
 
 @app.command()

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PublicKeyTypes
 
-from ca.errors import InvalidInputError, KeyMismatchError, MalformedError, WrongPassphraseError
+from base.errors import InvalidInputError, KeyMismatchError, MalformedError, WrongPassphraseError
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 MIN_RSA_BITS = 2048

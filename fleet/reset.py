@@ -23,69 +23,16 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ca.aws import IotApi
-from ca.aws_access import aws_error_code
-from ca.errors import AwsError, InvalidInputError, NotFoundError
+from base.errors import InvalidInputError, NotFoundError
+from cloud.iot import IotApi
+from cloud.stacks import StackInfo
 
 # AWS IoT names the policy a JITP template creates from an inline PolicyDocument after the document's hash.
 JITP_POLICY_NAME = re.compile(r"^[0-9a-f]{64}$")
 DELETABLE_STATUSES = ("INACTIVE", "REVOKED")  # a certificate in any other status is set INACTIVE first
-
-
-@dataclass(frozen=True)
-class StackInfo:
-    """A deployed stack as far as the fleet is concerned: its parameters and outputs."""
-
-    name: str
-    status: str = "DEPLOYED"
-    parameters: Mapping[str, str] = field(default_factory=dict)
-    outputs: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def ca_certificate_id(self) -> str | None:
-        return self.parameters.get("CaCertificateId") or None
-
-    @property
-    def device_policy(self) -> str | None:
-        return self.outputs.get("DevicePolicyName") or None
-
-    @property
-    def archive_bucket(self) -> str | None:
-        return self.outputs.get("ArchiveBucketName") or None
-
-    def as_dict(self) -> dict:
-        return {
-            "stack": self.name,
-            "exists": True,
-            "status": self.status,
-            "parameters": dict(self.parameters),
-            "outputs": dict(self.outputs),
-        }
-
-
-def stack_from_cloudformation(cloudformation, name: str) -> StackInfo | None:
-    """The CloudFormation stack ``name`` (a boto3 client), or None if there is none."""
-    from botocore.exceptions import ClientError
-
-    try:
-        stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
-    except ClientError as exc:
-        message = exc.response.get("Error", {}).get("Message", "")
-        if aws_error_code(exc) == "ValidationError" and "does not exist" in message:
-            return None
-        raise AwsError(f"CloudFormation refused describe_stacks for {name}: {message.rstrip('.')}.") from exc
-    if not stacks or stacks[0].get("StackStatus") == "DELETE_COMPLETE":
-        return None
-    stack = stacks[0]
-    return StackInfo(
-        name=name,
-        status=stack.get("StackStatus", "UNKNOWN"),
-        parameters={p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters") or []},
-        outputs={o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs") or []},
-    )
 
 
 def stack_ca_id(stack_name: str, stack: StackInfo | None, directory_ca_id: str | None) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ca.errors import InvalidCountryError, InvalidInputError, InvalidThingNameError
+from base.errors import InvalidCountryError, InvalidInputError, InvalidThingNameError
 
 THING_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")

@@ -17,10 +17,10 @@ from typing import Annotated
 
 import typer
 
-from ca import config
-from ca.cli.common import JsonOption, emit, handle_errors
-from ca.errors import AlreadyExistsError, InvalidInputError, NotFoundError
-from ca.files import FileSpec, write_files
+from base import config
+from base.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from base.files import FileSpec, write_files
+from cli.common import JsonOption, emit, handle_errors
 
 app = typer.Typer(
     help="Run a local emulator of AWS IoT Core and deploy the kit's stack into it.",
@@ -223,7 +223,7 @@ def _deployer():
             "AWS_ENDPOINT_URL is not set: 'jitr local' deploys only into the emulator (start it with 'jitr local up', "
             'then eval "$(jitr local env)"); use sam deploy for AWS.'
         )
-    from ca.aws_access import make_session
+    from cloud.session import make_session
     from emulator.stack import StackDeployer
 
     session = make_session()

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ca.errors import MalformedError, NotFoundError
-from ca.files import read_bytes
+from base.errors import MalformedError, NotFoundError
+from base.files import read_bytes
 
 MANIFEST = "manifest.jsonl"
 CA_FILE = "ca.pem"

@@ -1,6 +1,6 @@
 """The S3 calls the kit makes beside AWS IoT's: a bulk registration's input file and its report links,
 whether a stack's archive bucket is still there, and emptying it. Errors are sentences
-(:class:`ca.errors.AwsError`).
+(:class:`base.errors.AwsError`).
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import urllib.request
 from typing import Any
 
-from ca import config
-from ca.aws_access import aws_error_code, aws_error_parts, make_session
-from ca.errors import AwsError
+from base import config
+from base.errors import AwsError
+from cloud.session import aws_error_code, aws_error_parts, make_session
 
 S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 

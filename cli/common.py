@@ -11,10 +11,10 @@ from typing import Annotated
 
 import typer
 
-from ca import config
-from ca.aws_access import aws_failure
-from ca.errors import ExitStatus, InvalidInputError, JitrError
+from base import config
+from base.errors import ExitStatus, InvalidInputError, JitrError
 from ca.store import PkiStore
+from cloud.session import aws_failure
 
 DEBUG_ENV = "JITR_DEBUG"
 

@@ -16,10 +16,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
-from ca.certificates import certificate_id, common_name, country, load_certificate
-from ca.errors import InvalidInputError, JitrError, NotFoundError
-from ca.manifest import CA_FILE, ManifestEntry
-from ca.names import check_thing_name
+from base.certificates import certificate_id, common_name, country, load_certificate
+from base.errors import InvalidInputError, JitrError, NotFoundError
+from base.manifest import CA_FILE, ManifestEntry
+from base.names import check_thing_name
 
 REGISTERED, SKIPPED, FAILED = "registered", "skipped", "failed"
 _ATTRIBUTE_UNSAFE = re.compile(r"[^a-zA-Z0-9_.,@/:#=\[\]-]")  # what a thing attribute value may not hold

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ca.errors import AlreadyExistsError, NotFoundError, OutputError
+from base.errors import AlreadyExistsError, NotFoundError, OutputError
 
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644

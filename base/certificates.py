@@ -8,8 +8,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from ca.errors import MalformedError
-from ca.keys import key_type_of
+from base.errors import MalformedError
+from base.keys import key_type_of
 
 
 def certificate_id(cert: x509.Certificate) -> str:

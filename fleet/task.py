@@ -21,13 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ca.aws import IotApi
-from ca.errors import AwsError
-from ca.files import FileSpec, write_files
-from ca.fleet_batch import FAILED, REGISTERED, Device, Outcome
-from ca.fleet_register import Progress, RegisterRequest, Setup
-from ca.s3 import S3Api, fetch_url
+from base.errors import AwsError
+from base.files import FileSpec, write_files
 from ca.template import template_body
+from cloud.iot import IotApi
+from cloud.s3 import S3Api, fetch_url
+from fleet.devices import FAILED, REGISTERED, Device, Outcome
+from fleet.requests import Progress, RegisterRequest, Setup
 
 KEY_PREFIX = "jitr-fleet-register"
 INPUT_FILE = "registration-task-input.jsonl"

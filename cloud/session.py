@@ -1,6 +1,6 @@
 """Reaching AWS: a boto3 session from the kit's profile and region settings, and what a boto3 error says.
 
-Shared by the IoT seam (:mod:`ca.aws`), the S3 calls (:mod:`ca.s3`) and the CLI's error edge
+Shared by the IoT seam (:mod:`cloud.iot`), the S3 calls (:mod:`cloud.s3`) and the CLI's error edge
 (:func:`aws_failure`); no call is made here. Every client of a session made here has connect and
 read timeouts and a bounded number of attempts, so an endpoint that accepts TCP and never answers is
 reported in about :data:`DEAD_ENDPOINT_SECONDS`, not waited on for minutes (botocore's defaults: 60 s
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ca import config
-from ca.errors import AwsError
+from base import config
+from base.errors import AwsError
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 READ_TIMEOUT = 8.0  # seconds an answer may take; the kit's calls take milliseconds

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ca.cli import ca_app, demo, device_app, fleet_app
-from ca.cli.common import handle_signals, set_debug
-from ca.cli.local_app import app as local_app
+from cli import ca_app, demo, device_app, fleet_app
+from cli.common import handle_signals, set_debug
+from cli.local_app import app as local_app
 
 app = typer.Typer(
     name="jitr",

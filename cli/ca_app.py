@@ -9,15 +9,13 @@ from typing import Annotated
 
 import typer
 
-from ca import config
-from ca.aws import IotApi
-from ca.certificates import certificate_id, describe, load_certificates
-from ca.cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, handle_errors, open_store, passphrase
-from ca.errors import AlreadyExistsError, InvalidInputError
-from ca.files import FileSpec, read_bytes, write_files
+from base import config
+from base.certificates import certificate_id, describe, load_certificates
+from base.errors import AlreadyExistsError, InvalidInputError
+from base.files import FileSpec, read_bytes, write_files
+from base.keys import KeyType, generate_key
+from base.names import DEFAULT_TOPIC_ROOT
 from ca.issue import Issuer, issue_root, make_name
-from ca.keys import KeyType, generate_key
-from ca.names import DEFAULT_TOPIC_ROOT
 from ca.registration import RegistrationRequest, register_ca
 from ca.store import CaMaterial, CaMetadata, PkiStore
 from ca.template import (
@@ -27,6 +25,8 @@ from ca.template import (
     render_jitp_template,
 )
 from ca.verify import verify_chain
+from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, handle_errors, open_store, passphrase
+from cloud.iot import IotApi
 
 app = typer.Typer(
     help="Create and use the certificate authority that signs your devices.",
