@@ -42,7 +42,7 @@ from device.identity import identity_from_files
 MARKER = ".jitr-demo"  # only folders carrying it are wiped by a re-run
 STACK = "jitr-demo"
 THING = "demo-device-1"
-TEMPLATE = Path(__file__).resolve().parents[2] / "sam" / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[1] / "sam" / "template.yaml"
 WAIT = 30.0  # seconds the demo waits for the Lambda or the archive before it calls the step failed
 
 

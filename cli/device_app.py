@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from base.certificates import certificate_id, load_csr, to_pem
 from base.config import DEFAULT_PKI_DIR
@@ -21,13 +20,14 @@ from ca.batch import FORMATS, BatchRequest, mint_batch, names_from_file, numbere
 from ca.mint import mint_device
 from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, handle_errors, open_store
 from cli.common import passphrase as read_passphrase
+from cli.device_report import check_table, count_devices, describe_result, describe_summary
+from cli.progress import ProgressBar
 from device.backoff import Backoff
 from device.check import check_manifest
 from device.client import ConnectOptions, Messages, run_device
 from device.endpoint import parse_endpoint
 from device.errors import DevicesFailedError
 from device.identity import chain_warning, identity_from_files
-from device.report import FleetProgress, check_table, count_devices, describe_result, describe_summary
 from device.simulate import simulate_manifest
 
 app = typer.Typer(
@@ -108,7 +108,7 @@ def mint(
         label = prefix.rstrip("-_:") or "batch"
     out = out or directory / "batches" / label
     request = BatchRequest(out=out, fmt=fmt, country=country, days=days, key_type=key_type, workers=workers)
-    with _progress(len(things), quiet=as_json) as advance:
+    with ProgressBar("minting", len(things), quiet=as_json) as advance:
         result = mint_batch(
             things,
             ca_cert_pem=to_pem(issuer.certificate),
@@ -130,31 +130,6 @@ def mint(
         as_json,
         f"Minted {result.count} devices in {result.seconds:.1f} s ({rate:,.0f}/s); manifest: {result.manifest}",
     )
-
-
-class _progress:
-    """A rich progress bar on stderr (silent for --json or when stderr is not a terminal)."""
-
-    def __init__(self, total: int, *, quiet: bool) -> None:
-        self.total = total
-        self.bar = (
-            None
-            if quiet
-            else Progress(
-                TextColumn("minting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-            )
-        )
-
-    def __enter__(self):
-        if self.bar is None:
-            return lambda n: None
-        self.bar.start()
-        task = self.bar.add_task("mint", total=self.total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 @app.command("sign-csr")
@@ -332,7 +307,7 @@ def simulate(
     Prints devices/s, p50/p95 time to first publish, messages sent and failures by reason; exits 20
     if any device failed.
     """
-    with FleetProgress(count_devices(manifest, count), "first connects", quiet=as_json) as progress:
+    with ProgressBar("first connects", count_devices(manifest, count), quiet=as_json) as bar:
         summary = simulate_manifest(
             manifest,
             endpoint,
@@ -342,7 +317,7 @@ def simulate(
             messages=messages,
             topic_root=topic_root,
             options=_connect_options(base, cap, attempts, refusals),
-            progress=progress,
+            progress=bar.count_result,
         )
     emit(summary.to_dict(), as_json, describe_summary(summary))
     if summary.failed:
@@ -368,7 +343,7 @@ def check(
 
     Exits 20 if any thing does not connect.
     """
-    with FleetProgress(count_devices(manifest), "checking", quiet=as_json) as progress:
+    with ProgressBar("checking", count_devices(manifest), quiet=as_json) as bar:
         report = check_manifest(
             manifest,
             endpoint,
@@ -377,7 +352,7 @@ def check(
             publish=publish,
             topic_root=topic_root,
             options=_connect_options(base, cap, attempts, refusals),
-            progress=progress,
+            progress=bar.count_result,
         )
     if as_json:
         emit(report.to_dict(), True, "")

@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from base import config
 from base.certificates import certificate_id, load_certificate
-from base.errors import InvalidInputError, NotFoundError
+from base.errors import InvalidInputError, JitrError, NotFoundError
 from base.files import read_bytes
 from base.names import check_stack_name
 from ca.store import PkiStore
 from cli.common import JsonOption, emit, handle_errors
+from cli.progress import ProgressBar
 from cli.wiring import stack_source
 from cloud.iot import IotApi
 from cloud.pacing import Pacer
@@ -38,7 +37,6 @@ from fleet.requests import (
     RegisterReport,
     RegisterRequest,
 )
-from fleet.requests import Progress as RegisterProgress
 from fleet.reset import (
     check_archive_bucket,
     plan_manifest_reset,
@@ -154,7 +152,7 @@ def reset(
             raise typer.Exit(1)
     report: dict = {"stack": stack, "caCertificateId": ca_id}
     if plan is not None:
-        with _progress(len(plan.certificates), quiet=as_json) as advance:
+        with ProgressBar("deleting", len(plan.certificates), quiet=as_json, min_total=21) as advance:
             policy = info.device_policy if info is not None else None
             report |= reset_fleet(api, ca_id, keep_ca=keep_ca, stack_policy=policy, progress=advance)
     report["bucket"] = bucket
@@ -169,7 +167,7 @@ def _reset_batch(manifest: Path, *, yes: bool, concurrency: int, as_json: bool) 
     if not yes and not fleet.is_empty() and not typer.confirm(fleet.question(), err=True):
         typer.echo("Aborted; nothing was deleted.", err=True)
         raise typer.Exit(1)
-    with _progress(len(fleet.certificates), quiet=as_json) as advance:
+    with ProgressBar("deleting", len(fleet.certificates), quiet=as_json, min_total=21) as advance:
         report = reset_manifest(api, fleet, concurrency=concurrency, progress=advance)
     emit(
         report,
@@ -275,11 +273,14 @@ def register(
     s3 = S3Api.connect() if method == "task" else None
     if shared_certificate:
         typer.echo(f"Warning: {SHARED_WARNING}", err=True)
-    with _RegisterBar(quiet=as_json) as bar:
+    with ProgressBar("registering", quiet=as_json) as bar:
         report = register_fleet(api, request, ca=ca, now=dt.datetime.now(dt.UTC), s3=s3, progress=bar)
     emit(report.summary(), as_json, _register_summary(report))
     if report.count(FAILED):
-        raise typer.Exit(1)
+        raise JitrError(
+            f"{report.count(FAILED)} of {len(report.outcomes)} devices were not registered; "
+            f"the reasons are in {report.request.results_path}."
+        )
 
 
 def _batch_ca(manifest: Path, directory: Path | None, *, required: bool):
@@ -313,42 +314,6 @@ def _register_summary(report: RegisterReport) -> str:
     return "\n".join(lines)
 
 
-class _RegisterBar(RegisterProgress):
-    """A rich progress bar on stderr while devices are registered (silent for --json)."""
-
-    def __init__(self, *, quiet: bool) -> None:
-        self.bar = (
-            None
-            if quiet
-            else Progress(
-                TextColumn("registering"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-                console=Console(stderr=True),
-            )
-        )
-        self.task = None
-
-    def __enter__(self) -> _RegisterBar:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def start(self, total: int) -> None:
-        if self.bar is not None:
-            self.task = self.bar.add_task("register", total=total)
-
-    def advance(self, count: int = 1) -> None:
-        if self.bar is not None and self.task is not None:
-            self.bar.advance(self.task, count)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _summary(report: dict, *, keep_ca: bool) -> str:
     if report["caCertificateId"] is None:
         fleet = f"No CA is known for stack {report['stack']} (no deployed stack, no CA in --dir): no fleet to reset."
@@ -364,26 +329,3 @@ def _summary(report: dict, *, keep_ca: bool) -> str:
     if report["bucketGone"]:
         return f"{fleet}\nBucket {report['bucket']} is already gone."
     return f"{fleet}\nEmptied {report['bucket']}: deleted {report['objectsDeleted']} object versions and markers."
-
-
-class _progress:
-    """A rich progress bar on stderr for long resets (silent for --json or when stderr is not a terminal)."""
-
-    def __init__(self, total: int, *, quiet: bool) -> None:
-        self.bar = None
-        if not quiet and total > 20:
-            self.bar = Progress(
-                TextColumn("deleting"), BarColumn(), MofNCompleteColumn(), transient=True, console=Console(stderr=True)
-            )
-        self.total = total
-
-    def __enter__(self):
-        if self.bar is None:
-            return lambda n: None
-        self.bar.start()
-        task = self.bar.add_task("reset", total=self.total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -8,6 +8,5 @@
 - :mod:`device.client`: :func:`~device.client.run_device`, one device's first connect and publishes;
 - :mod:`device.simulate`: :func:`~device.simulate.simulate_manifest`, a fleet at once, and its summary;
 - :mod:`device.check`: :func:`~device.check.check_manifest`, which things of a manifest connect;
-- :mod:`device.report`: sentences, progress bar and table for the CLI;
 - :mod:`device.errors`: the failures and their exit codes.
 """

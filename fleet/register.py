@@ -43,10 +43,11 @@ from cloud.s3 import S3Api
 from fleet.devices import FAILED, REGISTERED, SKIPPED, Device, Outcome, load_devices
 from fleet.requests import (
     SHARED_WARNING,
-    Progress,
+    ProgressReporter,
     RegisterReport,
     RegisterRequest,
     Setup,
+    SilentProgress,
 )
 from fleet.task import register_by_task
 
@@ -143,7 +144,7 @@ def register_device(api: IotApi, setup: Setup, device: Device) -> Outcome:
 
 
 def run_bounded(
-    items: Iterable[Device], work: Callable[[Device], Outcome], concurrency: int, progress: Progress
+    items: Iterable[Device], work: Callable[[Device], Outcome], concurrency: int, progress: ProgressReporter
 ) -> list[Outcome]:
     """``work`` on every item in ``concurrency`` threads, at most a few items a thread in flight."""
     outcomes: list[Outcome] = []
@@ -160,14 +161,14 @@ def run_bounded(
     return outcomes
 
 
-def _collected(futures: Iterable[Future], progress: Progress) -> list[Outcome]:
+def _collected(futures: Iterable[Future], progress: ProgressReporter) -> list[Outcome]:
     done = [future.result() for future in futures]
     progress.advance(len(done))
     return done
 
 
 def register_by_api(
-    api: IotApi, setup: Setup, devices: list[Device], request: RegisterRequest, progress: Progress
+    api: IotApi, setup: Setup, devices: list[Device], request: RegisterRequest, progress: ProgressReporter
 ) -> list[Outcome]:
     return run_bounded(devices, lambda device: register_device(api, setup, device), request.concurrency, progress)
 
@@ -189,11 +190,11 @@ def register_fleet(
     ca: x509.Certificate | None,
     now: dt.datetime,
     s3: S3Api | None = None,
-    progress: Progress | None = None,
+    progress: ProgressReporter | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RegisterReport:
     """Register the manifest's devices (see the module docstring); the results file is written too."""
-    progress = progress or Progress()
+    progress = progress or SilentProgress()
     started = clock()
     if ca is None and not request.without_ca:
         raise InvalidInputError("Registering under a CA needs its certificate: give --dir, or use --without-ca.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from base.errors import InvalidInputError
 from base.names import THING_NAME_RE
@@ -109,8 +109,16 @@ class RegisterReport:
         }
 
 
-class Progress:
-    """Where a run reports how far it is (the CLI's progress bar); this one ignores it."""
+class ProgressReporter(Protocol):
+    """Where a run reports how far it is (the CLI's progress bar, ``cli.progress.ProgressBar``)."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, count: int = 1) -> None: ...
+
+
+class SilentProgress:
+    """A :class:`ProgressReporter` that reports nowhere."""
 
     def start(self, total: int) -> None:
         pass

@@ -27,7 +27,7 @@ from ca.template import template_body
 from cloud.iot import IotApi
 from cloud.s3 import S3Api, fetch_url
 from fleet.devices import FAILED, REGISTERED, Device, Outcome
-from fleet.requests import Progress, RegisterRequest, Setup
+from fleet.requests import ProgressReporter, RegisterRequest, Setup
 
 KEY_PREFIX = "jitr-fleet-register"
 INPUT_FILE = "registration-task-input.jsonl"
@@ -139,7 +139,7 @@ def wait_for_task(
     task_id: str,
     *,
     poll: float,
-    progress: Progress,
+    progress: ProgressReporter,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict:
     """Follow the task until it ends (its last description); Ctrl-C stops it."""
@@ -166,7 +166,7 @@ def register_by_task(
     setup: Setup,
     devices: list[Device],
     *,
-    progress: Progress,
+    progress: ProgressReporter,
 ) -> tuple[list[Outcome], str]:
     """Register ``devices`` with one thing registration task; their outcomes and the task id."""
     if s3 is None:

@@ -1,4 +1,5 @@
-"""Every module of the kit imports on its own, whatever was imported before it (no import cycles)."""
+"""Every module of the kit imports on its own, whatever was imported before it. (That there is no
+import cycle is test_architecture.py's: it reads the imports instead of running them.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("ca", "device", "emulator")
+PACKAGES = ("base", "ca", "cli", "cloud", "device", "emulator", "fleet", "rules")
 
 IMPORT_EACH_FRESH = """
 import importlib, sys
@@ -34,7 +35,7 @@ def modules() -> list[str]:
 
 def test_each_module_imports_first_in_a_fresh_interpreter_state():
     found = modules()
-    assert len(found) > 40 and "emulator.provisioning" in found
+    assert len(found) > 40 and "cli.wiring" in found
     script = IMPORT_EACH_FRESH.format(packages=set(PACKAGES))
     done = subprocess.run(
         [sys.executable, "-c", script, *found], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False

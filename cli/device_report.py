@@ -1,12 +1,9 @@
-"""Results for people: sentences, a progress bar for fleet runs, and the check table (``rich``)."""
+"""A device run's results for people: sentences and the check table (``rich``)."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from base.errors import InvalidInputError
@@ -75,34 +72,3 @@ def count_devices(manifest: Path, count: int | None = None) -> int:
             f"The manifest {manifest} holds no devices; mint a batch with 'jitr device mint --count'."
         )
     return lines if count is None else min(lines, count)
-
-
-class FleetProgress:
-    """A rich progress bar on stderr counting devices done and failed; silent when ``quiet`` or not a terminal."""
-
-    def __init__(self, total: int, label: str, *, quiet: bool) -> None:
-        self.failed = 0
-        self.lock = threading.Lock()  # devices finish on many threads at once
-        self.bar = None
-        console = Console(stderr=True)
-        if not quiet and console.is_terminal:
-            columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]}"))
-            self.bar = Progress(*columns, TimeElapsedColumn(), console=console, transient=True)
-            self.task = self.bar.add_task(label, total=total, failed="")
-
-    def __enter__(self) -> FleetProgress:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __call__(self, result: DeviceResult) -> None:
-        if self.bar is None:
-            return
-        with self.lock:
-            self.failed += not result.ok
-            failed = f"[red]{self.failed} failed[/red]" if self.failed else ""
-        self.bar.update(self.task, advance=1, failed=failed)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
