@@ -7,11 +7,12 @@ from typing import Annotated
 import typer
 
 from cli import ca_app, demo, device_app, fleet_app
-from cli.common import handle_signals, set_debug
+from cli.common import JitrGroup, handle_signals, set_debug
 from cli.local_app import app as local_app
 
 app = typer.Typer(
     name="jitr",
+    cls=JitrGroup,
     help="A certificate authority and automation kit for AWS IoT Core Just-in-Time Registration and Provisioning.",
     no_args_is_help=True,
     rich_markup_mode=None,

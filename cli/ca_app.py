@@ -25,7 +25,7 @@ from ca.template import (
     render_jitp_template,
 )
 from ca.verify import verify_chain
-from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, handle_errors, open_store, passphrase
+from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, open_store, passphrase
 from cloud.iot import IotApi
 
 app = typer.Typer(
@@ -36,7 +36,6 @@ app = typer.Typer(
 
 
 @app.command()
-@handle_errors
 def init(
     directory: DirOption = Path(config.DEFAULT_PKI_DIR),
     cn: Annotated[str, typer.Option("--cn", help="Common name of the root CA.")] = "jitr-kit Root CA",
@@ -98,7 +97,6 @@ def init(
 
 
 @app.command()
-@handle_errors
 def show(
     file: Annotated[Path, typer.Argument(help="A PEM certificate or chain file.")],
     as_json: JsonOption = False,
@@ -110,7 +108,6 @@ def show(
 
 
 @app.command()
-@handle_errors
 def verify(
     cert: Annotated[Path, typer.Argument(help="The certificate (or chain file) to verify.")],
     directory: DirOption = Path(config.DEFAULT_PKI_DIR),
@@ -135,7 +132,6 @@ TopicRootOption = Annotated[
 
 
 @app.command()
-@handle_errors
 def template(
     directory: DirOption = Path(config.DEFAULT_PKI_DIR),
     policy: Annotated[
@@ -175,7 +171,6 @@ def template(
 
 
 @app.command()
-@handle_errors
 def register(
     directory: DirOption = Path(config.DEFAULT_PKI_DIR),
     mode: Annotated[str, typer.Option("--mode", help="default (verification certificate) or sni-only.")] = "default",

@@ -1,15 +1,18 @@
-"""What every command shares: error handling at the edge, output, options, passphrases."""
+"""What every command shares: the error edge, output, options, passphrases."""
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from base import config
 from base.errors import ExitStatus, InvalidInputError, JitrError
@@ -64,36 +67,44 @@ def debug_enabled() -> bool:
     return _debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def handle_errors(func):
-    """Turn a JitrError into one sentence on stderr and its exit code (a traceback only with --debug)."""
+@contextlib.contextmanager
+def error_edge() -> Iterator[None]:
+    """The CLI's one error edge: a JitrError becomes one sentence on stderr and its exit code, a
+    signal 128 + its number, an AWS or file failure outside the kit's seams a sentence too; anything
+    else is a bug and keeps its traceback. ``--debug`` (or JITR_DEBUG=1) shows every traceback."""
+    try:
+        yield
+    except JitrError as exc:
+        if debug_enabled():
+            raise
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        typer.echo(f"Interrupted ({signal.Signals(signum).name}); nothing half-written was left behind.", err=True)
+        raise typer.Exit(128 + signum) from None
+    except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        raise
+    except Exception as exc:
+        # a boto3 call outside the kit's seams (an endpoint down, a refusal; botocore's timeouts are
+        # OSErrors too), or a file that cannot be read or written
+        failure = aws_failure(exc)
+        if debug_enabled() or (failure is None and not isinstance(exc, OSError)):
+            raise
+        if failure is not None:
+            typer.echo(f"Error: {failure}", err=True)
+            raise typer.Exit(int(failure.exit_code)) from None
+        assert isinstance(exc, OSError)
+        typer.echo(f"Error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}.", err=True)
+        raise typer.Exit(int(ExitStatus.ERROR)) from None
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except JitrError as exc:
-            if debug_enabled():
-                raise
-            typer.echo(f"Error: {exc}", err=True)
-            raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt as exc:
-            signum = getattr(exc, "signum", signal.SIGINT)
-            typer.echo(f"Interrupted ({signal.Signals(signum).name}); nothing half-written was left behind.", err=True)
-            raise typer.Exit(128 + signum) from None
-        except Exception as exc:
-            # a boto3 call outside the kit's seams (an endpoint down, a refusal; botocore's timeouts are
-            # OSErrors too), or a file that cannot be read or written
-            failure = aws_failure(exc)
-            if debug_enabled() or (failure is None and not isinstance(exc, OSError)):
-                raise
-            if failure is not None:
-                typer.echo(f"Error: {failure}", err=True)
-                raise typer.Exit(int(failure.exit_code)) from None
-            assert isinstance(exc, OSError)
-            typer.echo(f"Error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}.", err=True)
-            raise typer.Exit(int(ExitStatus.ERROR)) from None
 
-    return wrapper
+class JitrGroup(TyperGroup):
+    """The ``jitr`` group: every command of every sub-app runs inside :func:`error_edge`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with error_edge():
+            return super().invoke(ctx)
 
 
 def emit(data: dict | list, as_json: bool, human: str) -> None:

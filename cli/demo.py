@@ -30,7 +30,6 @@ from ca.mint import mint_device
 from ca.registration import RegistrationRequest, register_ca
 from ca.store import CaMaterial, CaMetadata, PkiStore
 from ca.verify import verify_chain
-from cli.common import handle_errors
 from cloud.iot import IotApi
 from cloud.session import make_session
 from device.backoff import Backoff
@@ -240,7 +239,6 @@ class DemoLoop:
             self.iot = None
 
 
-@handle_errors
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes (replaced on each run).")] = Path(
         "demo-output"

@@ -18,7 +18,7 @@ from base.keys import KeyType
 from base.names import check_country
 from ca.batch import FORMATS, BatchRequest, mint_batch, names_from_file, numbered_names
 from ca.mint import mint_device
-from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, handle_errors, open_store
+from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, open_store
 from cli.common import passphrase as read_passphrase
 from cli.device_report import check_table, count_devices, describe_result, describe_summary
 from cli.progress import ProgressBar
@@ -42,7 +42,6 @@ CountryOption = Annotated[
 
 
 @app.command()
-@handle_errors
 def mint(
     directory: DirOption = Path(DEFAULT_PKI_DIR),
     thing: Annotated[
@@ -133,7 +132,6 @@ def mint(
 
 
 @app.command("sign-csr")
-@handle_errors
 def sign_csr(
     csr: Annotated[Path, typer.Option("--csr", help="The device's certificate signing request (PEM or DER).")],
     directory: DirOption = Path(DEFAULT_PKI_DIR),
@@ -221,7 +219,6 @@ def _connect_options(base: float, cap: float, attempts: int, refusals: int) -> C
 
 
 @app.command()
-@handle_errors
 def connect(
     endpoint: EndpointOption,
     cert: Annotated[
@@ -287,7 +284,6 @@ def connect(
 
 
 @app.command()
-@handle_errors
 def simulate(
     manifest: ManifestOption,
     endpoint: EndpointOption,
@@ -325,7 +321,6 @@ def simulate(
 
 
 @app.command()
-@handle_errors
 def check(
     manifest: ManifestOption,
     endpoint: EndpointOption,

@@ -20,7 +20,7 @@ from base.errors import InvalidInputError, JitrError, NotFoundError
 from base.files import read_bytes
 from base.names import check_stack_name
 from ca.store import PkiStore
-from cli.common import JsonOption, emit, handle_errors
+from cli.common import JsonOption, emit
 from cli.progress import ProgressBar
 from cli.wiring import stack_source
 from cloud.iot import IotApi
@@ -64,7 +64,6 @@ def lookup_stack(name: str) -> StackInfo | None:
 
 
 @app.command()
-@handle_errors
 def describe(stack: StackOption, as_json: JsonOption = False) -> None:
     """Print whether STACK is deployed, its parameters and its outputs (exists: false if it is not)."""
     info = lookup_stack(stack)
@@ -76,7 +75,6 @@ def describe(stack: StackOption, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-@handle_errors
 def endpoint(as_json: JsonOption = False) -> None:
     """Print the ATS data endpoint devices connect to (HOST, or HOST:PORT on the local emulator)."""
     address = IotApi.connect().data_endpoint()
@@ -84,7 +82,6 @@ def endpoint(as_json: JsonOption = False) -> None:
 
 
 @app.command()
-@handle_errors
 def reset(
     stack: Annotated[
         str | None, typer.Option("--stack", help="The stack name (deploy.sh's STACK): reset its CA's whole fleet.")
@@ -181,7 +178,6 @@ def _reset_batch(manifest: Path, *, yes: bool, concurrency: int, as_json: bool) 
 
 
 @app.command()
-@handle_errors
 def register(
     manifest: ManifestOption,
     directory: Annotated[

@@ -20,7 +20,7 @@ import typer
 from base import config
 from base.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from base.files import FileSpec, write_files
-from cli.common import JsonOption, emit, handle_errors
+from cli.common import JsonOption, emit
 
 app = typer.Typer(
     help="Run a local emulator of AWS IoT Core and deploy the kit's stack into it.",
@@ -133,7 +133,6 @@ def _export_lines(info: dict, indent: str = "") -> str:
 
 
 @app.command()
-@handle_errors
 def up(
     api_port: Annotated[int, typer.Option("--api-port", help="AWS API port on 127.0.0.1 (0 picks a free one).")] = 0,
     mqtt_port: Annotated[int, typer.Option("--mqtt-port", help="MQTT/TLS port on 127.0.0.1 (0 picks a free one).")] = 0,
@@ -201,7 +200,6 @@ def up(
 
 
 @app.command()
-@handle_errors
 def env(state_dir: StateOption = DEFAULT_STATE) -> None:
     """Print shell exports for a running emulator (eval "$(jitr local env)"); exit 3 when none runs on STATE."""
     start = f"start one with 'jitr local up{_state_arg(state_dir)}'"
@@ -232,7 +230,6 @@ def _deployer():
 
 
 @app.command()
-@handle_errors
 def deploy(
     stack: Annotated[str, typer.Option("--stack", help="Stack name.")],
     template: Annotated[Path, typer.Option("--template", help="The SAM template.")] = Path("sam/template.yaml"),
@@ -265,7 +262,6 @@ def deploy(
 
 
 @app.command()
-@handle_errors
 def destroy(
     stack: Annotated[str, typer.Option("--stack", help="Stack name.")],
     as_json: JsonOption = False,
@@ -276,7 +272,6 @@ def destroy(
 
 
 @app.command()
-@handle_errors
 def outputs(
     stack: Annotated[str, typer.Option("--stack", help="Stack name.")],
     as_json: JsonOption = False,

@@ -1,7 +1,7 @@
 """Why a device could not connect or publish: one class per permanent failure, each with its exit code.
 
 Every class derives from :class:`DeviceError` and from the ``base.errors`` class it is a kind of, so
-``handle_errors`` prints its sentence and exits with its code. The codes start at 10, in the same
+the CLI's error edge prints its sentence and exits with its code. The codes start at 10, in the same
 ``base.errors.ExitStatus`` as the kit's (0-6), clear of them, Click's usage error (2) and Ctrl-C (130):
 
 ====  =========================  ===========================================================
