@@ -141,7 +141,7 @@ class DemoLoop:
         return f"caCertificateId {record['caCertificateId'][:16]}…, ACTIVE, auto-registration on"
 
     def deploy(self) -> str:
-        from emulator.stack import StackDeployer
+        from emulator.cloudformation.deploy import StackDeployer
 
         record = StackDeployer(make_session()).deploy(TEMPLATE, STACK, {"CaCertificateId": self.state["ca_id"]})
         self.state["bucket"] = record["outputs"]["ArchiveBucketName"]

@@ -222,7 +222,7 @@ def _deployer():
             'then eval "$(jitr local env)"); use sam deploy for AWS.'
         )
     from cloud.session import make_session
-    from emulator.stack import StackDeployer
+    from emulator.cloudformation.deploy import StackDeployer
 
     session = make_session()
     account = session.client("sts").get_caller_identity()["Account"]

@@ -10,7 +10,7 @@ import os
 
 from base import config
 from cloud.stacks import CloudFormationStacks, StackSource
-from emulator.stack import EmulatorStacks
+from emulator.cloudformation.deploy import EmulatorStacks
 
 
 def stack_source(session) -> StackSource:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from emulator.api.server import EmulatorApi
-from emulator.broker import Broker, BrokerNotRunningError
-from emulator.iot_core import IotCore, Settings
-from emulator.lambdas import LambdaRuntime
-from emulator.rules_engine import RulesEngine
+from emulator.iot.core import IotCore, Settings
+from emulator.lambdas.runtime import LambdaRuntime
+from emulator.mqtt.broker import Broker, BrokerNotRunningError
+from emulator.rules.engine import RulesEngine
 
 ENDPOINT_HOST = "localhost"  # the broker's certificate names localhost and 127.0.0.1
 

@@ -69,7 +69,7 @@ class Emulator(EmulatorProcess):
 
     def decisions(self) -> list[tuple[float, dict]]:
         """(time.time() it was logged, the line) for each decision the Lambda logged, from its log group's file."""
-        from emulator.log_groups import parse_event_line
+        from emulator.lambdas.log_groups import parse_event_line
 
         found = []
         for path in sorted((self.state / "logs").glob("aws_lambda_*.log")):

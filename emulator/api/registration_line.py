@@ -16,7 +16,7 @@ from typing import Any
 from emulator.api import device_registry as registry
 from emulator.api.device_certificates import find_certificate
 from emulator.api.errors import ResourceAlreadyExists, ResourceNotFound
-from emulator.provisioning import ProvisioningError, ThingResource, evaluate, policy_name_for, resolve_parameters
+from emulator.iot.templates import ProvisioningError, ThingResource, evaluate, policy_name_for, resolve_parameters
 
 INACTIVE = "INACTIVE"
 

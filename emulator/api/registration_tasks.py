@@ -21,7 +21,7 @@ calls a task makes spend the account's quotas like API callers' do; the task wai
 rather than failing lines (what AWS does there is unconfirmed). The report line format follows AWS's
 bulk-registration samples (unconfirmed: readers should tolerate other members).
 
-The per-line runner (:mod:`emulator.api.registration_line`) is not emulator/provisioning.py's JITP
+The per-line runner (:mod:`emulator.api.registration_line`) is not emulator/iot/templates.py's JITP
 runner, which fills parameters from the certificate a device presents; here they come from the input
 line and the certificate from ``CertificatePem`` or ``CertificateId``. It shares that module's template
 evaluation.
@@ -48,7 +48,7 @@ from emulator.api.provisioning_templates import check_body
 from emulator.api.quotas import Quotas
 from emulator.api.registration_line import LineRunner
 from emulator.api.wire import Call, choice, page
-from emulator.provisioning import ProvisioningError
+from emulator.iot.templates import ProvisioningError
 
 log = logging.getLogger(__name__)
 

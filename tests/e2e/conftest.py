@@ -18,9 +18,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from base.certificates import certificate_id, load_certificates, to_pem
+from emulator.cloudformation.deploy import StackDeployer
+from emulator.lambdas.log_groups import parse_event_line
 from emulator.local import LocalIot, Options
-from emulator.log_groups import parse_event_line
-from emulator.stack import StackDeployer
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "sam" / "template.yaml"

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from base.keys import KeyType, generate_key, private_key_pem
 from ca.issue import Issuer, issue_root, make_name
-from emulator.broker import Broker, BrokerHooks, ConnectDecision, DisconnectReason, SessionInfo
+from emulator.mqtt.broker import Broker, BrokerHooks, ConnectDecision, DisconnectReason, SessionInfo
 
 pytestmark = pytest.mark.timeout(60)
 WAIT = 5.0
@@ -521,7 +521,7 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
 def test_a_connection_that_never_starts_its_tls_handshake_is_closed_after_the_handshake_timeout(
     start_broker, monkeypatch
 ):
-    from emulator import aws_iot_broker
+    from emulator.mqtt import aws_broker as aws_iot_broker
 
     monkeypatch.setattr(aws_iot_broker, "HANDSHAKE_TIMEOUT", 0.5)
     broker = start_broker()
@@ -531,7 +531,7 @@ def test_a_connection_that_never_starts_its_tls_handshake_is_closed_after_the_ha
 
 
 def test_a_connection_that_finishes_tls_but_sends_no_connect_is_closed(start_broker, device_files, monkeypatch):
-    from emulator import aws_iot_broker
+    from emulator.mqtt import aws_broker as aws_iot_broker
 
     monkeypatch.setattr(aws_iot_broker, "CONNECT_TIMEOUT", 0.5)
     broker = start_broker()
@@ -546,7 +546,7 @@ def test_a_connection_that_finishes_tls_but_sends_no_connect_is_closed(start_bro
 def test_half_open_connections_are_bounded_and_the_broker_serves_again_once_they_go(
     start_broker, device_files, monkeypatch
 ):
-    from emulator import aws_iot_broker
+    from emulator.mqtt import aws_broker as aws_iot_broker
 
     monkeypatch.setattr(aws_iot_broker, "MAX_OPENING", 5)
     monkeypatch.setattr(aws_iot_broker, "HANDSHAKE_TIMEOUT", 1.0)

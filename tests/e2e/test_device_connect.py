@@ -31,7 +31,7 @@ from device.backoff import Backoff
 from device.client import ConnectOptions, Messages, run_device
 from device.endpoint import Endpoint
 from device.identity import identity_from_files
-from emulator.broker import Broker, BrokerHooks, ConnectDecision
+from emulator.mqtt.broker import Broker, BrokerHooks, ConnectDecision
 
 pytestmark = pytest.mark.timeout(60)
 FAST = ["--base", "0.02", "--cap", "0.1"]  # quick retries: the hooks decide at once

@@ -24,7 +24,7 @@ from device.backoff import Backoff
 from device.check import check_manifest
 from device.client import ConnectOptions
 from device.simulate import simulate_manifest
-from emulator.broker import Broker, BrokerHooks, ConnectDecision
+from emulator.mqtt.broker import Broker, BrokerHooks, ConnectDecision
 
 pytestmark = pytest.mark.timeout(120)
 FAST = ConnectOptions(backoff=Backoff(base=0.02, cap=0.2, attempts=8))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.lambdas import LambdaRuntime
+from emulator.lambdas.runtime import LambdaRuntime
 from tests.e2e.conftest import create_function
 
 pytestmark = pytest.mark.timeout(60)

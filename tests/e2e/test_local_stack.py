@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.stack import StackDeployer, StackError
+from emulator.cloudformation.deploy import StackDeployer, StackError
 from tests.e2e.conftest import TEMPLATE
 
 CA_A = "a" * 64

@@ -13,7 +13,7 @@ from ca.issue import Issuer, issue_root, make_name
 from device.endpoint import Endpoint
 from device.identity import chain_warning, load_identity
 from device.tls import client_context
-from emulator.tls import endpoint_pki
+from emulator.mqtt.tls import endpoint_pki
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from emulator import function_output
-from emulator.log_groups import LogGroups, event_line, log_file, parse_event_line
+from emulator.lambdas import output as function_output
+from emulator.lambdas.log_groups import LogGroups, event_line, log_file, parse_event_line
 
 
 @pytest.fixture

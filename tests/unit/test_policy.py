@@ -10,7 +10,7 @@ from cryptography.x509.oid import NameOID
 
 from base.errors import ExitStatus, InvalidInputError
 from ca.template import device_policy
-from emulator.policy import (
+from emulator.iot.policy import (
     Action,
     Decision,
     InvalidPolicyError,

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from base.errors import ExitStatus, InvalidInputError
-from emulator.rules_sql import (
+from emulator.rules.sql import (
     UNDEFINED,
     InvalidRuleSqlError,
     MessageContext,

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from base.errors import InvalidInputError
-from emulator.rules_sql import MessageContext, Rule
-from emulator.substitution import InvalidSubstitutionTemplateError, Template, compile_template, render
+from emulator.rules.sql import MessageContext, Rule
+from emulator.rules.substitution import InvalidSubstitutionTemplateError, Template, compile_template, render
 
 TOPIC = "devices/dev-1/telemetry"
 NOW_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z

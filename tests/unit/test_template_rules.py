@@ -101,8 +101,8 @@ def test_the_archive_rule_hears_every_topic_the_stacks_device_policy_lets_a_devi
 
 
 def test_the_emulator_parses_the_rules():
-    rules_sql = pytest.importorskip("emulator.rules_sql")
-    substitution = pytest.importorskip("emulator.substitution")
+    rules_sql = pytest.importorskip("emulator.rules.sql")
+    substitution = pytest.importorskip("emulator.rules.substitution")
     registration = rules_sql.Rule.parse(rules.render(rules.load("registration"), VALUES)["sql"])
     assert registration.matches_topic(f"$aws/events/certificates/registered/{CA_ID}")
     assert not registration.matches_topic(f"$aws/events/certificates/registered/{'cd' * 32}")

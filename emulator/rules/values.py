@@ -3,7 +3,7 @@
 Faithful to the AWS IoT Developer Guide (iot-sql-data-types, iot-sql-operators): a missing field or a failed
 conversion is Undefined, which JSON output leaves out; comparisons with Undefined are Undefined; mismatched
 types are never equal; arithmetic converts numeric strings such as ``"5"``, and ``+`` concatenates when either
-side is a String. :mod:`emulator.rules_sql` builds expressions from these; :mod:`emulator.sql_functions` uses
+side is a String. :mod:`emulator.rules.sql` builds expressions from these; :mod:`emulator.rules.functions` uses
 the conversions.
 """
 

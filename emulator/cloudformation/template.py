@@ -2,7 +2,7 @@
 
 The SAM transform is samtranslator's own (the library ``sam deploy`` uses), so the emulator
 deploys what CloudFormation would. Local ``CodeUri`` folders become a placeholder S3 location
-that :mod:`emulator.stack` replaces with a zip of the folder.
+that :mod:`emulator.cloudformation.deploy` replaces with a zip of the folder.
 """
 
 from __future__ import annotations

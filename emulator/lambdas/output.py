@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from emulator.log_groups import LogGroups
+from emulator.lambdas.log_groups import LogGroups
 
 
 class InvocationLog:

@@ -25,9 +25,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from base.certificates import certificate_id
-from emulator import events, policy
-from emulator.broker import BrokerHooks, ConnectDecision, SessionInfo
-from emulator.provisioning import ProvisioningError, TemplateRunner
+from emulator.iot import events, policy
+from emulator.iot.templates import ProvisioningError, TemplateRunner
+from emulator.mqtt.broker import BrokerHooks, ConnectDecision, SessionInfo
 
 log = logging.getLogger("jitr.emulator")
 

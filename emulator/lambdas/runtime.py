@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from base.errors import JitrError
-from emulator import function_output
-from emulator.log_groups import LogGroups
+from emulator.lambdas import output as function_output
+from emulator.lambdas.log_groups import LogGroups
 
 log = logging.getLogger("jitr.emulator.lambda")
 

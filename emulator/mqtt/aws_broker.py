@@ -1,4 +1,4 @@
-"""amqtt's broker made to behave like AWS IoT Core; :mod:`emulator.broker` runs it for synchronous callers.
+"""amqtt's broker made to behave like AWS IoT Core; :mod:`emulator.mqtt.broker` runs it for synchronous callers.
 
 AWS IoT Core's own rules apply whatever the hooks say: QoS 0 and 1 only, no client publishes to ``$`` topics
 other than ``$aws/...`` nor to ``$aws/events/...``, wills go through ``on_publish`` and the rules like any
@@ -27,9 +27,9 @@ from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.utils import gen_client_id
 
-from emulator import tls
-from emulator.broker_connection import ConnectionHandler, Replay
-from emulator.mqtt_hooks import ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
+from emulator.mqtt import tls
+from emulator.mqtt.connection import ConnectionHandler, Replay
+from emulator.mqtt.hooks import ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Substitution templates: the ``${expression}`` parts of rule action fields, such as the S3 ``key``.
 
 Each ``${...}`` holds any expression the rule SQL supports (functions, operators, fields of the incoming
-payload), parsed by :func:`emulator.sql_expressions.parse_expression`, so the two never disagree. Text outside
+payload), parsed by :func:`emulator.rules.expressions.parse_expression`, so the two never disagree. Text outside
 ``${...}`` is copied as is (a ``$`` not followed by ``{`` too). For example ``${topic()}/${timestamp()}``
 on ``devices/dev-1/telemetry`` at 1700000000000 gives ``devices/dev-1/telemetry/1700000000000``.
 
@@ -20,9 +20,9 @@ from functools import lru_cache
 from typing import Any
 
 from base.errors import InvalidInputError
-from emulator.sql_expressions import Expression, InvalidRuleSqlError, parse_expression
-from emulator.sql_functions import MessageContext
-from emulator.sql_values import UNDEFINED, to_string
+from emulator.rules.expressions import Expression, InvalidRuleSqlError, parse_expression
+from emulator.rules.functions import MessageContext
+from emulator.rules.values import UNDEFINED, to_string
 
 
 class InvalidSubstitutionTemplateError(InvalidInputError):

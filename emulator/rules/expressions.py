@@ -1,7 +1,7 @@
 """AWS IoT SQL expressions (version 2016-03-23): their tokens, parser and compiled form.
 
 :func:`parse_expression` compiles one expression (what substitution templates hold); :class:`ExpressionParser`
-is the recursive-descent parser that :mod:`emulator.rules_sql` extends with the ``SELECT … FROM … WHERE``
+is the recursive-descent parser that :mod:`emulator.rules.sql` extends with the ``SELECT … FROM … WHERE``
 statement. Operators, functions and the Undefined semantics are described there.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from base.errors import InvalidInputError
-from emulator.sql_functions import FUNCTIONS, MessageContext
-from emulator.sql_values import ADDITIVE, COMPARISONS, MULTIPLICATIVE, UNDEFINED, to_bool
+from emulator.rules.functions import FUNCTIONS, MessageContext
+from emulator.rules.values import ADDITIVE, COMPARISONS, MULTIPLICATIVE, UNDEFINED, to_bool
 
 
 class InvalidRuleSqlError(InvalidInputError):

@@ -9,7 +9,7 @@ iot-sql-data-types, binary-payloads) for the subset below:
   ``false``, ``null``), function calls, operators, ``expr AS alias``, and ``*`` beside aliased items; an item
   without ``AS`` is named after its last field or its function, else ``_<position>``;
 - operators: ``OR``, ``AND``, ``NOT``, ``= <> != < <= > >=``, ``IS [NOT] NULL``, ``+ - * / %``, parentheses;
-- functions (:data:`emulator.sql_functions.FUNCTIONS`): ``topic([n])``, ``timestamp()``, ``clientid()``,
+- functions (:data:`emulator.rules.functions.FUNCTIONS`): ``topic([n])``, ``timestamp()``, ``clientid()``,
   ``principal()``, ``newuuid()``, ``traceid()``, ``parse_time(pattern, ms[, zone])``, ``lower``, ``upper``,
   ``concat``, ``abs``, ``encode(value or *, 'base64')``, ``decode(value, 'base64')``.
 
@@ -19,9 +19,9 @@ true OR Undefined is true). ``IS NULL`` is true for Null and for Undefined (an e
 for AWS's ``isNull()``/``isUndefined()``). A payload that is not a JSON object is raw bytes: its fields are
 Undefined and ``SELECT *`` forwards it unchanged.
 
-Expressions (tokens, parser, compiled form) live in :mod:`emulator.sql_expressions`, values and operators in
-:mod:`emulator.sql_values`, :class:`MessageContext` and the functions in :mod:`emulator.sql_functions`, MQTT
-topic filters in :mod:`emulator.topic_filters`; the names callers use are importable from here.
+Expressions (tokens, parser, compiled form) live in :mod:`emulator.rules.expressions`, values and operators in
+:mod:`emulator.rules.values`, :class:`MessageContext` and the functions in :mod:`emulator.rules.functions`, MQTT
+topic filters in :mod:`emulator.rules.topic_filters`; the names callers use are importable from here.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from base.errors import JitrError
-from emulator.sql_expressions import (
+from emulator.rules.expressions import (
     KEYWORDS,
     Expression,
     ExpressionParser,
@@ -38,9 +38,9 @@ from emulator.sql_expressions import (
     parse_expression,
     unquote,
 )
-from emulator.sql_functions import MessageContext
-from emulator.sql_values import UNDEFINED, to_bool, to_json
-from emulator.topic_filters import is_valid_topic_filter, topic_matches
+from emulator.rules.functions import MessageContext
+from emulator.rules.topic_filters import is_valid_topic_filter, topic_matches
+from emulator.rules.values import UNDEFINED, to_bool, to_json
 
 __all__ = [
     "SQL_VERSION",

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emulator import substitution
-from emulator.lambdas import LambdaRuntime
-from emulator.log_groups import LogGroups
-from emulator.rules_sql import MessageContext, Result, Rule, RuleEvaluationError
+from emulator.lambdas.log_groups import LogGroups
+from emulator.lambdas.runtime import LambdaRuntime
+from emulator.rules import substitution
+from emulator.rules.sql import MessageContext, Result, Rule, RuleEvaluationError
 
 log = logging.getLogger("jitr.emulator.rules")
 

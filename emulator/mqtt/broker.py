@@ -1,9 +1,9 @@
 """The emulator's MQTT endpoint: amqtt over TLS with client certificates, behaving like AWS IoT Core.
 
 The broker itself knows nothing of certificates' status, policies or rules: it asks a :class:`BrokerHooks`
-(see :mod:`emulator.mqtt_hooks` for what each hook is asked, when, and on which thread).
+(see :mod:`emulator.mqtt.hooks` for what each hook is asked, when, and on which thread).
 
-AWS IoT Core's own rules, and the amqtt internals this ties to, live in :mod:`emulator.aws_iot_broker`;
+AWS IoT Core's own rules, and the amqtt internals this ties to, live in :mod:`emulator.mqtt.aws_broker`;
 :class:`Broker` runs that server on an event loop thread of its own for synchronous callers.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from base.errors import JitrError
-from emulator import tls
-from emulator.aws_iot_broker import _AwsIotBroker, _is_wildcard
-from emulator.mqtt_hooks import BrokerHooks, ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
+from emulator.mqtt import tls
+from emulator.mqtt.aws_broker import _AwsIotBroker, _is_wildcard
+from emulator.mqtt.hooks import BrokerHooks, ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
 
 __all__ = ["Broker", "BrokerHooks", "BrokerNotRunningError", "ConnectDecision", "DisconnectReason", "SessionInfo"]
 

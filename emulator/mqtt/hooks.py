@@ -1,6 +1,6 @@
 """What the MQTT broker asks and tells the rest of the emulator: the hooks, their types, and how they are called.
 
-The broker (:mod:`emulator.broker`) knows nothing of certificates' status, policies or rules. It asks a
+The broker (:mod:`emulator.mqtt.broker`) knows nothing of certificates' status, policies or rules. It asks a
 :class:`BrokerHooks`:
 
 - ``on_connect(info) -> ConnectDecision`` once the CONNECT is read: ACCEPT, REFUSE (CONNACK 5, close) or

@@ -22,7 +22,14 @@ from base.errors import AlreadyExistsError, JitrError, NotFoundError
 from base.names import check_stack_name
 from cloud.session import aws_failure
 from cloud.stacks import StackInfo
-from emulator.stack_template import LOCAL_CODE_BUCKET, Resolver, TemplateError, dependencies, load_sam, parameter_values
+from emulator.cloudformation.template import (
+    LOCAL_CODE_BUCKET,
+    Resolver,
+    TemplateError,
+    dependencies,
+    load_sam,
+    parameter_values,
+)
 
 RECORD_PREFIX = "/jitr/local/stacks/"
 _CAMEL = {"Sql": "sql", "AwsIotSqlVersion": "awsIotSqlVersion"}

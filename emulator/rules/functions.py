@@ -1,7 +1,7 @@
 """The message a rule reads, and the AWS IoT SQL functions (iot-sql-functions) that read it.
 
 :data:`FUNCTIONS` maps each lower-cased function name to ``(implementation(ctx, *args), fewest arguments, most
-arguments)``; :mod:`emulator.rules_sql` checks the arity when it parses a call and passes the
+arguments)``; :mod:`emulator.rules.sql` checks the arity when it parses a call and passes the
 :class:`MessageContext` when it evaluates one. Arguments arrive evaluated, Undefined included.
 """
 
@@ -20,7 +20,7 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from emulator.sql_values import UNDEFINED, to_number, to_string
+from emulator.rules.values import UNDEFINED, to_number, to_string
 
 
 def _random_uuid() -> str:
