@@ -4,8 +4,8 @@
 engine's typed view of the IoT state behind it.
 """
 
-from emulator.api.registry import CaCertificate, DeviceCertificate, Policy, Registry, Thing, TopicRule
 from emulator.api.server import DEFAULT_ACCOUNT, EmulatorApi
+from emulator.store.registry import CaCertificate, DeviceCertificate, Policy, Registry, Thing, TopicRule
 
 __all__ = [
     "DEFAULT_ACCOUNT",

@@ -23,7 +23,9 @@ import secrets
 from typing import Any
 
 from base.certificates import certificate_id
-from emulator.api.ca_certificates import (
+from emulator.api.provisioning_templates import check_registration_config
+from emulator.api.wire import Call, page
+from emulator.store.ca_certificates import (
     ACTIVE,
     DEFAULT,
     DISABLE,
@@ -37,9 +39,7 @@ from emulator.api.ca_certificates import (
     find_ca,
     load_pem,
 )
-from emulator.api.errors import CertificateState, InvalidRequest, LimitExceeded, ResourceAlreadyExists
-from emulator.api.provisioning_templates import check_registration_config
-from emulator.api.wire import Call, choice, page
+from emulator.store.errors import CertificateState, InvalidRequest, LimitExceeded, ResourceAlreadyExists, choice
 
 MAX_PEM = 65536
 MAX_CAS_PER_SUBJECT = 10

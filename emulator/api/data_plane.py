@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from emulator.api.errors import Forbidden, InvalidRequest, RequestEntityTooLarge, ServiceUnavailable
 from emulator.api.wire import Settings
+from emulator.store.errors import Forbidden, InvalidRequest, RequestEntityTooLarge, ServiceUnavailable
 
 TOPIC_PREFIX = "/topics/"
 MAX_PAYLOAD = 128 * 1024  # AWS IoT Core's message size limit

@@ -21,10 +21,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from emulator.api import data_plane
-from emulator.api.errors import InvalidRequest, IotServiceError, Throttling
 from emulator.api.quotas import Quotas
-from emulator.api.state import StateStore
 from emulator.api.wire import DEFAULT_REGION, DELEGATE, Answer, Call, Handler, Settings, error_response, json_response
+from emulator.store.backends import account_id_from
+from emulator.store.errors import InvalidRequest, IotServiceError, Throttling
+from emulator.store.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,7 @@ def account_of(environ: Mapping[str, Any], access_key: str) -> str:
         return os.environ["MOTO_ACCOUNT_ID"]
     if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
         return environ["HTTP_X_MOTO_ACCOUNT_ID"]
-    from moto.iam.models import get_account_id_from
-
-    return get_account_id_from(access_key)
+    return account_id_from(access_key)
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:

@@ -8,17 +8,17 @@ version (1); the template-version operations are not emulated.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from moto.core.utils import utcnow
 
-from emulator.api.errors import DeleteConflict, InvalidRequest, ResourceAlreadyExists, ResourceNotFound
-from emulator.api.state import RegionState
-from emulator.api.wire import Call, choice, page
+from emulator.api.wire import Call, page
+from emulator.store.errors import DeleteConflict, InvalidRequest, ResourceAlreadyExists, ResourceNotFound, choice
+from emulator.store.records import ProvisioningTemplate
+from emulator.store.state import RegionState
 
 NAME_RE = re.compile(r"^[0-9A-Za-z_-]+$")
 MAX_NAME = 36
@@ -26,50 +26,6 @@ MAX_BODY = 10240
 MAX_DESCRIPTION = 500
 JITP, FLEET_PROVISIONING = "JITP", "FLEET_PROVISIONING"
 TYPES = (FLEET_PROVISIONING, JITP)
-
-
-@dataclass(frozen=True)
-class ProvisioningTemplate:
-    """A provisioning template as AWS IoT describes it."""
-
-    name: str
-    arn: str
-    body: str
-    role_arn: str
-    type: str
-    description: str
-    enabled: bool
-    pre_provisioning_hook: dict[str, Any] | None
-    created: dt.datetime
-    modified: dt.datetime
-    default_version_id: int = 1
-
-    @property
-    def document(self) -> dict[str, Any]:
-        """The template body parsed (Parameters, Resources, ...)."""
-        return json.loads(self.body)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "templateArn": self.arn,
-            "templateName": self.name,
-            "description": self.description,
-            "creationDate": self.created,
-            "lastModifiedDate": self.modified,
-            "enabled": self.enabled,
-            "type": self.type,
-        }
-
-    def description_dict(self) -> dict[str, Any]:
-        described = {
-            **self.summary(),
-            "defaultVersionId": self.default_version_id,
-            "templateBody": self.body,
-            "provisioningRoleArn": self.role_arn,
-        }
-        if self.pre_provisioning_hook:
-            described["preProvisioningHook"] = self.pre_provisioning_hook
-        return described
 
 
 def check_name(name: Any) -> str:

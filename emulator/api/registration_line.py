@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from emulator.api import device_registry as registry
-from emulator.api.device_certificates import find_certificate
-from emulator.api.errors import ResourceAlreadyExists, ResourceNotFound
 from emulator.iot.templates import ProvisioningError, ThingResource, evaluate, policy_name_for, resolve_parameters
+from emulator.store import device_registry as registry
+from emulator.store.device_certificates import find_certificate
+from emulator.store.errors import ResourceAlreadyExists, ResourceNotFound
 
 INACTIVE = "INACTIVE"
 

@@ -29,7 +29,6 @@ evaluation.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import logging
@@ -37,25 +36,34 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from moto.core.utils import utcnow
 
 from base.errors import JitrError
-from emulator.api.errors import InvalidRequest, ResourceNotFound
+from emulator.api.middleware import account_of
 from emulator.api.provisioning_templates import check_body
 from emulator.api.quotas import Quotas
 from emulator.api.registration_line import LineRunner
-from emulator.api.wire import Call, choice, page
+from emulator.api.wire import Call, page
 from emulator.iot.templates import ProvisioningError
+from emulator.store.backends import s3_backend
+from emulator.store.errors import InvalidRequest, ResourceNotFound, choice
+from emulator.store.records import (
+    CANCELLED,
+    CANCELLING,
+    COMPLETED,
+    ERRORS,
+    FAILED,
+    IN_PROGRESS,
+    RESULTS,
+    RUNNING,
+    STATUSES,
+    RegistrationTask,
+)
 
 log = logging.getLogger(__name__)
 
-IN_PROGRESS, COMPLETED, FAILED, CANCELLED, CANCELLING = "InProgress", "Completed", "Failed", "Cancelled", "Cancelling"
-STATUSES = (IN_PROGRESS, COMPLETED, FAILED, CANCELLED, CANCELLING)
-RUNNING = (IN_PROGRESS, CANCELLING)
-RESULTS, ERRORS = "RESULTS", "ERRORS"
 REPORT_BUCKET = "jitr-emulator-thing-registration-reports"  # AWS keeps reports in a bucket of its own
 REPORT_LINES = 1000  # lines an S3 report object holds
 PRESIGN_KEY = "jitr-emulator"  # the access key the report links are signed with (moto does not check it)
@@ -63,44 +71,6 @@ LINK_EXPIRY = 3600
 PACE_INTERVAL = 0.005  # seconds between two looks at a spent quota
 BUCKET_RE = re.compile(r"^[a-zA-Z0-9._-]{3,256}$")
 KEY_RE = re.compile(r"^[a-zA-Z0-9!_.*'()/-]{1,1024}$")
-
-
-@dataclass
-class RegistrationTask:
-    """One bulk registration task and what it has done so far."""
-
-    task_id: str
-    template_body: str
-    bucket: str
-    key: str
-    role_arn: str
-    created: dt.datetime
-    modified: dt.datetime
-    status: str = IN_PROGRESS
-    message: str = ""
-    total: int = 0
-    success: int = 0
-    failure: int = 0
-    reports: dict[str, list[str]] = field(default_factory=lambda: {RESULTS: [], ERRORS: []})
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-    def description(self) -> dict[str, Any]:
-        done = self.success + self.failure
-        progress = 100 if self.status == COMPLETED else (100 * done // self.total if self.total else 0)
-        return {
-            "taskId": self.task_id,
-            "creationDate": self.created,
-            "lastModifiedDate": self.modified,
-            "templateBody": self.template_body,
-            "inputFileBucket": self.bucket,
-            "inputFileKey": self.key,
-            "roleArn": self.role_arn,
-            "status": self.status,
-            "message": self.message,
-            "successCount": self.success,
-            "failureCount": self.failure,
-            "percentageProgress": progress,
-        }
 
 
 # -- the task in the background ---------------------------------------------------------------------------
@@ -141,11 +111,7 @@ class _Reports:
 
 def report_store():
     """The S3 backend that holds the reports: the account moto gives the access key the links are signed with."""
-    from moto.s3.models import s3_backends
-
-    from emulator.api.middleware import account_of
-
-    return s3_backends[account_of({}, PRESIGN_KEY)]["global"]
+    return s3_backend(account_of({}, PRESIGN_KEY))
 
 
 @functools.lru_cache(maxsize=8)
@@ -219,8 +185,6 @@ def find_task(call: Call, task_id: str) -> RegistrationTask:
 
 
 def start_thing_registration_task(call: Call) -> dict[str, Any]:
-    from moto.s3.models import s3_backends
-
     body = check_body(call.text("templateBody", required=True))
     bucket = call.text("inputFileBucket", required=True)
     key = call.text("inputFileKey", required=True)
@@ -242,7 +206,7 @@ def start_thing_registration_task(call: Call) -> dict[str, Any]:
         call.state.registration_tasks[task.task_id] = task
     pace = _pacer(call.settings.quotas, call.account, call.region, task.cancel)
     runner = LineRunner(json.loads(body), call.backend, call.state.lock, pace)
-    s3 = s3_backends[call.account]["global"]
+    s3 = s3_backend(call.account)
     threading.Thread(
         target=run_task, args=(task, runner, s3, call.region), name=f"registration-task-{task.task_id}", daemon=True
     ).start()

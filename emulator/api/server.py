@@ -20,17 +20,16 @@ from typing import Any
 from base.errors import InvalidInputError
 from emulator.api import (
     ca_registration,
-    device_certificates,
-    device_registry,
+    devices,
     endpoint,
     provisioning_templates,
     registration_tasks,
 )
 from emulator.api.middleware import IotMiddleware, iot_operations
 from emulator.api.quotas import Quotas
-from emulator.api.registry import Registry
-from emulator.api.state import StateStore
 from emulator.api.wire import DEFAULT_REGION, Settings
+from emulator.store.registry import Registry
+from emulator.store.state import StateStore
 
 HOST = "127.0.0.1"  # loopback only: the emulator has no authentication
 DEFAULT_ACCOUNT = "123456789012"  # moto's default account (any access key it has not issued maps here)
@@ -40,10 +39,9 @@ POLL_INTERVAL = 0.05  # how soon stop() is noticed
 
 HANDLERS = {
     **ca_registration.HANDLERS,
-    **device_certificates.HANDLERS,
     **provisioning_templates.HANDLERS,
     **endpoint.HANDLERS,
-    **device_registry.HANDLERS,
+    **devices.HANDLERS,
     **registration_tasks.HANDLERS,
 }
 
@@ -185,7 +183,7 @@ class EmulatorApi:
     # -- the Python side ----------------------------------------------------------------------------
 
     def registry(self, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> Registry:
-        """Typed access to the IoT state of one account and region (see :mod:`emulator.api.registry`)."""
+        """Typed access to the IoT state of one account and region (see :mod:`emulator.store.registry`)."""
         return Registry(self.store.region(account, region), account, region)
 
     def backend(self, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION):

@@ -12,12 +12,13 @@ import base64
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from emulator.api.errors import InvalidRequest, IotServiceError
-from emulator.api.state import RegionState
+from emulator.store.backends import iot_arn, iot_backend
+from emulator.store.errors import InvalidRequest, IotServiceError
+from emulator.store.state import RegionState
 
 if TYPE_CHECKING:
     from emulator.api.quotas import Quotas
@@ -73,9 +74,7 @@ class Call:
     @property
     def backend(self):
         """moto's IoT backend for this account and region."""
-        from moto.iot.models import iot_backends
-
-        return iot_backends[self.account][self.region]
+        return iot_backend(self.account, self.region)
 
     def arn(self, resource: str) -> str:
         return iot_arn(self.region, self.account, resource)
@@ -119,13 +118,6 @@ class Call:
 Handler = Callable[[Call], "Mapping[str, Any] | Answer | object"]
 
 
-def choice(value: str | None, allowed: Collection[str], name: str) -> str | None:
-    """``value`` if it is one of ``allowed`` (or None), else InvalidRequestException."""
-    if value is not None and value not in allowed:
-        raise InvalidRequest(f"Value {value!r} at '{name}' failed to satisfy constraint: one of {', '.join(allowed)}.")
-    return value
-
-
 def page(items: Sequence[T], token: str | None, size: int) -> tuple[list[T], str | None]:
     """One page of ``items`` and the token of the next (the base64 of an offset), or None at the end."""
     start = 0
@@ -136,12 +128,6 @@ def page(items: Sequence[T], token: str | None, size: int) -> tuple[list[T], str
             raise InvalidRequest("The pagination token is not valid.") from None
     end = start + size
     return list(items[start:end]), base64.b64encode(str(end).encode()).decode() if end < len(items) else None
-
-
-def iot_arn(region: str, account: str, resource: str) -> str:
-    from moto.utilities.utils import get_partition
-
-    return f"arn:{get_partition(region)}:iot:{region}:{account}:{resource}"
 
 
 def epoch(value: dt.datetime) -> float:

@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from base.certificates import certificate_id
 from base.errors import JitrError
+from emulator.store import device_registry
 
 PREFIX = "AWS::IoT::Certificate::"
 _SUBJECT_PARAMETERS = {
@@ -164,8 +165,6 @@ class TemplateRunner:
         device = registry.register_certificate(cert, ca_certificate_id=ca_certificate_id)
         parameters = resolve_parameters(template, certificate_parameters(cert, device.id))
         resources = evaluate(template.get("Resources") or {}, parameters, template.get("Mappings"))
-        from emulator.api import device_registry  # here: emulator.api's task runner imports this module
-
         thing, policies, status = None, [], None
         with registry.state.lock:
             backend = registry.backend

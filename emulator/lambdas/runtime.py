@@ -40,6 +40,7 @@ from typing import Any
 from base.errors import JitrError
 from emulator.lambdas import output as function_output
 from emulator.lambdas.log_groups import LogGroups
+from emulator.store.backends import lambda_backend
 
 log = logging.getLogger("jitr.emulator.lambda")
 
@@ -194,9 +195,7 @@ class LambdaRuntime:
             function_output.release()
 
     def _backend(self):
-        from moto.awslambda.models import lambda_backends
-
-        return lambda_backends[self.account_id][self.region]
+        return lambda_backend(self.account_id, self.region)
 
     def _function(self, name_or_arn: str):
         try:

@@ -21,6 +21,7 @@ from emulator.lambdas.log_groups import LogGroups
 from emulator.lambdas.runtime import LambdaRuntime
 from emulator.rules import substitution
 from emulator.rules.sql import MessageContext, Result, Rule, RuleEvaluationError
+from emulator.store.backends import s3_backend
 
 log = logging.getLogger("jitr.emulator.rules")
 
@@ -105,11 +106,9 @@ class RulesEngine:
             raise ActionFailed(kind, "", f"the emulator does not run {kind} actions")
 
     def _s3(self, spec: dict[str, Any], ctx: MessageContext, body: bytes) -> None:
-        from moto.s3.models import s3_backends
-
         bucket = substitution.render(spec["bucketName"], ctx)
         key = substitution.render(spec["key"], ctx)
-        backend = s3_backends[self.registry.account]["global"]
+        backend = s3_backend(self.registry.account)
         try:
             backend.put_object(bucket, key, body)
         except Exception as exc:

@@ -21,7 +21,7 @@ from base.errors import InvalidInputError
 from base.keys import generate_key
 from ca.issue import Issuer, issue_root, make_name
 from emulator.api import EmulatorApi
-from emulator.api.errors import CertificateValidation, ResourceNotFound
+from emulator.store.errors import CertificateValidation, ResourceNotFound
 
 pytestmark = pytest.mark.timeout(60)
 

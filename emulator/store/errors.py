@@ -7,6 +7,7 @@ The registry helpers raise them too, so the broker and rules engine see the same
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from base.errors import AwsError
@@ -115,3 +116,10 @@ class ServiceUnavailable(IotServiceError):
 
     code = "ServiceUnavailableException"
     status = 503
+
+
+def choice(value: str | None, allowed: Collection[str], name: str) -> str | None:
+    """``value`` if it is one of ``allowed`` (or None), else InvalidRequestException."""
+    if value is not None and value not in allowed:
+        raise InvalidRequest(f"Value {value!r} at '{name}' failed to satisfy constraint: one of {', '.join(allowed)}.")
+    return value

@@ -16,12 +16,17 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from emulator.api.ca_certificates import ACTIVE, DEFAULT, DISABLE, ENABLE, ca_x509
-from emulator.api.device_certificates import PENDING_ACTIVATION, STATUSES, find_certificate, register_device_certificate
-from emulator.api.errors import CertificateValidation, InvalidRequest
-from emulator.api.provisioning_templates import ProvisioningTemplate
-from emulator.api.state import RegionState
-from emulator.api.wire import iot_arn
+from emulator.store.backends import iot_arn
+from emulator.store.ca_certificates import ACTIVE, DEFAULT, DISABLE, ENABLE, ca_x509
+from emulator.store.device_certificates import (
+    PENDING_ACTIVATION,
+    STATUSES,
+    find_certificate,
+    register_device_certificate,
+)
+from emulator.store.errors import CertificateValidation, InvalidRequest
+from emulator.store.records import ProvisioningTemplate
+from emulator.store.state import RegionState
 
 
 @dataclass(frozen=True)

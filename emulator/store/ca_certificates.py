@@ -20,8 +20,8 @@ from moto.core.utils import utcnow
 from moto.iot.models import FakeCaCertificate
 
 from base.certificates import certificate_id, common_name, is_ca
-from emulator.api.errors import CertificateValidation, InvalidRequest, RegistrationCodeValidation, ResourceNotFound
-from emulator.api.wire import iot_arn
+from emulator.store.backends import iot_arn
+from emulator.store.errors import CertificateValidation, InvalidRequest, RegistrationCodeValidation, ResourceNotFound
 
 ACTIVE, INACTIVE = "ACTIVE", "INACTIVE"
 ENABLE, DISABLE = "ENABLE", "DISABLE"

@@ -1,4 +1,4 @@
-"""Device certificates: DescribeCertificate as AWS answers it, and registration by the broker.
+"""Device certificates: what DescribeCertificate answers, and registration by the broker.
 
 moto's DescribeCertificate leaves out ``caCertificateId`` (which the activation Lambda checks)
 and ``certificateMode``, and reports a made-up validity; the answer here adds them. The broker
@@ -15,9 +15,9 @@ from cryptography.exceptions import InvalidSignature
 from moto.iot.models import FakeCertificate
 
 from base.certificates import certificate_id
-from emulator.api.ca_certificates import DEFAULT, ca_x509, find_ca, load_pem, naive_utc
-from emulator.api.errors import CertificateValidation, InvalidRequest, ResourceNotFound
-from emulator.api.wire import Call, iot_arn
+from emulator.store.backends import iot_arn
+from emulator.store.ca_certificates import DEFAULT, ca_x509, find_ca, load_pem, naive_utc
+from emulator.store.errors import CertificateValidation, InvalidRequest, ResourceNotFound
 
 PENDING_ACTIVATION = "PENDING_ACTIVATION"
 STATUSES = ("ACTIVE", "INACTIVE", "REVOKED", "PENDING_TRANSFER", "REGISTER_INACTIVE", PENDING_ACTIVATION)
@@ -45,11 +45,6 @@ def describe_device(backend, cert: FakeCertificate) -> dict[str, Any]:
         return described
     described["validity"] = {"notBefore": parsed.not_valid_before_utc, "notAfter": parsed.not_valid_after_utc}
     return described
-
-
-def describe_certificate(call: Call) -> dict[str, Any]:
-    backend = call.backend
-    return {"certificateDescription": describe_device(backend, find_certificate(backend, call.path["certificateId"]))}
 
 
 def register_device_certificate(
@@ -87,6 +82,3 @@ def store_certificate(
     record.validity_not_after = naive_utc(cert.not_valid_after_utc)
     backend.certificates[cert_id] = record
     return record
-
-
-HANDLERS = {"DescribeCertificate": describe_certificate}

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from emulator.api.provisioning_templates import ProvisioningTemplate
-    from emulator.api.registration_tasks import RegistrationTask
+from emulator.store.records import ProvisioningTemplate, RegistrationTask
 
 
 @dataclass

@@ -23,22 +23,27 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from moto.core.exceptions import JsonRESTError
 from moto.iot.models import FakeCertificate
 
 from base.certificates import certificate_id
-from emulator.api.ca_certificates import load_pem
-from emulator.api.device_certificates import STATUSES, find_certificate, register_device_certificate, store_certificate
-from emulator.api.errors import (
+from emulator.store.backends import iot_arn
+from emulator.store.ca_certificates import load_pem
+from emulator.store.device_certificates import (
+    STATUSES,
+    find_certificate,
+    register_device_certificate,
+    store_certificate,
+)
+from emulator.store.errors import (
     CertificateValidation,
     InvalidRequest,
     IotServiceError,
     ResourceAlreadyExists,
     ResourceNotFound,
+    choice,
 )
-from emulator.api.wire import DELEGATE, Call, choice, iot_arn
 
 MAX_PEM = 65536
 INACTIVE = "INACTIVE"
@@ -156,91 +161,3 @@ def add_thing_to_thing_group(backend, group_name: str | None, group_arn: str | N
 def update_certificate(backend, cert_id: str, status: str) -> None:
     choice(status, STATUSES, "newStatus")
     find_certificate(backend, cert_id).status = status
-
-
-# -- the API handlers ---------------------------------------------------------------------------------
-
-
-def _registered(record: FakeCertificate) -> dict[str, Any]:
-    return {"certificateArn": record.arn, "certificateId": record.certificate_id}
-
-
-def _status(call: Call) -> str:
-    status = call.text("status")
-    if status is None:
-        status = "ACTIVE" if call.flag("setAsActive") else INACTIVE
-    return status
-
-
-def register_certificate_handler(call: Call) -> dict[str, Any]:
-    pem = call.text("certificatePem", required=True, max_length=MAX_PEM)
-    ca_pem = call.text("caCertificatePem", max_length=MAX_PEM)
-    with call.state.lock:
-        return _registered(register_certificate(call.backend, pem, ca_pem=ca_pem, status=_status(call)))
-
-
-def register_certificate_without_ca_handler(call: Call) -> dict[str, Any]:
-    pem = call.text("certificatePem", required=True, max_length=MAX_PEM)
-    with call.state.lock:
-        return _registered(register_certificate(call.backend, pem, ca_pem=None, status=_status(call)))
-
-
-def create_thing_handler(call: Call) -> dict[str, Any] | object:
-    if call.body.get("billingGroupName") is not None:
-        return DELEGATE  # billing groups: moto's own CreateThing
-    payload = call.body.get("attributePayload") or {}
-    attributes = (payload.get("attributes") or {}) if isinstance(payload, dict) else None
-    if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
-        raise InvalidRequest("attributePayload.attributes must map names to strings.")
-    with call.state.lock:
-        thing = create_thing(call.backend, call.path["thingName"], call.text("thingTypeName"), attributes)
-    return {"thingName": thing.thing_name, "thingArn": thing.arn, "thingId": thing.thing_id}
-
-
-def attach_policy_handler(call: Call) -> dict[str, Any]:
-    with call.state.lock:
-        attach_policy(call.backend, call.path["policyName"], call.text("target", required=True))
-    return {}
-
-
-def attach_thing_principal_handler(call: Call) -> dict[str, Any] | object:
-    principal = call.headers.get("x-amzn-principal")
-    if not principal:
-        raise InvalidRequest("principal is required.")
-    if ":cert/" not in principal or call.query.get("thingPrincipalType") == "EXCLUSIVE_THING":
-        return DELEGATE  # other principals, and exclusive attachment: moto's own
-    with call.state.lock:
-        attach_thing_principal(call.backend, call.path["thingName"], principal)
-    return {}
-
-
-def add_thing_to_thing_group_handler(call: Call) -> dict[str, Any] | object:
-    thing = call.text("thingName")
-    if thing is None:
-        return DELEGATE  # named by thingArn: moto's own
-    group_name, group_arn = call.text("thingGroupName"), call.text("thingGroupArn")
-    if group_name is None and group_arn is None:
-        raise InvalidRequest("Give thingGroupName or thingGroupArn.")
-    with call.state.lock:
-        add_thing_to_thing_group(call.backend, group_name, group_arn, thing)
-    return {}
-
-
-def update_certificate_handler(call: Call) -> dict[str, Any]:
-    status = call.query.get("newStatus")
-    if status is None:
-        raise InvalidRequest("newStatus is required.")
-    with call.state.lock:
-        update_certificate(call.backend, call.path["certificateId"], status)
-    return {}
-
-
-HANDLERS = {
-    "RegisterCertificate": register_certificate_handler,
-    "RegisterCertificateWithoutCA": register_certificate_without_ca_handler,
-    "CreateThing": create_thing_handler,
-    "AttachPolicy": attach_policy_handler,
-    "AttachThingPrincipal": attach_thing_principal_handler,
-    "AddThingToThingGroup": add_thing_to_thing_group_handler,
-    "UpdateCertificate": update_certificate_handler,
-}

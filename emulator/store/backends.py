@@ -1,0 +1,46 @@
+"""moto's backends, reached from here only: the one place the emulator touches moto's models.
+
+The emulator keeps its AWS state in moto's in-memory backends (IoT, S3, Lambda) and adds what moto
+lacks beside them (:mod:`emulator.store.state`). Every other layer asks these functions, so a moto
+upgrade that moves a backend changes this module and the store's, nothing else. moto is imported
+when first needed: it is large, and the CLI should not pay for it unless the emulator runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def iot_backend(account: str, region: str) -> Any:
+    """moto's AWS IoT backend of one account and region."""
+    from moto.iot.models import iot_backends
+
+    return iot_backends[account][region]
+
+
+def s3_backend(account: str) -> Any:
+    """moto's S3 backend of one account (S3's buckets are global)."""
+    from moto.s3.models import s3_backends
+
+    return s3_backends[account]["global"]
+
+
+def lambda_backend(account: str, region: str) -> Any:
+    """moto's Lambda backend of one account and region."""
+    from moto.awslambda.models import lambda_backends
+
+    return lambda_backends[account][region]
+
+
+def account_id_from(access_key: str) -> str:
+    """The account moto gives an access key (its default account unless the key was made by STS or IAM)."""
+    from moto.iam.models import get_account_id_from
+
+    return get_account_id_from(access_key)
+
+
+def iot_arn(region: str, account: str, resource: str) -> str:
+    """An AWS IoT ARN in the region's partition (``aws``, ``aws-cn``, ``aws-us-gov``)."""
+    from moto.utilities.utils import get_partition
+
+    return f"arn:{get_partition(region)}:iot:{region}:{account}:{resource}"
