@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -18,15 +20,15 @@ from base.keys import KeyType
 from base.names import check_country
 from ca.batch import FORMATS, BatchRequest, mint_batch, names_from_file, numbered_names
 from ca.mint import mint_device
-from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, open_store
+from cli.common import DirOption, JsonOption, PassphraseEnvOption, debug_enabled, emit, open_store
 from cli.common import passphrase as read_passphrase
 from cli.device_report import check_table, count_devices, describe_result, describe_summary
 from cli.progress import ProgressBar
 from device.backoff import Backoff
 from device.check import check_manifest
-from device.client import ConnectOptions, Messages, run_device
+from device.client import ConnectOptions, DeviceResult, Messages, run_device
 from device.endpoint import parse_endpoint
-from device.errors import DevicesFailedError
+from device.errors import DevicesFailedError, UnexpectedDeviceError
 from device.identity import chain_warning, identity_from_files
 from device.simulate import simulate_manifest
 
@@ -313,11 +315,25 @@ def simulate(
             messages=messages,
             topic_root=topic_root,
             options=_connect_options(base, cap, attempts, refusals),
-            progress=bar.count_result,
+            progress=_with_tracebacks(bar.count_result),
         )
     emit(summary.to_dict(), as_json, describe_summary(summary))
     if summary.failed:
         raise DevicesFailedError(f"{summary.failed} of {summary.devices} devices failed.")
+
+
+def _with_tracebacks(progress: Callable[[DeviceResult], None]) -> Callable[[DeviceResult], None]:
+    """``progress``, and with --debug the traceback of every device that failed on a bug (on stderr)."""
+    if not debug_enabled():
+        return progress
+
+    def report(result: DeviceResult) -> None:
+        progress(result)
+        if isinstance(result.error, UnexpectedDeviceError) and result.error.__cause__ is not None:
+            trace = "".join(traceback.format_exception(result.error.__cause__))
+            typer.echo(f"{result.thing_name}: unexpected failure\n{trace}", err=True)
+
+    return report
 
 
 @app.command()
@@ -347,7 +363,7 @@ def check(
             publish=publish,
             topic_root=topic_root,
             options=_connect_options(base, cap, attempts, refusals),
-            progress=bar.count_result,
+            progress=_with_tracebacks(bar.count_result),
         )
     if as_json:
         emit(report.to_dict(), True, "")

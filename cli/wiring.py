@@ -10,12 +10,14 @@ import os
 
 from base import config
 from cloud.stacks import CloudFormationStacks, StackSource
-from emulator.cloudformation.deploy import EmulatorStacks
 
 
 def stack_source(session) -> StackSource:
     """Stacks from the local emulator's record when AWS_ENDPOINT_URL points the kit at an endpoint of
     its own (``jitr local up``), else from CloudFormation."""
     if os.environ.get(config.ENV_AWS_ENDPOINT_URL):
+        # imported here, not at the top: every other command would pay for the emulator's deployer
+        from emulator.cloudformation.deploy import EmulatorStacks
+
         return EmulatorStacks(session)
     return CloudFormationStacks(session)

@@ -87,6 +87,12 @@ class ConnectionRejectedError(DeviceError, AwsError):
     exit_code = ExitStatus.CONNECTION_REJECTED
 
 
+class UnexpectedDeviceError(DeviceError):
+    """A device of a fleet run failed on a bug, not on its endpoint: the exception is its ``__cause__``."""
+
+    reason = "unexpected"
+
+
 class FleetInterruptedError(DeviceError):
     """A fleet run was interrupted (Ctrl-C) while this device was waiting to retry."""
 

@@ -24,7 +24,7 @@ from base.manifest import ManifestEntry, read_manifest
 from base.names import DEFAULT_TOPIC_ROOT
 from device.client import ConnectOptions, DeviceResult, Messages, run_device
 from device.endpoint import Endpoint, parse_endpoint
-from device.errors import DeviceError, FleetInterruptedError
+from device.errors import FleetInterruptedError, UnexpectedDeviceError
 from device.identity import identity_from_manifest
 
 DEFAULT_CONCURRENCY = 64
@@ -169,7 +169,11 @@ def _run_entry(
         return run_device(identity, endpoint, root_ca=root_ca, messages=messages, options=options, sleep=sleep)
     except Exception as exc:  # a broken manifest line, or a bug: it fails that device, not the run
         result = DeviceResult(entry.thing_name, entry.thing_name, str(endpoint), messages.topic_for(entry.thing_name))
-        result.error = exc if isinstance(exc, JitrError) else DeviceError(f"Unexpected failure: {exc!r}.")
+        if isinstance(exc, JitrError):
+            result.error = exc
+        else:  # a bug: the sentence names it, and the exception stays as the cause for --debug to show
+            result.error = UnexpectedDeviceError(f"Unexpected failure: {exc!r}.")
+            result.error.__cause__ = exc
         return result
 
 

@@ -27,9 +27,7 @@ def entry(tree: Path) -> str:
 
 def one_run(tree: Path) -> float:
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", entry(tree)], cwd=tree, capture_output=True, timeout=60, check=False
-    )
+    done = subprocess.run([sys.executable, "-c", entry(tree)], cwd=tree, capture_output=True, timeout=60, check=False)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"jitr --help failed in {tree}: {done.stderr.decode()[-500:]}")

@@ -24,6 +24,7 @@ from emulator.api import (
     endpoint,
     provisioning_templates,
     registration_tasks,
+    topic_rules,
 )
 from emulator.api.middleware import IotMiddleware, iot_operations
 from emulator.api.quotas import Quotas
@@ -43,6 +44,7 @@ HANDLERS = {
     **endpoint.HANDLERS,
     **devices.HANDLERS,
     **registration_tasks.HANDLERS,
+    **topic_rules.HANDLERS,
 }
 
 

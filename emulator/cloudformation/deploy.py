@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from base.errors import AlreadyExistsError, JitrError, NotFoundError
 from base.names import check_stack_name
 from cloud.session import aws_failure
@@ -174,10 +176,14 @@ class StackDeployer:
         return record
 
     def _bucket_exists(self, name: str) -> bool:
+        """Whether the bucket is there: S3 answers HeadBucket 404 when it is not. Any other failure (the
+        endpoint down, access denied) is raised, not taken for a missing bucket."""
         try:
             self.client("s3").head_bucket(Bucket=name)
-        except Exception:
-            return False
+        except ClientError as exc:
+            if _error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise
         return True
 
     @staticmethod

@@ -127,6 +127,7 @@ class IotCore:
             try:
                 done = self.templates.provision(self._template_of(ca), leaf, ca_certificate_id=ca.id)
             except Exception as exc:  # any failure leaves the certificate pending, as on AWS
+                log.warning("JITP failed for certificate %s of CA %s: %s", cert_id, ca.id, exc, exc_info=True)
                 return Verdict(ConnectDecision.DROP, f"JITP failed: {exc}")
             if done.status != ACTIVE or self.settings.jitp_drops_first_connect:
                 return Verdict(ConnectDecision.DROP, f"JITP provisioned {done.thing_name}, certificate {done.status}")

@@ -42,6 +42,13 @@ class ResourceNotFound(IotServiceError):
     status = 404
 
 
+class SqlParse(IotServiceError):
+    """A topic rule's SQL statement does not parse (CreateTopicRule, ReplaceTopicRule)."""
+
+    code = "SqlParseException"
+    status = 400
+
+
 class ResourceAlreadyExists(IotServiceError):
     """The resource already exists; the answer names it by ``resourceId`` and ``resourceArn``."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,30 @@ def test_a_refused_connection_publishes_no_presence_event(jitr, pki, emulator, a
     assert Device(emulator, chain, key, "dev-2").connect_once() == (None, None)  # dropped by JITR
     wait_for(lambda: logged(emulator, group))  # events run in order: presence would have come before
     assert logged(emulator, "/test/presence") == []
+
+
+def test_a_jitp_template_that_fails_drops_the_device_and_logs_why_with_its_cause(jitr, pki, emulator, tmp_path, caplog):
+    template = {
+        "Parameters": {"AWS::IoT::Certificate::CommonName": {"Type": "String"}},
+        "Resources": {
+            "thing": {
+                "Type": "AWS::IoT::Thing",
+                "Properties": {"ThingName": {"Ref": "AWS::IoT::Certificate::CommonName"}},
+            },
+            "certificate": {
+                "Type": "AWS::IoT::Certificate",
+                "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
+            },
+            "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "no-such-policy"}},
+        },
+    }
+    template["Parameters"]["AWS::IoT::Certificate::Id"] = {"Type": "String"}
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template))
+    register_ca(jitr, pki, "--jitp", "--role-arn", JITP_ROLE, "--template", path)
+    chain, key = mint(jitr, pki, "jitp-broken")
+    with caplog.at_level("WARNING", logger="jitr.emulator"):
+        assert Device(emulator, chain, key, "jitp-broken").connect_once() == (None, None)  # dropped, as on AWS
+    failures = [r for r in caplog.records if r.getMessage().startswith("JITP failed for certificate")]
+    assert failures and certificate_id_of(chain) in failures[0].getMessage()
+    assert failures[0].exc_info is not None  # the cause, with its traceback, not only a disconnect reason

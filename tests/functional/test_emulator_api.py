@@ -537,3 +537,27 @@ def test_registry_reads_policies_things_templates_and_topic_rules(api, iot):
     )
     iot.disable_topic_rule(ruleName="archive")
     assert registry.topic_rules() == [] and registry.topic_rule("archive").disabled
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT * FROM", "SELECT FROM 'devices/#'", "SELECT * FROM 'devices/#' WHERE (", "DELETE FROM 'a'"],
+)
+def test_a_topic_rule_whose_sql_does_not_parse_is_refused_and_not_created(iot, sql):
+    payload = {"sql": sql, "actions": [], "awsIotSqlVersion": "2016-03-23"}
+    with pytest.raises(ClientError) as caught:
+        iot.create_topic_rule(ruleName="bad_sql", topicRulePayload=payload)
+    assert caught.value.response["Error"]["Code"] == "SqlParseException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "bad_sql" not in [rule["ruleName"] for rule in iot.list_topic_rules()["rules"]]
+
+
+def test_a_topic_rule_that_parses_is_created_and_can_be_replaced_but_not_with_bad_sql(iot):
+    payload = {"sql": "SELECT temperature FROM 'devices/+/telemetry'", "actions": []}
+    iot.create_topic_rule(ruleName="good_sql", topicRulePayload=payload)
+    with pytest.raises(ClientError) as caught:
+        iot.replace_topic_rule(ruleName="good_sql", topicRulePayload={**payload, "sql": "SELECT * FROM"})
+    assert caught.value.response["Error"]["Code"] == "SqlParseException"
+    rule = iot.get_topic_rule(ruleName="good_sql")["rule"]
+    assert rule["sql"] == payload["sql"]
+    iot.delete_topic_rule(ruleName="good_sql")

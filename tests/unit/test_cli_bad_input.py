@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from base.keys import generate_key
+from device.errors import DevicesFailedError
 
 
 def _files(root: Path) -> set[str]:
@@ -283,3 +284,22 @@ def test_unencrypted_ca_keys_get_a_warning_on_stderr_and_encrypted_ones_none(jit
 def test_the_emulator_state_with_its_endpoint_ca_key_is_ignored_by_git():
     ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().splitlines()
     assert "/.jitr-local/" in ignored and ".aws-sam/" in ignored
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_device_side_bug_fails_that_device_and_shows_its_traceback_only_with_debug(
+    jitr, pki, tmp_path, monkeypatch, debug
+):
+    assert jitr("device", "mint", "--dir", pki, "--count", "2", "--prefix", "bug-", "--format", "jsonl").exit_code == 0
+    manifest = pki / "batches/bug/manifest.jsonl"
+
+    def broken(*_args, **_kwargs):
+        raise ZeroDivisionError("a bug in the device client")
+
+    monkeypatch.setattr("device.simulate.run_device", broken)
+    args = ["--debug"] * debug + ["device", "simulate", "--manifest", manifest, "--endpoint", "127.0.0.1:1"]
+    result = jitr(*args)
+    assert result.exit_code == 20 or (debug and isinstance(result.exception, DevicesFailedError))  # --debug: raised
+    assert "unexpected: 2" in result.stdout  # the failures by reason
+    assert ("Traceback (most recent call last)" in result.stderr) is debug
+    assert ("ZeroDivisionError: a bug in the device client" in result.stderr) is debug
