@@ -107,6 +107,15 @@ class OutputError(JitrError):
 
 
 class AwsError(JitrError):
-    """AWS IoT (or the local emulator) refused or failed a call."""
+    """AWS (or the local emulator) refused or failed a call the kit made.
+
+    ``code`` is AWS's error code when AWS answered (``ResourceNotFoundException``...), None when no
+    answer came; ``details`` holds the answer's other members (``resourceId``, ``resourceArn``...).
+    """
 
     exit_code = ExitStatus.AWS
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details or {}

@@ -92,6 +92,9 @@ class IotApi:
     def call(self, operation: str, **params: Any) -> dict:
         """Call ``operation`` (boto3's snake_case name), retrying throttling with full jitter.
 
+        Every failure is an :class:`AwsError` (its ``code`` AWS's error code when AWS answered); no
+        botocore exception leaves this seam.
+
         With a pacer, each call waits for its paced slot, a throttled call is retried until it goes
         through, and a dropped connection is retried like a transient error.
         """
@@ -124,7 +127,7 @@ class IotApi:
                 if code in RETRYABLE and attempt < self.max_attempts:
                     self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
                     continue
-                raise
+                raise _as_aws_error(operation, exc) from exc
             except (ConnectionError, HTTPClientError) as exc:  # refused, reset, closed, timed out
                 # a dead endpoint (no answer, nothing listening) is tried MAX_ATTEMPTS times, as botocore
                 # does without a pacer; a connection dropped under load is retried longer
@@ -147,14 +150,12 @@ class IotApi:
 
     def describe_ca(self, ca_certificate_id: str) -> dict | None:
         """The CA's description and registration config, or None if AWS IoT does not know it."""
-        from botocore.exceptions import ClientError
-
         try:
             return self.call("describe_ca_certificate", certificateId=ca_certificate_id)
-        except ClientError as exc:
-            if aws_error_code(exc) == "ResourceNotFoundException":
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":
                 return None
-            raise _as_aws_error("describe_ca_certificate", exc) from exc
+            raise
 
     def register_ca(self, **params: Any) -> dict:
         return self._checked("register_ca_certificate", **params)
@@ -190,14 +191,12 @@ class IotApi:
 
     def thing_attributes(self, thing_name: str) -> dict[str, str] | None:
         """The thing's attributes, or None if there is no such thing."""
-        from botocore.exceptions import ClientError
-
         try:
             return dict(self.call("describe_thing", thingName=thing_name).get("attributes") or {})
-        except ClientError as exc:
-            if aws_error_code(exc) == "ResourceNotFoundException":
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":
                 return None
-            raise _as_aws_error("describe_thing", exc) from exc
+            raise
 
     def certificate_ca(self, certificate_id: str) -> str | None:
         """The id of the CA a registered certificate was issued under (None: registered without a CA)."""
@@ -243,18 +242,16 @@ class IotApi:
         Returns ``(certificateId, certificateArn, created)``; a certificate AWS IoT already has is
         not an error (``created`` is False).
         """
-        from botocore.exceptions import ClientError
-
         operation = "register_certificate" if ca_pem is not None else "register_certificate_without_ca"
         params: dict[str, Any] = {"certificatePem": pem, "status": status}
         if ca_pem is not None:
             params["caCertificatePem"] = ca_pem
         try:
             answer = self.call(operation, **params)
-        except ClientError as exc:
-            if aws_error_code(exc) != "ResourceAlreadyExistsException":
-                raise _as_aws_error(operation, exc) from exc
-            cert_id, arn = exc.response.get("resourceId"), exc.response.get("resourceArn")
+        except AwsError as exc:
+            if exc.code != "ResourceAlreadyExistsException":
+                raise
+            cert_id, arn = exc.details.get("resourceId"), exc.details.get("resourceArn")
             if not cert_id or not arn:
                 from base.certificates import certificate_id, load_certificate
 
@@ -343,14 +340,12 @@ class IotApi:
 
     def _call_unless(self, code: str, operation: str, **params: Any) -> bool:
         """Call ``operation``: True, or False when AWS answers the error ``code``; other errors raise AwsError."""
-        from botocore.exceptions import ClientError
-
         try:
             self.call(operation, **params)
-        except ClientError as exc:
-            if aws_error_code(exc) == code:
+        except AwsError as exc:
+            if exc.code == code:
                 return False
-            raise _as_aws_error(operation, exc) from exc
+            raise
         return True
 
     def data_endpoint(self) -> str:
@@ -363,17 +358,15 @@ class IotApi:
         self, operation: str, key: str, token_param: str, token_field: str, *, missing_ok: bool = False, **params: Any
     ) -> list:
         """Every item of a paginated list call (``[]`` for a missing resource when ``missing_ok``)."""
-        from botocore.exceptions import ClientError
-
         items: list = []
         token = None
         while True:
             try:
                 answer = self.call(operation, **params, **({token_param: token} if token else {}))
-            except ClientError as exc:
-                if missing_ok and aws_error_code(exc) == "ResourceNotFoundException":
+            except AwsError as exc:
+                if missing_ok and exc.code == "ResourceNotFoundException":
                     return items
-                raise _as_aws_error(operation, exc) from exc
+                raise
             items.extend(answer.get(key) or [])
             token = answer.get(token_field)
             if not token:
@@ -382,32 +375,27 @@ class IotApi:
     def _unless_missing(self, operation: str, *, settle: tuple[str, ...] = (), **params: Any) -> bool:
         """Call ``operation``; False if its resource is already gone. Codes in ``settle`` are retried a few
         times with backoff: AWS IoT applies detachments eventually, so a delete right after may conflict."""
-        from botocore.exceptions import ClientError
-
         attempts = 8
         for attempt in range(1, attempts + 1):
             try:
                 self.call(operation, **params)
                 return True
-            except ClientError as exc:
-                code = aws_error_code(exc)
-                if code == "ResourceNotFoundException":
+            except AwsError as exc:
+                if exc.code == "ResourceNotFoundException":
                     return False
-                if code in settle and attempt < attempts:
+                if exc.code in settle and attempt < attempts:
                     self._sleep(min(self.max_delay, self.base_delay * 2**attempt))
                     continue
-                raise _as_aws_error(operation, exc) from exc
+                raise
         raise AssertionError("unreachable")
 
     def _checked(self, operation: str, **params: Any) -> dict:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self.call(operation, **params)
-        except ClientError as exc:
-            raise _as_aws_error(operation, exc) from exc
+        return self.call(operation, **params)
 
 
 def _as_aws_error(operation: str, exc: BaseException) -> AwsError:
+    """AWS's answer as an AwsError sentence that keeps the error code and the answer's other members."""
     code, message = aws_error_parts(exc)
-    return AwsError(f"AWS IoT refused {operation} ({code}): {message}.")
+    response = getattr(exc, "response", None) or {}
+    details = {k: v for k, v in response.items() if k not in ("Error", "ResponseMetadata")}
+    return AwsError(f"AWS IoT refused {operation} ({code}): {message}.", code=aws_error_code(exc), details=details)

@@ -1,4 +1,5 @@
-"""The AWS IoT errors the emulator answers, as part of the kit's one error hierarchy.
+"""The AWS IoT errors the emulator answers, as part of the kit's one error hierarchy (server side:
+what the emulator answers, not :class:`base.errors.AwsError`, which is what the kit's calls get back).
 
 Each class carries the AWS error code and HTTP status of the shape in botocore's IoT model, so a
 boto3 client raises ``ClientError`` with the same ``Error.Code`` it would get from AWS.
@@ -10,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from base.errors import AwsError
+from base.errors import ExitStatus, JitrError
 
 
-class IotServiceError(AwsError):
-    """AWS IoT (here, the local emulator) refused a call; ``code`` and ``status`` are AWS's."""
+class IotServiceError(JitrError):
+    """AWS IoT (here, the local emulator) refuses a call; ``code`` and ``status`` are AWS's."""
 
+    exit_code = ExitStatus.AWS
     code = "InternalFailureException"
     status = 500
 

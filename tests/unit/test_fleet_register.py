@@ -114,8 +114,9 @@ def test_with_a_pacer_a_throttled_call_is_retried_until_it_goes_through():
 
 def test_without_a_pacer_throttling_gives_up_after_max_attempts():
     api = IotApi(FlakyClient(times=50), max_attempts=3, sleep=lambda s: None)
-    with pytest.raises(ClientError):
+    with pytest.raises(AwsError) as caught:  # a sentence with AWS's code, never botocore's ClientError
         api.call("register_certificate", certificatePem="x")
+    assert caught.value.code == "ThrottlingException" and not isinstance(caught.value, ClientError)
 
 
 # -- the request -----------------------------------------------------------------------------------------------
