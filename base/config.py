@@ -33,4 +33,4 @@ def resolve(explicit: str | None, env_var: str, default: str | None = None) -> s
 
 def region(explicit: str | None = None) -> str:
     """The AWS region: argument, AWS_REGION, AWS_DEFAULT_REGION, then us-east-1."""
-    return resolve(explicit, ENV_AWS_REGION) or resolve(None, ENV_AWS_DEFAULT_REGION, DEFAULT_REGION)
+    return resolve(explicit, ENV_AWS_REGION) or resolve(None, ENV_AWS_DEFAULT_REGION) or DEFAULT_REGION

@@ -45,7 +45,7 @@ def key_type_of(key: PrivateKey | PublicKeyTypes) -> str:
     return type(public).__name__
 
 
-def signature_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm:
+def signature_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | hashes.SHA384:
     """The digest to sign with: SHA-384 for P-384, SHA-256 otherwise."""
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
         return hashes.SHA384()

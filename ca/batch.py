@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import shutil
 import signal
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from itertools import islice
@@ -34,7 +34,7 @@ from base import manifest
 from base.certificates import load_certificate, to_pem
 from base.errors import InvalidInputError, InvalidThingNameError, OutputError
 from base.files import create_file, ensure_dir, read_bytes
-from base.keys import KeyType, load_private_key
+from base.keys import KeyType, PrivateKey, load_private_key
 from base.names import check_thing_name
 from ca.batch_stage import check_out, check_size, publish, remove_stale_stages
 from ca.issue import Issuer
@@ -46,7 +46,7 @@ CHUNK = 250  # devices a task: large enough to amortise inter-process traffic
 PR_SET_PDEATHSIG = 1
 
 
-def numbered_names(prefix: str, count: int) -> _NumberedNames:
+def numbered_names(prefix: str, count: int) -> Collection[str]:
     """Names ``prefix`` + a zero-padded number, 1..count; checked by their first and last."""
     if count < 1:
         raise InvalidInputError("--count must be at least 1.")
@@ -67,6 +67,12 @@ class _NumberedNames:
 
     def __iter__(self) -> Iterator[str]:
         return (f"{self.prefix}{i:0{self.width}d}" for i in range(1, self.count + 1))
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str) or not name.startswith(self.prefix):
+            return False
+        number = name[len(self.prefix) :]
+        return len(number) == self.width and number.isdigit() and 1 <= int(number) <= self.count
 
 
 def names_from_file(path: Path) -> list[str]:
@@ -200,13 +206,10 @@ def _p256_spki_from_pkcs8(key_der: bytes) -> bytes:
     return _spki_from_pkcs8(key_der)
 
 
-def _key_generator(key_type: str) -> Callable[[], object]:
+def _key_generator(key_type: str) -> Callable[[], PrivateKey]:
     key_type = KeyType(key_type)
-    if key_type is KeyType.EC_P256:
-        curve = ec.SECP256R1()
-        return lambda: ec.generate_private_key(curve)
-    if key_type is KeyType.EC_P384:
-        curve = ec.SECP384R1()
+    if key_type in (KeyType.EC_P256, KeyType.EC_P384):
+        curve: ec.EllipticCurve = ec.SECP256R1() if key_type is KeyType.EC_P256 else ec.SECP384R1()
         return lambda: ec.generate_private_key(curve)
     bits = int(key_type.split("-")[1])
     return lambda: rsa.generate_private_key(public_exponent=65537, key_size=bits)

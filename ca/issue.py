@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from base.errors import InvalidThingNameError, NotACaError, SignatureError
@@ -33,7 +33,7 @@ def _build(
     *,
     subject: x509.Name,
     issuer_name: x509.Name,
-    public_key: PublicKeyTypes,
+    public_key: CertificatePublicKeyTypes,
     signing_key: PrivateKey,
     not_before: dt.datetime,
     not_after: dt.datetime,
@@ -99,7 +99,7 @@ class Issuer:
         return not_before, min(not_after, self.certificate.not_valid_after_utc)
 
     def issue_intermediate(
-        self, public_key: PublicKeyTypes, subject: x509.Name, *, now: dt.datetime, days: int
+        self, public_key: CertificatePublicKeyTypes, subject: x509.Name, *, now: dt.datetime, days: int
     ) -> x509.Certificate:
         """An intermediate CA (path length 0) that signs device certificates."""
         check_key_strength(public_key)
@@ -117,7 +117,7 @@ class Issuer:
 
     def issue_device(
         self,
-        public_key: PublicKeyTypes,
+        public_key: CertificatePublicKeyTypes,
         thing_name: str,
         *,
         country: str | None,
@@ -163,7 +163,7 @@ class Issuer:
         )
 
     def issue_verification(
-        self, public_key: PublicKeyTypes, registration_code: str, *, now: dt.datetime
+        self, public_key: CertificatePublicKeyTypes, registration_code: str, *, now: dt.datetime
     ) -> x509.Certificate:
         """The verification certificate AWS IoT asks for: CN = registration code, signed by this CA."""
         not_before, not_after = self._not_after(now, 1)

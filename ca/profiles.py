@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from base.errors import InvalidInputError
@@ -45,7 +45,7 @@ def _key_usage(*, digital_signature=False, key_encipherment=False, cert_sign=Fal
     )
 
 
-def ski(public_key: PublicKeyTypes) -> x509.SubjectKeyIdentifier:
+def ski(public_key: CertificatePublicKeyTypes) -> x509.SubjectKeyIdentifier:
     return x509.SubjectKeyIdentifier.from_public_key(public_key)
 
 
@@ -72,7 +72,7 @@ def intermediate_extensions() -> list[Extension]:
     ]
 
 
-def device_extensions(public_key: PublicKeyTypes) -> list[Extension]:
+def device_extensions(public_key: CertificatePublicKeyTypes) -> list[Extension]:
     return [
         Extension(x509.BasicConstraints(ca=False, path_length=None), critical=True),
         Extension(

@@ -16,7 +16,7 @@ import hashlib
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from base.keys import KeyType, generate_key, signature_hash
 from base.names import check_thing_name
@@ -76,7 +76,7 @@ class DevicePrototype:
         cn = bytes((der.SET, n + 9, der.SEQUENCE, n + 7)) + _CN_OID + bytes((der.UTF8_STRING, n)) + value
         return der.tlv(der.SEQUENCE, self._subject_prefix + cn)
 
-    def issue(self, public_key: PublicKeyTypes, thing_name: str, serial: int) -> bytes:
+    def issue(self, public_key: CertificatePublicKeyTypes, thing_name: str, serial: int) -> bytes:
         """The DER of a device certificate for ``public_key`` with CN ``thing_name``."""
         return self.issue_spki(public_key.public_bytes(_DER, _SPKI), thing_name, serial)
 

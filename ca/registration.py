@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from base.certificates import certificate_id, to_pem
 from base.errors import AwsError, InvalidInputError, MalformedError
@@ -82,7 +83,7 @@ def register_ca(
             raise AwsError(
                 f"CA {ca_id} is registered for JITP; register with --jitp, or remove its template in AWS IoT first."
             )
-        update = {"certificateId": ca_id, "newStatus": "ACTIVE", "newAutoRegistrationStatus": "ENABLE"}
+        update: dict[str, Any] = {"certificateId": ca_id, "newStatus": "ACTIVE", "newAutoRegistrationStatus": "ENABLE"}
         if config is not None:
             update["registrationConfig"] = config
         api.update_ca(**update)

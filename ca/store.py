@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -49,7 +50,7 @@ class CaMetadata:
         """The metadata in ``ca.json``; ValueError naming what is wrong (the store says which file)."""
         if not isinstance(data, dict):
             raise ValueError("it is not a JSON object")
-        fields = {name: data.get(name) for name in cls.__dataclass_fields__}
+        fields: dict[str, Any] = {name: data.get(name) for name in cls.__dataclass_fields__}
         if fields["key_type"] not in {k.value for k in KeyType}:
             raise ValueError(f"key_type {fields['key_type']!r} is not one of {', '.join(k.value for k in KeyType)}")
         if fields["signer"] not in SIGNERS:  # never guess: a wrong guess signs devices with the root
@@ -96,7 +97,7 @@ class PkiStore:
             ROOT_CERT: FileSpec(to_pem(material.root_cert)),
             ROOT_KEY: FileSpec(private_key_pem(material.root_key, passphrase), private=True),
         }
-        if material.intermediate_cert is not None:
+        if material.intermediate_cert is not None and material.intermediate_key is not None:
             files[INTERMEDIATE_CERT] = FileSpec(to_pem(material.intermediate_cert))
             files[INTERMEDIATE_KEY] = FileSpec(private_key_pem(material.intermediate_key, passphrase), private=True)
         files[METADATA] = FileSpec(json.dumps(asdict(metadata), indent=2).encode() + b"\n")

@@ -183,7 +183,7 @@ def check_template(template: dict, *, fillable: set[str], source: str = "the tem
     undeclared = sorted(ref for ref in _refs(resources) if ref not in parameters and ref not in resources)
     if undeclared:
         raise InvalidTemplateError(f"{source} refers to {undeclared[0]}, which it does not declare.")
-    types = {}
+    types: dict[str, list] = {}
     for name, resource in resources.items():
         kind = resource.get("Type") if isinstance(resource, dict) else None
         if kind not in RESOURCE_TYPES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -22,7 +23,7 @@ def verify_chain(
     leaf: x509.Certificate,
     *,
     root: x509.Certificate,
-    intermediates: list[x509.Certificate] = (),
+    intermediates: Sequence[x509.Certificate] = (),
     now: dt.datetime | None = None,
 ) -> list[x509.Certificate]:
     """Verify ``leaf`` up to ``root``; return the chain (leaf first) or raise :class:`ChainError`.

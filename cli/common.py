@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -83,7 +82,7 @@ def error_edge() -> Iterator[None]:
         signum = getattr(exc, "signum", signal.SIGINT)
         typer.echo(f"Interrupted ({signal.Signals(signum).name}); nothing half-written was left behind.", err=True)
         raise typer.Exit(128 + signum) from None
-    except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+    except (typer.Exit, typer.Abort, typer.TyperException):  # Click's own exits and usage errors
         raise
     except Exception as exc:
         # a boto3 call outside the kit's seams (an endpoint down, a refusal; botocore's timeouts are
@@ -102,7 +101,7 @@ def error_edge() -> Iterator[None]:
 class JitrGroup(TyperGroup):
     """The ``jitr`` group: every command of every sub-app runs inside :func:`error_edge`."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # Click's Context (typer vendors its own Click)
         with error_edge():
             return super().invoke(ctx)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated
 
@@ -100,7 +100,7 @@ def mint(
     if names is not None:
         if count is not None or prefix is not None:
             raise InvalidInputError("Give either --names FILE or --count with --prefix, not both.")
-        things = names_from_file(names)
+        things: Collection[str] = names_from_file(names)
         label = names.stem
     else:
         if count is None or prefix is None:

@@ -54,8 +54,10 @@ def check_table(report: CheckReport, limit: int = TABLE_LIMIT) -> Table:
     if rows is not report.rows:
         title += f" (showing the {len(rows)} that do not)"
     table = Table(title=title)
-    for name, justify in (("thing", "left"), ("result", "left"), ("attempts", "right"), ("seconds", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)
+    for name in ("thing", "result"):
+        table.add_column(name, justify="left", no_wrap=True)
+    for name in ("attempts", "seconds"):
+        table.add_column(name, justify="right", no_wrap=True)
     table.add_column("why", overflow="fold")
     for row in rows:
         result = f"[green]{row.outcome}[/green]" if row.ok else f"[red]{row.outcome}[/red]"

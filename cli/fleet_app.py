@@ -128,6 +128,7 @@ def reset(
             raise InvalidInputError("--bucket and --keep-ca go with --stack, not with --manifest.")
         _reset_batch(manifest, yes=yes, concurrency=concurrency, as_json=as_json)
         return
+    assert stack is not None  # the check above: --stack or --manifest, and --manifest has returned
     info = lookup_stack(stack)
     s3 = make_session().client("s3") if bucket is not None else None
     bucket_gone = bucket is not None and info is None and not bucket_exists(s3, bucket)
@@ -137,7 +138,7 @@ def reset(
     folder_ca = certificate_id(store.signer_certificate()) if store is not None and store.exists() else None
     ca_id = stack_ca_id(stack, info, folder_ca)
     api = IotApi.connect() if ca_id is not None else None
-    plan = plan_reset(api, ca_id) if ca_id is not None else None
+    plan = plan_reset(api, ca_id) if api is not None and ca_id is not None else None
     emptying = None if bucket_gone else bucket
     if not yes and ((plan is not None and not plan.is_empty(keep_ca=keep_ca)) or emptying is not None):
         if plan is not None:
@@ -148,7 +149,7 @@ def reset(
             typer.echo("Aborted; nothing was deleted.", err=True)
             raise typer.Exit(1)
     report: dict = {"stack": stack, "caCertificateId": ca_id}
-    if plan is not None:
+    if plan is not None and api is not None and ca_id is not None:
         with ProgressBar("deleting", len(plan.certificates), quiet=as_json, min_total=21) as advance:
             policy = info.device_policy if info is not None else None
             report |= reset_fleet(api, ca_id, keep_ca=keep_ca, stack_policy=policy, progress=advance)

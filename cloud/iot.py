@@ -14,14 +14,12 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from base import config
 from base.errors import AwsError
+from cloud.pacing import Pacer
 from cloud.session import MAX_ATTEMPTS, aws_error_code, aws_error_parts, failed_call, make_session
-
-if TYPE_CHECKING:
-    from cloud.pacing import Pacer
 
 RETRYABLE = {
     "ThrottlingException",

@@ -183,7 +183,7 @@ class _Run:
             connection, outcome, detail = open_connection(context, endpoint, result.client_id, self.options, self.clock)
             attempt = Attempt(number, began - self.start, self.clock() - began, outcome, detail)
             result.attempts.append(attempt)
-            if outcome is Outcome.ACCEPTED:
+            if outcome is Outcome.ACCEPTED and connection is not None:
                 self._report(attempt)
                 return connection
             refusals += outcome is Outcome.REFUSED
@@ -195,7 +195,7 @@ class _Run:
             self._report(attempt)
             if error is not None:
                 raise error
-            self.sleep(attempt.retry_in)
+            self.sleep(attempt.retry_in or 0.0)
         raise AssertionError("unreachable: the last attempt either connects or fails")
 
     def _report(self, attempt: Attempt) -> None:

@@ -12,6 +12,7 @@ import select
 import socket
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -147,7 +148,8 @@ def open_connection(
             return None, Outcome.DROPPED, f"connection reset during the TLS handshake ({exc.strerror or exc})"
         return None, Outcome.UNREACHABLE, exc.strerror or str(exc)
     received = connection.pump_until(lambda: connection.connack is not None, options.connack_timeout)
-    if received and not connection.connack.is_failure:
+    connack = connection.connack
+    if received and connack is not None and not connack.is_failure:
         return connection, Outcome.ACCEPTED, "CONNACK accepted"
     connection.close()
     if not received:
@@ -157,7 +159,8 @@ def open_connection(
         if connection.closed:
             return None, Outcome.DROPPED, "closed before CONNACK"
         return None, Outcome.TIMEOUT, f"no CONNACK within {options.connack_timeout:g} s"
-    name = connection.connack.getName()
+    assert connack is not None  # received: pump_until saw it
+    name = connack.getName()
     if name in _REFUSED:
         return None, Outcome.REFUSED, f"CONNACK {name.lower()}"
     if name in _UNAVAILABLE:
@@ -167,11 +170,12 @@ def open_connection(
     return None, Outcome.REFUSED, f"CONNACK {name.lower()}"
 
 
-def _wait(sock: socket.socket, want_write: bool, timeout: float) -> tuple[bool, bool]:
-    """Whether ``sock`` is readable (or closed) and writable within ``timeout``."""
+def _wait(sock: Any, want_write: bool, timeout: float) -> tuple[bool, bool]:
+    """Whether ``sock`` (paho's socket: anything with a ``fileno``) is readable (or closed) and writable
+    within ``timeout``."""
     if not hasattr(select, "poll"):  # Windows
-        readable, writable, _ = select.select([sock], [sock] if want_write else [], [], max(0.0, timeout))
-        return bool(readable), bool(writable)
+        ready_r, ready_w, _ = select.select([sock], [sock] if want_write else [], [], max(0.0, timeout))
+        return bool(ready_r), bool(ready_w)
     poller = select.poll()
     poller.register(sock, select.POLLIN | (select.POLLOUT if want_write else 0))
     readable = writable = False

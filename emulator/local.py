@@ -70,7 +70,9 @@ class LocalIot:
             publish = functools.partial(self.broker.publish, wait=False)  # hooks never wait for the loop
             self.core.publish = publish
             self.rules.publish = publish
-            self.api.mqtt_endpoint = (ENDPOINT_HOST, self.broker.port)
+            port = self.broker.port
+            assert port is not None  # start() returns once the broker is bound
+            self.api.mqtt_endpoint = (ENDPOINT_HOST, port)
             self.api.settings.data_publish = self._data_publish  # aws iot-data publish: into the broker
         except BaseException:
             self.stop()

@@ -64,9 +64,10 @@ def manifest_ca(manifest: Path) -> Path:
 def thing_attributes(cert: x509.Certificate) -> dict[str, str]:
     """Thing attributes from the certificate subject: country, organization, serial (at most three,
     AWS's limit for a thing without a type); characters an attribute value may not hold become ``_``."""
-    attributes = {}
-    if country(cert.subject):
-        attributes["country"] = country(cert.subject)
+    attributes: dict[str, str] = {}
+    code = country(cert.subject)
+    if code:
+        attributes["country"] = code
     organization = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     if organization:
         attributes["organization"] = _ATTRIBUTE_UNSAFE.sub("_", str(organization[0].value))[:800]

@@ -199,15 +199,16 @@ def register_fleet(
     if ca is None and not request.without_ca:
         raise InvalidInputError("Registering under a CA needs its certificate: give --dir, or use --without-ca.")
     devices, outcomes = load_devices(request.manifest, ca=ca, now=now)
+    under_ca = None if request.without_ca else ca
+    ca_id = certificate_id(under_ca) if under_ca is not None else None
     setup = Setup(
-        ca_pem=None if request.without_ca else to_pem(ca).decode(),
+        ca_pem=to_pem(under_ca).decode() if under_ca is not None else None,
         policy=request.policy,
         thing_type=request.thing_type,
         group=request.group,
-        ca_id=None if request.without_ca else certificate_id(ca),
+        ca_id=ca_id,
     )
     warnings = [SHARED_WARNING] if request.shared_certificate else []
-    ca_id = None if request.without_ca else certificate_id(ca)
     done = previously_registered(request.results_path)
     shared_id = devices[0].certificate_id if request.shared_certificate and devices else None
     active = active_certificates(api, ca_id) if done and devices else set()

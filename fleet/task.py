@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from base.errors import AwsError
+from base.errors import AwsError, InvalidInputError
 from base.files import FileSpec, write_files
 from ca.template import template_body
 from cloud.iot import IotApi
@@ -177,6 +177,8 @@ def register_by_task(
     write_files(folder, {INPUT_FILE: FileSpec(body)}, overwrite=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     key = f"{KEY_PREFIX}/{Path(request.manifest).parent.name or 'batch'}-{stamp}.jsonl"
+    if request.bucket is None or request.role_arn is None:  # RegisterRequest refuses a task without them
+        raise InvalidInputError("--method task needs --bucket and --role-arn.")
     s3.ensure_bucket(request.bucket)
     s3.put_object(request.bucket, key, body)
     task_id = api.start_registration_task(

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from emulator.api import data_plane
@@ -167,7 +167,7 @@ class IotMiddleware:
         if signer and signer.service == "iotdata" and data_plane.is_publish(method, path):
             return self._data_publish(environ, start_response, path)
         matched = match_operation(method, path) if signer and signer.service == "iot" else None
-        if matched is None:
+        if matched is None or signer is None:
             return self.app(environ, start_response)
         operation, path_params = matched
         account = account_of(environ, signer.access_key)
@@ -197,7 +197,7 @@ class IotMiddleware:
             return _send(start_response, *error_response(IotServiceError(f"Internal failure: {exc}")))
         if result is DELEGATE:
             return self.app(environ, start_response)
-        answer = result if isinstance(result, Answer) else Answer(result)
+        answer = result if isinstance(result, Answer) else Answer(cast(Mapping[str, Any], result))
         return _send(start_response, *json_response(answer))
 
     def _data_publish(self, environ: dict[str, Any], start_response: Callable, path: str) -> Iterable[bytes]:

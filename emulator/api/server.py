@@ -83,9 +83,9 @@ class EmulatorApi:
         self.quotas = Quotas(quotas, known_operations=iot_operations())
         self.store = StateStore()
         self.settings = Settings(mqtt_endpoint, quotas=self.quotas)
-        self._server = None
+        self._server: Any = None  # werkzeug's server while serving
         self._thread: threading.Thread | None = None
-        self._saved_iot_config: dict[str, Any] | None = None
+        self._saved_iot_config: Any = None  # moto's iot config while the emulator overrides it
 
     # -- life cycle ---------------------------------------------------------------------------------
 

@@ -14,14 +14,12 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
+from emulator.api.quotas import Quotas
 from emulator.store.backends import iot_arn, iot_backend
 from emulator.store.errors import InvalidRequest, IotServiceError
 from emulator.store.state import RegionState
-
-if TYPE_CHECKING:
-    from emulator.api.quotas import Quotas
 
 DEFAULT_REGION = "us-east-1"
 T = TypeVar("T")
@@ -88,8 +86,14 @@ class Call:
             raise InvalidRequest(f"{name} must be true or false, not {value!r}.")
         return value.lower() == "true"
 
+    @overload
+    def text(self, name: str, *, required: Literal[True], max_length: int | None = None) -> str: ...
+
+    @overload
+    def text(self, name: str, *, required: bool = False, max_length: int | None = None) -> str | None: ...
+
     def text(self, name: str, *, required: bool = False, max_length: int | None = None) -> str | None:
-        """A string member of the JSON body."""
+        """A string member of the JSON body (required: present, or InvalidRequestException)."""
         value = self.body.get(name)
         if value is None:
             if required:

@@ -152,6 +152,7 @@ class IotCore:
         return template.body
 
     def _authorize_connect(self, info: SessionInfo, leaf: x509.Certificate, cert_id: str, cert_arn: str) -> Verdict:
+        thing_name: str | None
         if self.registry.is_attached(cert_arn, info.client_id):  # the usual case, found without a scan
             thing_name = info.client_id
         else:

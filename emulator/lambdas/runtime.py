@@ -233,6 +233,8 @@ class LambdaRuntime:
         module_name, _, attribute = (handler_name or "app.lambda_handler").rpartition(".")
         path = folder / (module_name.replace(".", "/") + ".py")
         spec = importlib.util.spec_from_file_location(f"jitr_lambda_{key.replace('-', '_')}", path)
+        if spec is None or spec.loader is None:
+            raise LambdaError(f"The handler module {path.name} of the function cannot be loaded.")
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(folder))  # the function's sibling modules import as on Lambda
         sys.modules[spec.name] = module

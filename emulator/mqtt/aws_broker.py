@@ -86,7 +86,7 @@ class _AwsIotBroker(_AmqttBroker):
         so that at most MAX_OPENING connections are in their handshake or waiting for their CONNECT:
         a flood of half-open connections is closed at accept instead of holding the broker.
         """
-        task = asyncio.current_task()
+        task = _current_task()
         if len(self._opening) >= MAX_OPENING:
             log.info("Closing a new connection: %s are already in their TLS handshake or CONNECT", MAX_OPENING)
             writer.transport.abort()
@@ -105,7 +105,7 @@ class _AwsIotBroker(_AmqttBroker):
 
     async def _client_connected(self, listener_name: str, reader: Any, writer: Any) -> None:
         server = self._servers[listener_name]
-        task = asyncio.current_task()
+        task = _current_task()
         self._connections.add(task)
         await server.acquire_connection()
         session = link = None
@@ -118,6 +118,8 @@ class _AwsIotBroker(_AmqttBroker):
                 return
             handler, session = opened
             link = _link(session)
+            if link is None:  # every session the broker accepted has a link (hooks.py); never a silent one
+                raise RuntimeError("an accepted MQTT session has no link to its connection")
             self.dispatch.notify(self.dispatch.hooks.on_connected, link.info)
             await self._handle_client_session(reader, writer, session, handler, server, listener_name)
         except (AMQTTError, MQTTError, NoDataError, ConnectionError) as exc:
@@ -284,8 +286,8 @@ class _AwsIotBroker(_AmqttBroker):
             _done, still = await asyncio.wait(pending, timeout=CLOSE_TIMEOUT)
             for task in still:
                 task.cancel()
-        for task in list(self._background):
-            task.cancel()
+        for future in list(self._background):
+            future.cancel()
         if self.dispatch.tasks:  # async event hooks still running
             await asyncio.wait(list(self.dispatch.tasks), timeout=CLOSE_TIMEOUT)
 
@@ -393,3 +395,10 @@ class _AwsIotBroker(_AmqttBroker):
         for outcome in await asyncio.gather(*sends, return_exceptions=True):
             if isinstance(outcome, Exception):
                 log.info("A retained message did not reach %s: %s", session.client_id, outcome)
+
+
+def _current_task() -> asyncio.Task:
+    """The task running a connection handler (there always is one: asyncio starts it as a task)."""
+    task = asyncio.current_task()
+    assert task is not None
+    return task

@@ -122,8 +122,10 @@ class Broker:
             raise BrokerNotRunningError("The MQTT broker is not running.")
         if threading.current_thread() is self._thread:  # from an async hook: cannot wait for ourselves
             task = loop.create_task(coro)
-            self._dispatch.tasks.add(task)
-            task.add_done_callback(self._dispatch.tasks.discard)
+            dispatch = self._dispatch
+            assert dispatch is not None  # set before the loop runs, cleared after it stops
+            dispatch.tasks.add(task)
+            task.add_done_callback(dispatch.tasks.discard)
             return None
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         if not wait:

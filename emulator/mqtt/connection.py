@@ -85,8 +85,6 @@ class Replay(ReaderAdapter):
         if not self._prefix:
             return await self._inner.read(n)
         head, self._prefix = (self._prefix, b"") if n < 0 else (self._prefix[:n], self._prefix[n:])
-        if not self._prefix:
-            self.read = self._inner.read  # replayed: later reads (several per packet) go straight to the stream
         missing = -1 if n < 0 else n - len(head)
         return head + (await self._inner.read(missing) if missing else b"")
 

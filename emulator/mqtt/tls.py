@@ -20,10 +20,11 @@ import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from base.certificates import load_certificate, to_pem
@@ -65,7 +66,7 @@ class EndpointPki:
 
 def issue_server_certificate(
     issuer: Issuer,
-    public_key: PublicKeyTypes,
+    public_key: CertificatePublicKeyTypes,
     *,
     now: dt.datetime,
     days: int = SERVER_CERT_DAYS,
@@ -215,7 +216,7 @@ def server_context(pki: EndpointPki) -> ssl.SSLContext:
 # --- what the client presented ----------------------------------------------------------------
 
 
-def _der(certificate: object) -> bytes | None:
+def _der(certificate: Any) -> bytes | None:
     if certificate is None or isinstance(certificate, bytes):
         return certificate
     return certificate.public_bytes(_ssl.ENCODING_DER)  # _ssl.Certificate (CPython 3.10-3.12)

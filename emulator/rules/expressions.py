@@ -228,7 +228,7 @@ class ExpressionParser:
         return Expression(lambda ctx: _lookup(ctx.message, tok.text), name=tok.text)
 
     def listing(self, closing: str, item: Callable[[], Any]) -> list[Any]:
-        items = []
+        items: list[Any] = []
         while not self.at_op(closing):
             if items:
                 self.expect(",")

@@ -155,7 +155,11 @@ def _joda_field(moment: datetime, letter: str, width: int) -> str | None:
     if letter == "S":
         return f"{moment.microsecond // 1000:03d}"[:width].ljust(width, "0")
     offset = moment.strftime("%z")
-    texts = {"E": moment.strftime("%A" if width >= 4 else "%a"), "a": "AM" if moment.hour < 12 else "PM", "G": "AD"}
+    texts: dict[str, str | None] = {
+        "E": moment.strftime("%A" if width >= 4 else "%a"),
+        "a": "AM" if moment.hour < 12 else "PM",
+        "G": "AD",
+    }
     texts |= {"z": moment.tzname() if width < 4 else zone_id}
     texts |= {"Z": offset if width == 1 else f"{offset[:3]}:{offset[3:]}" if width == 2 else zone_id}
     return texts.get(letter)

@@ -87,7 +87,7 @@ class EmulatedCaCertificate(FakeCaCertificate):
         }
 
 
-def find_ca(backend, ca_certificate_id: str) -> FakeCaCertificate:
+def find_ca(backend, ca_certificate_id: str) -> EmulatedCaCertificate:
     """The CA registered under this id, or ResourceNotFoundException."""
     found = backend.ca_certificates.get(ca_certificate_id)
     if found is None:

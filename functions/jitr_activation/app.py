@@ -175,7 +175,7 @@ def create_thing(iot, thing_name: str, attributes: dict[str, str], call: Retrier
     The attributes carry the owning CA (:data:`OWNER_ATTRIBUTE`), so CreateThing succeeds again only for a
     thing of the same CA with the same attributes, and a thing of another CA is always ``False``.
     """
-    kwargs = {"thingName": thing_name}
+    kwargs: dict[str, object] = {"thingName": thing_name}
     if attributes:
         kwargs["attributePayload"] = {"attributes": attributes}
     try:

@@ -82,7 +82,8 @@ class Clients:
         from botocore.config import Config as BotoConfig
 
         # Retries are ours (Retrier), so botocore makes one attempt per call.
-        return boto3.client(service, config=BotoConfig(retries={"mode": "standard", "total_max_attempts": 1}))
+        config = BotoConfig(retries={"mode": "standard", "total_max_attempts": 1})
+        return boto3.client(service, config=config)  # type: ignore[call-overload]  # stubs type literal names only
 
     @property
     def iot(self):
