@@ -26,6 +26,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint sam/template.yaml
 	shellcheck deploy.sh delete.sh scripts/*.sh
 

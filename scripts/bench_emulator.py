@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,7 +82,7 @@ class Emulator(EmulatorProcess):
 
 
 @contextmanager
-def emulator(work: Path, name: str, quotas: list[str] = ()):
+def emulator(work: Path, name: str, quotas: Sequence[str] = ()):
     state = work / f"state-{name}"
     shutil.rmtree(state, ignore_errors=True)  # a --work folder used before: start from a fresh emulator state
     running = Emulator(state, list(quotas))
@@ -277,7 +278,7 @@ def throttled(args, work: Path, manifest: Path, name: str, *, aws_defaults: bool
     }
 
 
-RUNNERS = {
+RUNNERS: dict[str, Callable[..., dict]] = {
     "jitp": jitp_fleet,
     "jitr": jitr_latency,
     "jitr-burst": functools.partial(jitr_latency, burst=True),
@@ -294,7 +295,7 @@ def table(results: dict[str, list[dict]]) -> str:
     def med(scenario: str, key: str) -> float:
         return statistics.median(r[key] for r in results[scenario])
 
-    rows = [("scenario", "figure (median)", "target", "met", "all rounds ok")]
+    rows: list[tuple[str, ...]] = [("scenario", "figure (median)", "target", "met", "all rounds ok")]
     if "jitp" in results:
         n = results["jitp"][0]["devices"]
         rows.append((f"JITP fleet, {n} devices", f"{med('jitp', 'devicesPerSecond'):.1f} devices/s", ">= 100"))

@@ -36,6 +36,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,7 +57,7 @@ PER_DEVICE_CALLS = ("RegisterCertificate", "CreateThing", "AttachPolicy", "Attac
 
 
 @contextmanager
-def emulator(work: Path, name: str, quotas: list[str] = ()):
+def emulator(work: Path, name: str, quotas: Sequence[str] = ()):
     running = EmulatorProcess(work / f"state-{name}", list(quotas))
     saved = {k: os.environ.get(k) for k in (*running.env, "AWS_PROFILE")}
     os.environ.pop("AWS_PROFILE", None)
@@ -150,7 +151,8 @@ def serial_loop(manifest: Path, pki: Path, *, latency: float) -> dict:
     policy = "bench-serial-device"
     iot.create_policy(policyName=policy, policyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
-    registered, lost, errors = 0, 0, {}
+    registered, lost = 0, 0
+    errors: dict[str, int] = {}
     started = time.monotonic()
     for record in records:
         try:

@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 JITR = str(Path(sys.executable).with_name("jitr"))
@@ -22,7 +24,7 @@ JITR = str(Path(sys.executable).with_name("jitr"))
 class EmulatorProcess:
     """``jitr local up --json --state-dir STATE [--quota ...]``, running until :meth:`stop`."""
 
-    def __init__(self, state: Path, quotas: list[str] = ()) -> None:
+    def __init__(self, state: Path, quotas: Sequence[str] = ()) -> None:
         self.state = Path(state)
         command = [JITR, "local", "up", "--json", "--state-dir", str(self.state)]
         for quota in quotas:
@@ -33,6 +35,7 @@ class EmulatorProcess:
 
         def read() -> None:  # the indented JSON object `local up --json` prints first; the rest is drained
             buffered = ""
+            assert self.process.stdout is not None  # stdout=PIPE
             for line in self.process.stdout:
                 if self._info is None:
                     buffered += line
@@ -45,8 +48,8 @@ class EmulatorProcess:
         if not ready.wait(60) or self._info is None:
             self.stop()
             raise RuntimeError("the emulator did not start")
-        self.info = self._info
-        self.env = {  # what points boto3, the AWS CLI and jitr at it
+        self.info: dict[str, Any] = self._info
+        self.env: dict[str, str] = {  # what points boto3, the AWS CLI and jitr at it
             "AWS_ENDPOINT_URL": self.info["aws_endpoint_url"],
             "AWS_REGION": self.info["region"],
             "AWS_DEFAULT_REGION": self.info["region"],
@@ -66,12 +69,13 @@ class EmulatorProcess:
             raise RuntimeError(f"jitr {' '.join(args)} failed: {done.stderr.strip()}")
         return json.loads(done.stdout)
 
-    def client(self, service: str):
+    def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.session.Session(
+        session: Any = boto3.session.Session(
             aws_access_key_id="emulator", aws_secret_access_key="emulator", region_name=self.info["region"]
-        ).client(service, endpoint_url=self.info["aws_endpoint_url"])
+        )
+        return session.client(service, endpoint_url=self.info["aws_endpoint_url"])
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the emulator process has used so far (Linux /proc)."""

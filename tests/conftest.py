@@ -41,7 +41,7 @@ class Jitr:
     def __init__(self) -> None:
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None, input: str | None = None):
+    def __call__(self, *args: object, env: dict[str, str] | None = None, input: str | None = None):
         return self.runner.invoke(app, [str(a) for a in args], env=env, input=input)
 
 

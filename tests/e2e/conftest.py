@@ -122,13 +122,16 @@ def log_action(group: str) -> dict:
 
 def logged(emulator: LocalIot, group: str) -> list[dict]:
     """The JSON messages cloudwatchLogs actions wrote to ``group``, oldest first."""
+    assert emulator.rules is not None, "the emulator is not running"
     return [json.loads(message) for name, message in list(emulator.rules.logs) if name == group]
 
 
 def function_decisions(emulator: LocalIot) -> list[dict]:
     """The JSON lines the Lambda functions printed, from their log groups (``STATE/logs/aws_lambda_*.log``)."""
     decisions = []
-    for path in sorted(emulator.lambdas.logs.log_dir.glob("aws_lambda_*.log")):
+    logs = emulator.lambdas.logs if emulator.lambdas is not None else None
+    assert logs is not None, "the emulator is not running, or its functions print to stdout"
+    for path in sorted(logs.log_dir.glob("aws_lambda_*.log")):
         for line in path.read_text().splitlines():
             message = parse_event_line(line)[1]
             if message.startswith("{") and '"decision"' in message:
@@ -154,7 +157,12 @@ class Device:
         client.reconnect_delay_set(60, 60)  # a connection the server closes later stays closed
         outcome: dict = {}
         done = threading.Event()
-        client.on_connect = lambda c, u, flags, rc, props: (outcome.setdefault("rc", rc.value), done.set())
+
+        def on_connect(_client, _userdata, _flags, rc, _props) -> None:
+            outcome.setdefault("rc", rc.value)
+            done.set()
+
+        client.on_connect = on_connect
         client.on_disconnect = lambda c, u, flags, rc, props: done.set()
         try:
             client.connect(self.host, self.info["mqtt_port"], keepalive=30)

@@ -72,7 +72,9 @@ class Device:
         self.client.on_disconnect = lambda *_args: self.disconnected.set()
 
     def connect(self, host: str = "localhost") -> Device:
-        self.client.connect(host, self.broker.port, keepalive=30)
+        port = self.broker.port
+        assert port is not None, "the broker is not running"
+        self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         return self
 
@@ -104,14 +106,19 @@ def start_broker(tmp_path: Path):
     brokers: list[Broker] = []
     devices: list[Device] = []
 
-    def start(**hooks) -> Broker:
-        broker = Broker(BrokerHooks(**hooks), state_dir=tmp_path / "state")
-        broker.start()
-        brokers.append(broker)
-        return broker
+    class Start:
+        """Starts a broker with the given hooks; ``devices`` are closed at the end of the test."""
 
-    start.devices = devices
-    yield start
+        def __init__(self) -> None:
+            self.devices = devices
+
+        def __call__(self, **hooks) -> Broker:
+            broker = Broker(BrokerHooks(**hooks), state_dir=tmp_path / "state")
+            broker.start()
+            brokers.append(broker)
+            return broker
+
+    yield Start()
     for device in devices:
         device.close()
     for broker in brokers:

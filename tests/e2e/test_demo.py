@@ -15,8 +15,9 @@ STEP = re.compile(r"^\[(\d+)\] (.+?)\s+(\d+\.\d{3}) s  (.*)$")
 
 def _steps(stdout: str) -> dict[str, str]:
     """Each step's title -> its detail; the step numbers must run 1, 2, 3, ... with a timing each."""
-    found = [STEP.match(line) for line in stdout.splitlines() if line.startswith("[")]
-    assert all(found), stdout
+    matches = [STEP.match(line) for line in stdout.splitlines() if line.startswith("[")]
+    found = [m for m in matches if m is not None]
+    assert len(found) == len(matches), stdout
     assert [int(m.group(1)) for m in found] == list(range(1, len(found) + 1))
     return {m.group(2): m.group(4) for m in found}
 

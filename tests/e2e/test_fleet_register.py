@@ -47,9 +47,16 @@ REGISTERING = ("register_certificate", "create_thing", "attach_policy", "attach_
 def count_registering_calls(monkeypatch) -> list[str]:
     """What the emulator's API handlers and registration tasks register with, from now on."""
     calls: list[str] = []
+
+    def counted(name: str, original):
+        def call(*args):
+            calls.append(name)
+            return original(*args)
+
+        return call
+
     for name in REGISTERING:
-        original = getattr(device_registry, name)
-        monkeypatch.setattr(device_registry, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+        monkeypatch.setattr(device_registry, name, counted(name, getattr(device_registry, name)))
     return calls
 
 

@@ -9,6 +9,7 @@ import threading
 import types
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -36,6 +37,7 @@ def load_function(directory: Path = ROOT / "functions" / "jitr_activation"):
     sys.path.insert(0, str(directory))
     try:
         spec = importlib.util.spec_from_file_location("jitr_activation_app", directory / "app.py")
+        assert spec is not None and spec.loader is not None, f"cannot load {directory / 'app.py'}"
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
@@ -117,11 +119,11 @@ def aws(monkeypatch):
 class Stack:
     """What the SAM stack and `jitr ca register` leave in the account: the CA, the device policy, the config."""
 
-    iot: object
-    ssm: object
+    iot: Any  # boto3 clients (moto)
+    ssm: Any
     issuer: Issuer
     ca_pem: str
-    config: object
+    config: Any  # the function's own Config
 
     def device(self, name: str = "dev-1", *, status: str = "PENDING_ACTIVATION", issuer=None, country="DE"):
         issuer = issuer or self.issuer

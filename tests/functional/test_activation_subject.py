@@ -27,7 +27,7 @@ SHORT[NameOID.ORGANIZATIONAL_UNIT_NAME] = "OU"
 
 
 def expected(cert: x509.Certificate) -> list[tuple[str, str]]:
-    return [(SHORT[a.oid], a.value) for a in cert.subject if a.oid in SHORT]
+    return [(SHORT[a.oid], str(a.value)) for a in cert.subject if a.oid in SHORT]
 
 
 def der(cert: x509.Certificate) -> bytes:
