@@ -19,13 +19,13 @@ from base.errors import AwsError, InvalidInputError, MalformedError
 from base.files import FileSpec
 from base.keys import generate_key
 from base.names import DEFAULT_TOPIC_ROOT
-from ca.store import PkiStore
-from ca.template import (
+from ca.jitp_template import (
     check_template,
     fillable_parameters,
     render_jitp_template,
     template_body,
 )
+from ca.store import PkiStore
 from cloud.iot import IotApi
 
 MODES = {"default": "DEFAULT", "sni-only": "SNI_ONLY"}

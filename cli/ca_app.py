@@ -16,14 +16,14 @@ from base.files import FileSpec, read_bytes, write_files
 from base.keys import KeyType, generate_key
 from base.names import DEFAULT_TOPIC_ROOT
 from ca.issue import Issuer, issue_root, make_name
-from ca.registration import RegistrationRequest, register_ca
-from ca.store import CaMaterial, CaMetadata, PkiStore
-from ca.template import (
+from ca.jitp_template import (
     check_template,
     fillable_parameters,
     parse_template,
     render_jitp_template,
 )
+from ca.registration import RegistrationRequest, register_ca
+from ca.store import CaMaterial, CaMetadata, PkiStore
 from ca.verify import verify_chain
 from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, open_store, passphrase
 from cloud.iot import IotApi

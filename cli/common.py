@@ -25,6 +25,15 @@ DirOption = Annotated[
     typer.Option("--dir", envvar=config.ENV_PKI_DIR, help="The CA directory (certs/, private/, ca.json)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+ManifestOption = Annotated[
+    Path,
+    typer.Option(
+        "--manifest",
+        exists=True,
+        dir_okay=False,
+        help="A mint manifest (manifest.jsonl, written by 'jitr device mint --count').",
+    ),
+]
 PassphraseEnvOption = Annotated[
     str | None,
     typer.Option(

@@ -20,7 +20,7 @@ from base.keys import KeyType
 from base.names import check_country
 from ca.batch import FORMATS, BatchRequest, mint_batch, names_from_file, numbered_names
 from ca.mint import mint_device
-from cli.common import DirOption, JsonOption, PassphraseEnvOption, debug_enabled, emit, open_store
+from cli.common import DirOption, JsonOption, ManifestOption, PassphraseEnvOption, debug_enabled, emit, open_store
 from cli.common import passphrase as read_passphrase
 from cli.device_report import check_table, count_devices, describe_result, describe_summary
 from cli.progress import ProgressBar
@@ -192,9 +192,6 @@ RootCaOption = Annotated[
         help="Trust this CA for the endpoint (the emulator's endpoint-ca.pem); default: the system store, "
         "which has Amazon Root CA 1.",
     ),
-]
-ManifestOption = Annotated[
-    Path, typer.Option("--manifest", exists=True, dir_okay=False, help="The manifest of a minted batch.")
 ]
 TopicRootOption = Annotated[
     str,

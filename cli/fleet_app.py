@@ -20,7 +20,7 @@ from base.errors import InvalidInputError, JitrError, NotFoundError
 from base.files import read_bytes
 from base.names import check_stack_name
 from ca.store import PkiStore
-from cli.common import JsonOption, emit
+from cli.common import JsonOption, ManifestOption, emit
 from cli.progress import ProgressBar
 from cli.wiring import stack_source
 from cloud.iot import IotApi
@@ -53,7 +53,6 @@ app = typer.Typer(
 )
 
 StackOption = Annotated[str, typer.Option("--stack", help="The stack name (deploy.sh's STACK).")]
-ManifestOption = Annotated[Path, typer.Option("--manifest", help="The mint manifest of the batch (manifest.jsonl).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 

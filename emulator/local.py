@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.api.server import EmulatorApi
-from emulator.iot.core import IotCore, Settings
+from emulator.iot.core import CoreSettings, IotCore
 from emulator.lambdas.runtime import LambdaRuntime
 from emulator.mqtt.broker import Broker, BrokerNotRunningError
 from emulator.rules.engine import RulesEngine
@@ -50,7 +50,7 @@ class LocalIot:
         self.api.start()
         try:
             registry = self.api.registry()
-            settings = Settings(
+            settings = CoreSettings(
                 account_id=registry.account,
                 region=registry.region,
                 jitp_drops_first_connect=self.options.jitp_drops_first_connect,

@@ -37,7 +37,7 @@ from base.certificates import certificate_id, to_pem
 from base.errors import AwsError, InvalidInputError
 from base.files import FileSpec, write_files
 from base.names import OWNER_ATTRIBUTE
-from ca.template import device_policy
+from ca.jitp_template import device_policy
 from cloud.iot import IotApi
 from cloud.s3 import S3Api
 from fleet.devices import FAILED, REGISTERED, SKIPPED, Device, Outcome, load_devices

@@ -23,7 +23,7 @@ from typing import Any
 
 from base.errors import AwsError, InvalidInputError
 from base.files import FileSpec, write_files
-from ca.template import template_body
+from ca.jitp_template import template_body
 from cloud.iot import IotApi
 from cloud.s3 import S3Api, fetch_url
 from fleet.devices import FAILED, REGISTERED, Device, Outcome

@@ -23,8 +23,8 @@ import secrets
 from typing import Any
 
 from base.certificates import certificate_id
+from emulator.api.calls import Call, page
 from emulator.api.provisioning_templates import check_registration_config
-from emulator.api.wire import Call, page
 from emulator.store.ca_certificates import (
     ACTIVE,
     DEFAULT,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from emulator.api.wire import Settings
+from emulator.api.calls import ApiSettings
 from emulator.store.errors import Forbidden, InvalidRequest, RequestEntityTooLarge, ServiceUnavailable
 
 TOPIC_PREFIX = "/topics/"
@@ -28,7 +28,7 @@ def is_publish(method: str, path: str) -> bool:
     return method == "POST" and path.startswith(TOPIC_PREFIX) and len(path) > len(TOPIC_PREFIX)
 
 
-def publish(path: str, query: Mapping[str, str], payload: bytes, settings: Settings) -> dict:
+def publish(path: str, query: Mapping[str, str], payload: bytes, settings: ApiSettings) -> dict:
     """Deliver one HTTP-published message as the broker delivers an MQTT one; AWS's empty answer."""
     topic = path[len(TOPIC_PREFIX) :]
     if len(topic.encode()) > MAX_TOPIC_BYTES or "+" in topic or "#" in topic or not topic.strip("/"):

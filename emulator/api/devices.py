@@ -1,13 +1,13 @@
 """The API handlers of device certificates, things and their attachments: the requests read and
-checked, the work done by :mod:`emulator.store.device_registry` under the region's lock."""
+checked, the work done by :mod:`emulator.store.devices` under the region's lock."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from emulator.api.wire import DELEGATE, Call
+from emulator.api.calls import DELEGATE, Call
 from emulator.store.device_certificates import describe_device, find_certificate
-from emulator.store.device_registry import (
+from emulator.store.devices import (
     INACTIVE,
     MAX_PEM,
     add_thing_to_thing_group,

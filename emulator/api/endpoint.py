@@ -15,7 +15,7 @@ Until the broker's endpoint is set (``EmulatorApi(mqtt_endpoint=...)`` or later 
 
 from __future__ import annotations
 
-from emulator.api.wire import DELEGATE, Answer, Call
+from emulator.api.calls import DELEGATE, Answer, Call
 from emulator.store.errors import choice
 
 PORT_HEADER = "x-jitr-mqtt-port"

@@ -21,8 +21,17 @@ from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from emulator.api import data_plane
+from emulator.api.calls import (
+    DEFAULT_REGION,
+    DELEGATE,
+    Answer,
+    ApiSettings,
+    Call,
+    Handler,
+    error_response,
+    json_response,
+)
 from emulator.api.quotas import Quotas
-from emulator.api.wire import DEFAULT_REGION, DELEGATE, Answer, Call, Handler, Settings, error_response, json_response
 from emulator.store.backends import account_id_from
 from emulator.store.errors import InvalidRequest, IotServiceError, Throttling
 from emulator.store.state import StateStore
@@ -150,7 +159,7 @@ class IotMiddleware:
         handlers: Mapping[str, Handler],
         quotas: Quotas,
         store: StateStore,
-        settings: Settings,
+        settings: ApiSettings,
     ) -> None:
         self.app = app
         self.handlers = dict(handlers)

@@ -15,7 +15,7 @@ from typing import Any
 
 from moto.core.utils import utcnow
 
-from emulator.api.wire import Call, page
+from emulator.api.calls import Call, page
 from emulator.store.errors import DeleteConflict, InvalidRequest, ResourceAlreadyExists, ResourceNotFound, choice
 from emulator.store.records import ProvisioningTemplate
 from emulator.store.state import RegionState

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from emulator.iot.templates import ProvisioningError, ThingResource, evaluate, policy_name_for, resolve_parameters
-from emulator.store import device_registry as registry
+from emulator.iot.template_runner import ProvisioningError, ThingResource, evaluate, policy_name_for, resolve_parameters
+from emulator.store import devices as registry
 from emulator.store.device_certificates import find_certificate
 from emulator.store.errors import ResourceAlreadyExists, ResourceNotFound
 

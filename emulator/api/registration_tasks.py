@@ -21,7 +21,7 @@ calls a task makes spend the account's quotas like API callers' do; the task wai
 rather than failing lines (what AWS does there is unconfirmed). The report line format follows AWS's
 bulk-registration samples (unconfirmed: readers should tolerate other members).
 
-The per-line runner (:mod:`emulator.api.registration_line`) is not emulator/iot/templates.py's JITP
+The per-line runner (:mod:`emulator.api.registration_line`) is not emulator/iot/template_runner.py's JITP
 runner, which fills parameters from the certificate a device presents; here they come from the input
 line and the certificate from ``CertificatePem`` or ``CertificateId``. It shares that module's template
 evaluation.
@@ -41,12 +41,12 @@ from typing import Any
 from moto.core.utils import utcnow
 
 from base.errors import JitrError
+from emulator.api.calls import Call, page
 from emulator.api.middleware import account_of
 from emulator.api.provisioning_templates import check_body
 from emulator.api.quotas import Quotas
 from emulator.api.registration_line import LineRunner
-from emulator.api.wire import Call, page
-from emulator.iot.templates import ProvisioningError
+from emulator.iot.template_runner import ProvisioningError
 from emulator.store.backends import s3_backend
 from emulator.store.errors import InvalidRequest, ResourceNotFound, choice
 from emulator.store.records import (

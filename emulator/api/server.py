@@ -26,9 +26,9 @@ from emulator.api import (
     registration_tasks,
     topic_rules,
 )
+from emulator.api.calls import DEFAULT_REGION, ApiSettings
 from emulator.api.middleware import IotMiddleware, iot_operations
 from emulator.api.quotas import Quotas
-from emulator.api.wire import DEFAULT_REGION, Settings
 from emulator.store.registry import Registry
 from emulator.store.state import StateStore
 
@@ -82,7 +82,7 @@ class EmulatorApi:
         self._requested_port = port
         self.quotas = Quotas(quotas, known_operations=iot_operations())
         self.store = StateStore()
-        self.settings = Settings(mqtt_endpoint, quotas=self.quotas)
+        self.settings = ApiSettings(mqtt_endpoint, quotas=self.quotas)
         self._server: Any = None  # werkzeug's server while serving
         self._thread: threading.Thread | None = None
         self._saved_iot_config: Any = None  # moto's iot config while the emulator overrides it

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.api.wire import DELEGATE, Call
+from emulator.api.calls import DELEGATE, Call
 from emulator.rules.expressions import InvalidRuleSqlError
 from emulator.rules.sql import Rule
 from emulator.store.errors import InvalidRequest, SqlParse

@@ -24,7 +24,7 @@ from base.errors import AlreadyExistsError, JitrError, NotFoundError
 from base.names import check_stack_name
 from cloud.session import aws_failure
 from cloud.stacks import StackInfo
-from emulator.cloudformation.template import (
+from emulator.cloudformation.sam import (
     LOCAL_CODE_BUCKET,
     Resolver,
     TemplateError,

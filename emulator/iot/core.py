@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from base.certificates import certificate_id
 from emulator.iot import events, policy
-from emulator.iot.templates import ProvisioningError, TemplateRunner
+from emulator.iot.template_runner import ProvisioningError, TemplateRunner
 from emulator.mqtt.broker import BrokerHooks, ConnectDecision, SessionInfo
 
 log = logging.getLogger("jitr.emulator")
@@ -35,7 +35,7 @@ ACTIVE, PENDING = "ACTIVE", "PENDING_ACTIVATION"
 
 
 @dataclass(frozen=True)
-class Settings:
+class CoreSettings:
     account_id: str = "123456789012"
     region: str = "us-east-1"
     jitp_drops_first_connect: bool = False  # AWS's behaviour here is unconfirmed: clients retry either way
@@ -56,12 +56,12 @@ class IotCore:
         *,
         publish: Callable[[str, bytes], None] | None = None,
         on_message: Callable[[SessionInfo | None, str, bytes], None] | None = None,
-        settings: Settings | None = None,
+        settings: CoreSettings | None = None,
     ) -> None:
         self.registry = registry
         self.publish = publish or (lambda topic, payload: None)  # set to Broker.publish once it runs
         self.forward = on_message
-        self.settings = settings or Settings()
+        self.settings = settings or CoreSettings()
         self.templates = TemplateRunner(registry)
         self._policies: dict[tuple[str, str], policy.Policy] = {}
 

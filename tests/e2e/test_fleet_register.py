@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from ca.template import template_body
+from ca.jitp_template import template_body
 from cloud.s3 import fetch_url
-from emulator.store import device_registry
+from emulator.store import devices as device_registry
 from tests.e2e.conftest import register_ca, wait_for
 from tests.e2e.fleet_batches import ROLE, assert_registered, mint_batch, records
 

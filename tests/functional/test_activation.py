@@ -22,7 +22,7 @@ from moto.iot.models import FakeCertificate
 from base.certificates import to_pem
 from base.keys import generate_key
 from ca.issue import Issuer
-from ca.template import device_policy
+from ca.jitp_template import device_policy
 from tests.certificates import certificate_with_subject
 from tests.conftest import NOW
 

@@ -13,9 +13,9 @@ from moto import mock_aws
 
 from base.certificates import certificate_id, to_pem
 from base.errors import InvalidInputError
+from ca.jitp_template import device_policy
 from ca.mint import mint_device
 from ca.store import PkiStore
-from ca.template import device_policy
 from cloud.iot import IotApi
 from cloud.s3 import empty_bucket
 from fleet.reset import StackInfo, plan_reset, reset_fleet, stack_ca_id

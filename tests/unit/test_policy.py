@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from base.errors import ExitStatus, InvalidInputError
-from ca.template import device_policy
+from ca.jitp_template import device_policy
 from emulator.iot.policy import (
     Action,
     Decision,
@@ -139,7 +139,7 @@ DEVICE_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("document", [DEVICE_POLICY, device_policy()], ids=["brief", "ca.template"])
+@pytest.mark.parametrize("document", [DEVICE_POLICY, device_policy()], ids=["brief", "ca.jitp_template"])
 @pytest.mark.parametrize(("action", "arn_of", "name", "allowed"), DEVICE_REQUESTS)
 def test_default_device_policy_confines_a_thing_to_its_own_client_id_and_topics(
     document, action, arn_of, name, allowed

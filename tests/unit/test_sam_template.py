@@ -14,7 +14,7 @@ import pytest
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
-from ca.template import device_policy, stack_topic_root
+from ca.jitp_template import device_policy, stack_topic_root
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "sam" / "template.yaml"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from base.errors import InvalidTemplateError
-from ca.template import (
+from ca.jitp_template import (
     check_template,
     device_policy,
     fillable_parameters,

@@ -8,7 +8,7 @@ import pytest
 from samtranslator.yaml_helper import yaml_parse
 
 import rules
-from ca.template import device_policy, stack_topic_root
+from ca.jitp_template import device_policy, stack_topic_root
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = yaml_parse((ROOT / "sam" / "template.yaml").read_text())

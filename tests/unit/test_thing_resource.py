@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from emulator.iot.templates import ProvisioningError, ThingResource
+from emulator.iot.template_runner import ProvisioningError, ThingResource
 
 
 def thing(override: str | None = None, **props) -> dict:

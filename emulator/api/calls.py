@@ -25,7 +25,7 @@ DEFAULT_REGION = "us-east-1"
 T = TypeVar("T")
 
 
-class Settings:
+class ApiSettings:
     """Server settings the handlers read, such as the MQTT endpoint DescribeEndpoint answers.
 
     ``api_url`` is where the endpoint listens (set once it does): registration tasks link their
@@ -66,7 +66,7 @@ class Call:
     query: Mapping[str, str]
     body: Mapping[str, Any]
     state: RegionState
-    settings: Settings
+    settings: ApiSettings
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names, such as x-amzn-principal
 
     @property

@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from base.certificates import certificate_id
 from base.errors import JitrError
-from emulator.store import device_registry
+from emulator.store import devices
 
 PREFIX = "AWS::IoT::Certificate::"
 _SUBJECT_PARAMETERS = {
@@ -175,9 +175,9 @@ class TemplateRunner:
                 if resource.get("Type") == "AWS::IoT::Policy":
                     policies.append(self._policy(backend, resource))
             for name in policies:  # the API's attachments, found by key (moto's scan every certificate and thing)
-                device_registry.attach_policy(backend, name, device.arn)
+                devices.attach_policy(backend, name, device.arn)
             if thing is not None:
-                device_registry.attach_thing_principal(backend, thing.thing_name, device.arn)
+                devices.attach_thing_principal(backend, thing.thing_name, device.arn)
             for resource in resources.values():
                 if resource.get("Type") == "AWS::IoT::Certificate":
                     status = (resource.get("Properties") or {}).get("Status")
