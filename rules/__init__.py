@@ -9,7 +9,7 @@ substitution template, kept as is; ``{{...}}`` is filled in at deploy time:
   ``jitr local deploy``);
 - :func:`to_cloudformation` gives the ``TopicRulePayload`` of an ``AWS::IoT::TopicRule`` (keys capitalised,
   placeholders bound to ``Ref``/``Fn::GetAtt``, ``Fn::Sub`` where a placeholder sits inside text), which
-  ``tests/unit/test_template_rules.py`` compares with ``sam/template.yaml``.
+  ``tests/unit/stack/test_template_rules.py`` compares with ``sam/template.yaml``.
 """
 
 from __future__ import annotations

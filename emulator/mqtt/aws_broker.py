@@ -28,7 +28,7 @@ from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.utils import gen_client_id
 
 from emulator.mqtt import tls
-from emulator.mqtt.connection import ConnectionHandler, Replay
+from emulator.mqtt.connection import ConnectionHandler, Replay, use_light_sessions
 from emulator.mqtt.hooks import ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class _AwsIotBroker(_AmqttBroker):
     """amqtt's broker with AWS IoT Core's connect, authorization and delivery rules."""
 
     def __init__(self, config: dict, dispatch: HookDispatch, ssl_context: Any) -> None:
+        use_light_sessions()
         super().__init__(config, loop=asyncio.get_running_loop())
         self.dispatch = dispatch
         self._ssl_context = ssl_context

@@ -55,7 +55,14 @@ class _Session(Session):
         self.transitions = SessionStates(self)
 
 
-broker_handler.Session = _Session  # the class amqtt's broker makes each connection's session of
+def use_light_sessions() -> None:
+    """Have amqtt's broker side make each connection's session a :class:`_Session` (its light state machine).
+
+    amqtt builds the session inside ``BrokerProtocolHandler.init_from_connect`` from its module's
+    ``Session``, so the class is swapped there: by the emulator's broker when it starts, never merely by
+    importing this module. Idempotent.
+    """
+    broker_handler.Session = _Session
 
 
 class ConnectionHandler(BrokerProtocolHandler):

@@ -16,7 +16,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from ca.jitp_template import device_policy, stack_topic_root
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE_PATH = ROOT / "sam" / "template.yaml"
 TEMPLATE = yaml_parse(TEMPLATE_PATH.read_text())
 RESOURCES = TEMPLATE["Resources"]

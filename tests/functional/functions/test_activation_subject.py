@@ -17,7 +17,7 @@ from base.keys import generate_key
 from ca.issue import Issuer, issue_root, make_name
 from tests.certificates import certificate_with_subject
 from tests.conftest import NOW
-from tests.functional.test_activation import app
+from tests.functional.functions.test_activation import app
 
 subject = sys.modules[app.thing_from_certificate.__module__]  # certificate_subject.py, beside app.py
 thing_from_certificate, subject_attributes = subject.thing_from_certificate, subject.subject_attributes

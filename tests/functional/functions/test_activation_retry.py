@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from tests.functional.test_activation import app, throttle
+from tests.functional.functions.test_activation import app, throttle
 
 
 class Flaky:

@@ -10,7 +10,7 @@ from samtranslator.yaml_helper import yaml_parse
 import rules
 from ca.jitp_template import device_policy, stack_topic_root
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = yaml_parse((ROOT / "sam" / "template.yaml").read_text())
 # Each placeholder of rules/*.json, as sam/template.yaml fills it.
 BINDINGS = {

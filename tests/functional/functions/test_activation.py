@@ -26,7 +26,7 @@ from ca.jitp_template import device_policy
 from tests.certificates import certificate_with_subject
 from tests.conftest import NOW
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EVENTS = ROOT / "tests" / "events"
 POLICY = "jitr-device-policy"
 FLEET = "/jitr/fleet"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.functional.test_activation import EVENTS, app, decisions
+from tests.functional.functions.test_activation import EVENTS, app, decisions
 
 MALFORMED = json.loads((EVENTS / "jitr_registration_malformed.json").read_text())
 CONFIG = app.Config(ca_certificate_id="00" * 31 + "ca", policy_name="jitr-device-policy")

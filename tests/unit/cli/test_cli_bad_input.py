@@ -282,7 +282,7 @@ def test_unencrypted_ca_keys_get_a_warning_on_stderr_and_encrypted_ones_none(jit
 
 
 def test_the_emulator_state_with_its_endpoint_ca_key_is_ignored_by_git():
-    ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().splitlines()
+    ignored = (Path(__file__).resolve().parents[3] / ".gitignore").read_text().splitlines()
     assert "/.jitr-local/" in ignored and ".aws-sam/" in ignored
 
 
