@@ -21,10 +21,9 @@ calls a task makes spend the account's quotas like API callers' do; the task wai
 rather than failing lines (what AWS does there is unconfirmed). The report line format follows AWS's
 bulk-registration samples (unconfirmed: readers should tolerate other members).
 
-The per-line runner (:mod:`emulator.api.registration_line`) is not emulator/iot/template_runner.py's JITP
-runner, which fills parameters from the certificate a device presents; here they come from the input
-line and the certificate from ``CertificatePem`` or ``CertificateId``. It shares that module's template
-evaluation.
+Each line runs through the same :class:`emulator.iot.template_runner.TemplateRunner` as JITP; here the
+parameters come from the input line (:class:`TaskLines`), and the certificate from ``CertificatePem``
+or ``CertificateId``.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from moto.core.utils import utcnow
@@ -45,8 +44,7 @@ from emulator.api.calls import Call, page
 from emulator.api.middleware import account_of
 from emulator.api.provisioning_templates import check_body
 from emulator.api.quotas import Quotas
-from emulator.api.registration_line import LineRunner
-from emulator.iot.template_runner import ProvisioningError
+from emulator.iot.template_runner import ProvisioningError, TemplateRunner, resolve_parameters
 from emulator.store.backends import s3_backend
 from emulator.store.errors import InvalidRequest, ResourceNotFound, choice
 from emulator.store.records import (
@@ -130,7 +128,23 @@ def report_link(api_url: str, key: str) -> str:
     )
 
 
-def run_task(task: RegistrationTask, runner: LineRunner, s3, region: str) -> None:
+class TaskLines:
+    """A task's template, run for one input line's parameter values at a time."""
+
+    def __init__(self, template: Mapping[str, Any], runner: TemplateRunner) -> None:
+        self.template = template
+        self.runner = runner
+
+    def run(self, parameters: Mapping[str, Any]) -> dict[str, str]:
+        """Register one device; the ARNs of what it made (``certificate``, ``thing``, ``policy``)."""
+        for name, spec in (self.template.get("Parameters") or {}).items():
+            if not isinstance(parameters.get(name), str) and not (isinstance(spec, dict) and "Default" in spec):
+                raise ProvisioningError(f"The line gives no string value for {name}, which the template declares.")
+        values = resolve_parameters(self.template, {k: v for k, v in parameters.items() if isinstance(v, str)})
+        return self.runner.run(self.template, values).arns()
+
+
+def run_task(task: RegistrationTask, runner: TaskLines, s3, region: str) -> None:
     """Run every line of the task's input file (in ``s3``, the account's S3 backend); the task's counters
     and reports tell how it went."""
     try:
@@ -205,7 +219,7 @@ def start_thing_registration_task(call: Call) -> dict[str, Any]:
             )
         call.state.registration_tasks[task.task_id] = task
     pace = _pacer(call.settings.quotas, call.account, call.region, task.cancel)
-    runner = LineRunner(json.loads(body), call.backend, call.state.lock, pace)
+    runner = TaskLines(json.loads(body), TemplateRunner(call.backend, call.state.lock, pace))
     s3 = s3_backend(call.account)
     threading.Thread(
         target=run_task, args=(task, runner, s3, call.region), name=f"registration-task-{task.task_id}", daemon=True

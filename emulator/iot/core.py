@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from base.certificates import certificate_id
 from emulator.iot import events, policy
-from emulator.iot.template_runner import ProvisioningError, TemplateRunner
+from emulator.iot.template_runner import JitpProvisioner, ProvisioningError
 from emulator.mqtt.broker import BrokerHooks, ConnectDecision, SessionInfo
 
 log = logging.getLogger("jitr.emulator")
@@ -62,7 +62,7 @@ class IotCore:
         self.publish = publish or (lambda topic, payload: None)  # set to Broker.publish once it runs
         self.forward = on_message
         self.settings = settings or CoreSettings()
-        self.templates = TemplateRunner(registry)
+        self.templates = JitpProvisioner(registry)
         self._policies: dict[tuple[str, str], policy.Policy] = {}
 
     def hooks(self) -> BrokerHooks:

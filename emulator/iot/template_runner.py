@@ -1,4 +1,5 @@
-"""Running a JITP provisioning template on a device's first connect, as AWS IoT does.
+"""Running provisioning templates, as AWS IoT does: JITP on a device's first connect, and each line of a
+thing registration task, both through the one :class:`TemplateRunner`.
 
 The order is AWS's (AWS-FACTS.md): the certificate is registered PENDING_ACTIVATION, then the
 thing, the policy, the policy attachment and the thing attachment are made, and only then is
@@ -11,7 +12,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +23,11 @@ from cryptography.x509.oid import NameOID
 from base.certificates import certificate_id
 from base.errors import JitrError
 from emulator.store import devices
+from emulator.store.device_certificates import find_certificate
+from emulator.store.errors import ResourceAlreadyExists, ResourceNotFound
 
 PREFIX = "AWS::IoT::Certificate::"
+INACTIVE = "INACTIVE"
 _SUBJECT_PARAMETERS = {
     "Country": NameOID.COUNTRY_NAME,
     "Organization": NameOID.ORGANIZATION_NAME,
@@ -36,6 +41,27 @@ _SUBJECT_PARAMETERS = {
 
 class ProvisioningError(JitrError):
     """A provisioning template could not be applied to a device certificate."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a template run made or found: moto's records of them, and the certificate status it set."""
+
+    certificate: Any | None
+    thing: Any | None
+    policies: tuple[Any, ...]
+    status: str | None
+
+    def arns(self) -> dict[str, str]:
+        """``certificate``, ``thing`` and ``policy`` ARNs, as a registration task's RESULTS report lists them."""
+        arns = {}
+        if self.certificate is not None:
+            arns["certificate"] = self.certificate.arn
+        if self.thing is not None:
+            arns["thing"] = self.thing.arn
+        if self.policies:
+            arns["policy"] = self.policies[0].arn
+        return arns
 
 
 @dataclass(frozen=True)
@@ -150,8 +176,9 @@ def policy_name_for(document: str) -> str:
     return hashlib.sha256(document.encode()).hexdigest()
 
 
-class TemplateRunner:
-    """Applies a provisioning template through moto's IoT backend (the registry's ``backend``)."""
+class JitpProvisioner:
+    """JITP on a device's first connect: the certificate registered under its CA (PENDING_ACTIVATION), the
+    template's parameters filled from the certificate, then the template run by :class:`TemplateRunner`."""
 
     def __init__(self, registry) -> None:
         self.registry = registry
@@ -163,53 +190,118 @@ class TemplateRunner:
             template = parse_template(template)
         registry = self.registry
         device = registry.register_certificate(cert, ca_certificate_id=ca_certificate_id)
-        parameters = resolve_parameters(template, certificate_parameters(cert, device.id))
-        resources = evaluate(template.get("Resources") or {}, parameters, template.get("Mappings"))
-        thing, policies, status = None, [], None
-        with registry.state.lock:
-            backend = registry.backend
-            for resource in resources.values():
-                if resource.get("Type") == "AWS::IoT::Thing":
-                    thing = self._thing(backend, resource)
-            for resource in resources.values():
-                if resource.get("Type") == "AWS::IoT::Policy":
-                    policies.append(self._policy(backend, resource))
-            for name in policies:  # the API's attachments, found by key (moto's scan every certificate and thing)
-                devices.attach_policy(backend, name, device.arn)
+        values = resolve_parameters(template, certificate_parameters(cert, device.id))
+        applied = TemplateRunner(registry.backend, registry.state.lock).run(template, values)
+        thing_name = applied.thing.thing_name if applied.thing is not None else None
+        names = tuple(policy.name for policy in applied.policies)
+        return Provisioned(device.id, thing_name, names, applied.status or device.status)
+
+
+class TemplateRunner:
+    """The one runner of provisioning templates: JITP on a device's first connect (:class:`JitpProvisioner`)
+    and every line of a thing registration task (``emulator.api.registration_tasks``).
+
+    It makes what the template declares through the store's functions, in the order JITP uses
+    (AWS-FACTS.md): the certificate (registered from ``CertificatePem``, or found by ``CertificateId``),
+    the thing, the policies, the policy and thing attachments, and last the certificate's status. Each
+    call first waits for its operation's quota (``pace``; JITP spends none) and holds the region's lock
+    only while it runs.
+    """
+
+    def __init__(self, backend, lock: threading.RLock, pace: Callable[[str], None] = lambda _operation: None) -> None:
+        self.backend = backend
+        self.lock = lock
+        self.pace = pace  # waits until the named operation's quota allows one more call
+
+    def run(self, template: Mapping[str, Any], values: Mapping[str, Any]) -> Applied:
+        """Apply ``template`` with its parameters' ``values`` (see :func:`resolve_parameters`)."""
+        resources = evaluate(template.get("Resources") or {}, values, template.get("Mappings"))
+        kinds: dict[str, list[Mapping[str, Any]]] = {}
+        for resource in resources.values():
+            kinds.setdefault(resource.get("Type"), []).append(resource)
+        if len(kinds.get("AWS::IoT::Certificate", [])) > 1 or len(kinds.get("AWS::IoT::Thing", [])) > 1:
+            raise ProvisioningError("The template may declare one certificate and one thing.")
+        certificate, status = None, None
+        for resource in kinds.get("AWS::IoT::Certificate", []):
+            certificate = self._certificate(resource.get("Properties") or {})
+            status = (resource.get("Properties") or {}).get("Status")
+        thing = None
+        for resource in kinds.get("AWS::IoT::Thing", []):
+            thing = self._thing(resource)
+        policies = [self._policy(resource.get("Properties") or {}) for resource in kinds.get("AWS::IoT::Policy", [])]
+        if certificate is not None:
+            for policy in policies:
+                self._do("AttachPolicy", devices.attach_policy, self.backend, policy.name, certificate.arn)
             if thing is not None:
-                devices.attach_thing_principal(backend, thing.thing_name, device.arn)
-            for resource in resources.values():
-                if resource.get("Type") == "AWS::IoT::Certificate":
-                    status = (resource.get("Properties") or {}).get("Status")
-            if status:
-                registry.set_certificate_status(device.id, status)
-        thing_name = thing.thing_name if thing is not None else None
-        return Provisioned(device.id, thing_name, tuple(policies), status or device.status)
+                self._do(
+                    "AttachThingPrincipal",
+                    devices.attach_thing_principal,
+                    self.backend,
+                    thing.thing_name,
+                    certificate.arn,
+                )
+            if status and status != certificate.status:
+                self._do(
+                    "UpdateCertificate", devices.update_certificate, self.backend, certificate.certificate_id, status
+                )
+        return Applied(certificate, thing, tuple(policies), status)
 
-    @staticmethod
-    def _thing(backend, resource: Mapping[str, Any]):
+    def _do(self, operation: str, function: Callable, *args: Any):
+        self.pace(operation)
+        with self.lock:
+            return function(*args)
+
+    def _certificate(self, props: Mapping[str, Any]):
+        if props.get("CertificateId"):
+            with self.lock:
+                return find_certificate(self.backend, props["CertificateId"])
+        pem = props.get("CertificatePem")
+        if not pem:
+            raise ProvisioningError(
+                "The template's certificate needs CertificatePem or CertificateId (the emulator does not sign CSRs)."
+            )
+        ca_pem = props.get("CACertificatePem")
+        operation = "RegisterCertificate" if ca_pem else "RegisterCertificateWithoutCA"
+        self.pace(operation)
+        with self.lock:
+            try:
+                return devices.register_certificate(self.backend, pem, ca_pem=ca_pem, status=INACTIVE)
+            except ResourceAlreadyExists as exists:  # a task run again: the device is already there
+                return find_certificate(self.backend, exists.fields["resourceId"])
+
+    def _thing(self, resource: Mapping[str, Any]):
         spec = ThingResource.of(resource)
-        existing = backend.things.get(f"arn:aws:iot:{backend.region_name}:{backend.account_id}:thing/{spec.name}")
+        backend = self.backend
+        with self.lock:
+            existing = backend.things.get(devices.thing_arn(backend, spec.name))
         if existing is None:
-            existing = backend.create_thing(spec.name, spec.type_name, {"attributes": dict(spec.attributes)})
+            thing = self._do(
+                "CreateThing", devices.create_thing, backend, spec.name, spec.type_name, dict(spec.attributes)
+            )
         else:
-            spec.update(existing)
+            thing = existing
+            with self.lock:
+                spec.update(existing)
         for group in spec.groups:
-            if any(g.thing_group_name == group for g in backend.thing_groups.values()):
-                backend.add_thing_to_thing_group(group, None, spec.name, None)
-        return existing
+            self._do("AddThingToThingGroup", devices.add_thing_to_thing_group, backend, group, None, spec.name)
+        return thing
 
-    @staticmethod
-    def _policy(backend, resource: Mapping[str, Any]) -> str:
-        props = resource.get("Properties") or {}
+    def _policy(self, props: Mapping[str, Any]):
+        backend = self.backend
         if "PolicyName" in props:
-            if props["PolicyName"] not in backend.policies:
-                backend.get_policy(props["PolicyName"])  # raises moto's ResourceNotFoundException
-            return props["PolicyName"]
+            with self.lock:
+                policy = backend.policies.get(props["PolicyName"])
+            if policy is None:
+                raise ResourceNotFound(f"Policy {props['PolicyName']} does not exist.")
+            return policy
         document = props.get("PolicyDocument")
         if not isinstance(document, str):
             document = json.dumps(document)
         name = policy_name_for(document)
-        if name not in backend.policies:
-            backend.create_policy(name, document)
-        return name
+        with self.lock:
+            policy = backend.policies.get(name)
+        if policy is None:
+            self.pace("CreatePolicy")
+            with self.lock, devices.moto_errors():
+                policy = backend.policies.get(name) or backend.create_policy(name, document)
+        return policy
