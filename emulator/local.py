@@ -74,6 +74,7 @@ class LocalIot:
             assert port is not None  # start() returns once the broker is bound
             self.api.mqtt_endpoint = (ENDPOINT_HOST, port)
             self.api.settings.data_publish = self._data_publish  # aws iot-data publish: into the broker
+            self.api.settings.lambda_runtime = self.lambdas  # aws lambda invoke: the deployed code
         except BaseException:
             self.stop()
             raise
@@ -88,6 +89,7 @@ class LocalIot:
 
     def stop(self) -> None:
         self.api.settings.data_publish = None
+        self.api.settings.lambda_runtime = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

@@ -41,6 +41,7 @@ class ApiSettings:
         self.api_url = api_url
         # the broker's publish (topic, payload, qos, retain), for the data plane's HTTP Publish; None: no broker
         self.data_publish: Callable[[str, bytes, int, bool], None] | None = None
+        self.lambda_runtime: Any = None  # the Lambda runtime that runs Invoke requests, once it is up
 
 
 @dataclass(frozen=True)

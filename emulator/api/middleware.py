@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from emulator.api import data_plane
+from emulator.api import data_plane, lambda_invoke
 from emulator.api.calls import (
     DEFAULT_REGION,
     DELEGATE,
@@ -175,6 +175,12 @@ class IotMiddleware:
         signer = signer_of(environ)
         if signer and signer.service == "iotdata" and data_plane.is_publish(method, path):
             return self._data_publish(environ, start_response, path)
+        function = lambda_invoke.function_of(method, path) if signer and signer.service == "lambda" else None
+        if function is not None:
+            invoked = lambda_invoke.invoke(
+                self.settings.lambda_runtime, function, _http_headers(environ), _read_body(environ)
+            )
+            return _send(start_response, *invoked)
         matched = match_operation(method, path) if signer and signer.service == "iot" else None
         if matched is None or signer is None:
             return self.app(environ, start_response)
@@ -220,6 +226,8 @@ class IotMiddleware:
 
 _REASONS = {
     200: "OK",
+    202: "Accepted",
+    204: "No Content",
     403: "Forbidden",
     413: "Payload Too Large",
     503: "Service Unavailable",

@@ -1,11 +1,14 @@
-"""Lambda functions run in-process, from the code CreateFunction stored in the emulator.
+"""Lambda functions in worker processes, from the code CreateFunction stored in the emulator.
 
-There is no Docker here and the kit's functions need nothing beyond boto3, so the handler is
-imported from the function's zip (extracted once per code digest) and called in this process,
-with the function's environment plus ``AWS_ENDPOINT_URL`` pointing at the emulator. A handler reads
-``os.environ``, so invocations whose environments are the same (those of one function: what a burst of
-IoT events makes) run concurrently, like a function's warm containers on AWS, while an invocation
-needing another environment waits until they are done (:class:`_EnvironmentGate`).
+There is no Docker here and the kit's functions need nothing beyond boto3, so each function gets
+warm worker processes of its own (:mod:`emulator.lambdas.worker`, forked from a server that has
+boto3 imported), started on demand and reused, like a function's containers on AWS: each with its own
+``os.environ`` (the function's variables, Lambda's own such as ``AWS_LAMBDA_FUNCTION_NAME``, and
+``AWS_ENDPOINT_URL`` pointing at the emulator) and its own module state. A function has at most its
+``ReservedConcurrentExecutions`` workers, else :data:`MAX_WORKERS_PER_FUNCTION`; more invocations wait
+for one. The function's ``Timeout`` is enforced by ending the worker (``Task timed out after N.NN
+seconds`` in its log group), and a worker that dies fails only the invocation it was running; the next
+gets a fresh worker. The broker's and the API's threads no longer share the GIL with the functions.
 
 Asynchronous invocations (what an IoT rule's Lambda action makes) follow AWS's semantics: a
 function error is retried twice, after a delay (a minute and two on AWS; configurable here). A retry
@@ -18,27 +21,30 @@ Like AWS, IoT may only invoke a function whose resource policy allows ``iot.amaz
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import heapq
-import importlib.util
 import io
 import itertools
+import json
 import logging
+import multiprocessing
 import os
 import re
-import sys
+import signal
 import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from base.errors import JitrError
 from emulator.lambdas import output as function_output
+from emulator.lambdas import worker
 from emulator.lambdas.log_groups import LogGroups
 from emulator.store.backends import lambda_backend
 
@@ -107,62 +113,157 @@ class _Timer:
             self._changed.notify()
 
 
-class _Context:
-    """The parts of Lambda's context object handlers use."""
-
-    def __init__(self, name: str, arn: str, timeout_s: int) -> None:
-        self.function_name = name
-        self.invoked_function_arn = arn
-        self.aws_request_id = str(uuid.uuid4())
-        self.memory_limit_in_mb = 128
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+MAX_WORKERS_PER_FUNCTION = 4  # warm workers a function may have without ReservedConcurrentExecutions (2 cores)
+INIT_TIMEOUT = 10.0  # seconds Lambda gives a function's init phase
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["emulator.lambdas.worker", "boto3", "botocore.session"])
 
 
-class _EnvironmentGate:
-    """``os.environ`` holds one function's environment at a time; invocations sharing it run together.
+class FunctionError(LambdaError):
+    """The function ran and failed (an exception, a timeout, a worker that died): Lambda's FunctionError.
 
-    An invocation whose environment differs waits until the running ones are done, and from then on
-    newcomers wait behind it, so that no function starves another.
+    ``str()`` is ``Type: message`` as the function raised it; ``error`` is Lambda's error payload.
     """
 
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._current: frozenset | None = None
-        self._users = 0
-        self._waiting = 0  # invocations waiting their turn: while there are any, newcomers queue behind them
-        self._saved: dict[str, str | None] = {}
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(f"{error.get('errorType', 'Error')}: {error.get('errorMessage', '')}")
+        self.error = {k: v for k, v in error.items() if k != "trace"}
 
-    @contextlib.contextmanager
-    def applied(self, values: Mapping[str, str]) -> Iterator[None]:
-        key = frozenset(values.items())
-        with self._changed:
-            waited = False
-            while self._users and (self._current != key or (self._waiting and not waited)):
-                if not waited:
-                    self._waiting, waited = self._waiting + 1, True
-                self._changed.wait()
-            self._waiting -= waited
-            if self._users == 0:
-                self._saved = {name: os.environ.get(name) for name in values}
-                os.environ.update(values)
-                self._current = key
-            self._users += 1
+
+@dataclass
+class _Outcome:
+    """One invocation as a worker answered it: result JSON or error, what it printed, how long it took."""
+
+    result: str | None
+    error: dict[str, Any] | None
+    printed: str
+    duration_ms: float
+    init_ms: float | None
+    extra_log: list[str] = field(default_factory=list)  # lines the runtime adds (timeout, exit)
+
+
+class _Worker:
+    """One worker process of one function, ready for invocations after its init phase."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.parent, child = _CONTEXT.Pipe()
+        self.process = _CONTEXT.Process(
+            target=worker.serve, args=(child, settings), name=f"lambda-{settings['function_name']}", daemon=True
+        )
+        started = time.monotonic()
+        self.process.start()
+        child.close()
+        self.init_ms: float | None = None  # reported once, on the first invocation (the cold start)
+        self.init_error: dict[str, Any] | None = None
+        self.init_printed = ""
+        if not self.parent.poll(INIT_TIMEOUT):
+            self.kill()
+            self.init_error = {"errorType": "Runtime.InitTimeout", "errorMessage": "init phase timed out"}
+            return
         try:
-            yield
-        finally:
-            with self._changed:
-                self._users -= 1
-                if self._users == 0:
-                    for name, value in self._saved.items():
-                        if value is None:
-                            os.environ.pop(name, None)
-                        else:
-                            os.environ[name] = value
-                    self._current = None
-                    self._changed.notify_all()
+            status, error, printed, _init = self.parent.recv()
+        except (EOFError, OSError):
+            status, error, printed = worker.INIT_ERROR, _exit_error(self.process), ""
+        self.init_ms = (time.monotonic() - started) * 1000
+        self.init_printed = printed
+        if status == worker.INIT_ERROR:
+            self.init_error = error
+            self.kill()
+
+    def invoke(self, event: Any, request_id: str, timeout: float) -> _Outcome:
+        init_ms, self.init_ms = self.init_ms, None
+        started = time.monotonic()
+        try:
+            self.parent.send({"event": event, "request_id": request_id, "deadline": time.time() + timeout})
+            answered = self.parent.poll(timeout)
+            status, payload, printed, _ = self.parent.recv() if answered else (None, None, "", None)
+        except (EOFError, OSError):  # the worker died: os._exit, a signal, a segfault
+            self.kill()
+            error = _exit_error(self.process)
+            line = f"RequestId: {request_id} Error: {error['errorMessage']}"
+            return _Outcome(None, error, "", (time.monotonic() - started) * 1000, init_ms, [line])
+        duration = (time.monotonic() - started) * 1000
+        if not answered:  # past the function's Timeout: Lambda ends the container
+            self.kill()
+            line = f"{_timestamp()} {request_id} Task timed out after {timeout:.2f} seconds"
+            error = {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout:.2f} seconds"}
+            return _Outcome(None, error, "", duration, init_ms, [line])
+        if status == worker.OK:
+            return _Outcome(payload, None, printed, duration, init_ms)
+        return _Outcome(None, payload, printed, duration, init_ms)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.kill()
+            self.process.join(5)
+        with contextlib.suppress(Exception):
+            self.parent.close()
+
+
+def _exit_error(process: Any) -> dict[str, Any]:
+    process.join(5)
+    code = process.exitcode
+    how = f"signal: {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
+    return {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with error: {how}"}
+
+
+def _timestamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class _FunctionWorkers:
+    """The warm workers of one version of one function (its code, handler and environment)."""
+
+    def __init__(self, settings: dict[str, Any], limit: int) -> None:
+        self.settings, self.limit = settings, limit
+        self._idle: list[_Worker] = []
+        self._count = 0
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def acquire(self) -> _Worker:
+        with self._changed:
+            while not self._idle and self._count >= self.limit and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                raise LambdaError(f"The Lambda runtime is closed; {self.settings['function_name']} did not run.")
+            if self._idle:
+                return self._idle.pop()
+            self._count += 1
+        try:
+            return _Worker(self.settings)
+        except BaseException:
+            self._forget()
+            raise
+
+    def release(self, item: _Worker) -> None:
+        if not item.alive or item.init_error is not None:
+            self._forget()
+            return
+        with self._changed:
+            if self._closed:
+                item.kill()
+                self._count -= 1
+            else:
+                self._idle.append(item)
+            self._changed.notify()
+
+    def _forget(self) -> None:
+        with self._changed:
+            self._count -= 1
+            self._changed.notify()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._changed.notify_all()
+        for item in idle:
+            item.kill()
 
 
 class LambdaRuntime:
@@ -180,19 +281,20 @@ class LambdaRuntime:
         self.account_id, self.region, self.endpoint_url = account_id, region, endpoint_url
         self.work_dir = Path(work_dir)
         self.retry_delays = retry_delays
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="jitr-lambda")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="jitr-lambda")  # waits on workers
         self._retries = _Timer()
-        self._gate = _EnvironmentGate()
-        self._load_lock = threading.Lock()  # concurrent first invocations extract and import the code once
-        self._handlers: dict[str, Callable] = {}
+        self._lock = threading.Lock()  # concurrent first invocations extract the code and make the pool once
+        self._functions: dict[tuple, _FunctionWorkers] = {}
         self.invocations: list[Invocation] = []  # for tests and the demo: what ran, how often
         self.logs = LogGroups(log_dir) if log_dir is not None else None  # else what functions print goes to stdout
 
     def close(self) -> None:
         self._retries.close()
+        with self._lock:
+            pools, self._functions = list(self._functions.values()), {}
+        for pool in pools:
+            pool.close()  # invocations waiting for a worker end now; running ones end with their worker
         self._pool.shutdown(wait=True, cancel_futures=True)
-        if self.logs is not None:
-            function_output.release()
 
     def _backend(self):
         return lambda_backend(self.account_id, self.region)
@@ -202,6 +304,10 @@ class LambdaRuntime:
             return self._backend().get_function(name_or_arn)
         except Exception as exc:
             raise LambdaError(f"Function {name_or_arn} does not exist.") from exc
+
+    def check_exists(self, name_or_arn: str) -> None:
+        """Raise LambdaError unless the function exists (Invoke's DryRun)."""
+        self._function(name_or_arn)
 
     def check_permission(self, function, principal: str, source_arn: str | None) -> None:
         """Raise unless the function's resource policy lets ``principal`` invoke it (from ``source_arn``)."""
@@ -214,57 +320,89 @@ class LambdaRuntime:
             f"{principal} may not invoke {function.function_name}: the function has no permission for it."
         )
 
-    def _handler(self, function) -> Callable:
+    def _workers(self, function) -> _FunctionWorkers:
+        """The warm workers of this version of the function (its code, handler and environment)."""
         code = getattr(function, "code_bytes", b"") or b""
         digest = hashlib.sha256(code).hexdigest()[:16]
-        key = f"{function.function_name}-{digest}"
-        handler = self._handlers.get(key)
-        if handler is None:
-            with self._load_lock:
-                handler = self._handlers.get(key) or self._load(key, code, function.handler)
-                self._handlers[key] = handler
-        return handler
+        variables = dict(function.environment_vars or {})
+        key = (function.function_name, digest, function.handler, tuple(sorted(variables.items())))
+        with self._lock:
+            pool = self._functions.get(key)
+            if pool is None:
+                folder = self.work_dir / f"{function.function_name}-{digest}"
+                if not folder.exists():
+                    with zipfile.ZipFile(io.BytesIO(code)) as archive:
+                        archive.extractall(folder)
+                reserved = getattr(function, "reserved_concurrency", None)
+                limit = int(reserved) if reserved else MAX_WORKERS_PER_FUNCTION
+                pool = self._functions[key] = _FunctionWorkers(self._settings(function, folder, variables), limit)
+            return pool
 
-    def _load(self, key: str, code: bytes, handler_name: str | None) -> Callable:
-        folder = self.work_dir / key
-        if not folder.exists():
-            with zipfile.ZipFile(io.BytesIO(code)) as archive:
-                archive.extractall(folder)
-        module_name, _, attribute = (handler_name or "app.lambda_handler").rpartition(".")
-        path = folder / (module_name.replace(".", "/") + ".py")
-        spec = importlib.util.spec_from_file_location(f"jitr_lambda_{key.replace('-', '_')}", path)
-        if spec is None or spec.loader is None:
-            raise LambdaError(f"The handler module {path.name} of the function cannot be loaded.")
-        module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(folder))  # the function's sibling modules import as on Lambda
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return getattr(module, attribute)
-
-    def _environment(self, variables: Mapping[str, str]):
-        return self._gate.applied(
-            {
-                "AWS_ENDPOINT_URL": self.endpoint_url,
-                "AWS_REGION": self.region,
-                "AWS_DEFAULT_REGION": self.region,
-                "AWS_ACCESS_KEY_ID": "emulator",
-                "AWS_SECRET_ACCESS_KEY": "emulator",
-                **variables,
-            }
-        )
+    def _settings(self, function, folder: Path, variables: Mapping[str, str]) -> dict[str, Any]:
+        memory = int(function.memory_size or 128)
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "TZ": ":UTC",
+            "LAMBDA_TASK_ROOT": str(folder),
+            "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.function_name}",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": "emulator",
+            "AWS_SECRET_ACCESS_KEY": "emulator",
+            **variables,  # the function's own variables win, as on Lambda (but for the reserved ones)
+        }
+        return {
+            "function_name": function.function_name,
+            "function_arn": function.function_arn,
+            "memory_mb": memory,
+            "handler": function.handler or "app.lambda_handler",
+            "folder": str(folder),
+            "environment": environment,
+        }
 
     def invoke(self, name_or_arn: str, event: Any) -> Any:
-        """Run the function once, synchronously; its exception propagates."""
+        """Run the function once in one of its workers and return its result; :class:`FunctionError` if it
+        raised, timed out or its worker died."""
         function = self._function(name_or_arn)
-        handler = self._handler(function)
-        context = _Context(function.function_name, function.function_arn, int(function.timeout or 3))
-        output = (
-            function_output.invocation_output(self.logs, function.function_name, context.aws_request_id)
-            if self.logs is not None
-            else contextlib.nullcontext()
+        pool = self._workers(function)
+        request_id = str(uuid.uuid4())
+        timeout = float(function.timeout or 3)
+        item = pool.acquire()
+        try:
+            if item.init_error is not None:
+                outcome = _Outcome(None, item.init_error, item.init_printed, 0.0, item.init_ms)
+            else:
+                outcome = item.invoke(event, request_id, timeout)
+                outcome.printed = item.init_printed + outcome.printed
+                item.init_printed = ""
+        finally:
+            pool.release(item)
+        self._log(function, request_id, outcome)
+        if outcome.error is not None:
+            raise FunctionError(outcome.error)
+        return json.loads(outcome.result) if outcome.result is not None else None
+
+    def _log(self, function, request_id: str, outcome: _Outcome) -> None:
+        lines = function_output.invocation_lines(
+            request_id,
+            outcome.printed,
+            error=outcome.error,
+            extra=outcome.extra_log,
+            duration_ms=outcome.duration_ms,
+            memory_mb=int(function.memory_size or 128),
+            init_ms=outcome.init_ms,
         )
-        with self._environment(function.environment_vars or {}), output:
-            return handler(event, context)
+        if self.logs is not None:
+            self.logs.put(f"/aws/lambda/{function.function_name}", lines)
+        else:
+            for line in lines:
+                print(line)
 
     def invoke_async(
         self, name_or_arn: str, event: Any, *, principal: str | None = None, source_arn: str | None = None
@@ -284,7 +422,7 @@ class LambdaRuntime:
         try:
             result = self.invoke(name_or_arn, event)
         except Exception as exc:  # a function error: AWS retries asynchronous invocations
-            error = f"{type(exc).__name__}: {exc}"
+            error = str(exc) if isinstance(exc, FunctionError) else f"{type(exc).__name__}: {exc}"
             log.warning("lambda %s attempt %d failed: %s", name_or_arn, attempt, error)
             if attempt <= len(self.retry_delays):
                 retry = (self._attempt, name_or_arn, event, attempt + 1, outcome)

@@ -257,8 +257,9 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
 ECHO = "def lambda_handler(event, context):\n    return event\n"
 
 
-def create_function(session, name: str, code: str = ECHO) -> str:
-    """A Python Lambda function whose app.py is ``code`` (by default it returns its event); its ARN."""
+def create_function(session, name: str, code: str = ECHO, **options) -> str:
+    """A Python Lambda function whose app.py is ``code`` (by default it returns its event); its ARN.
+    ``options`` go to CreateFunction as they are (``Timeout``, ``Environment``, ``MemorySize``...)."""
     role = session.client("iam").create_role(
         RoleName=f"{name}-role",
         AssumeRolePolicyDocument=json.dumps(
@@ -279,4 +280,5 @@ def create_function(session, name: str, code: str = ECHO) -> str:
         Role=role,
         Handler="app.lambda_handler",
         Code={"ZipFile": archive.getvalue()},
+        **options,
     )["FunctionArn"]

@@ -1,129 +1,45 @@
-"""What a Lambda function prints goes to its log group, each invocation framed as Lambda frames it."""
+"""An invocation's log lines, framed as Lambda's Python runtime frames them."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
-import threading
-from collections.abc import Iterator
-
-import pytest
-
-from emulator.lambdas import output as function_output
-from emulator.lambdas.log_groups import LogGroups, event_line, log_file, parse_event_line
+from emulator.lambdas.log_groups import event_line, parse_event_line
+from emulator.lambdas.output import invocation_lines
 
 
-@pytest.fixture
-def groups(tmp_path):
-    return LogGroups(tmp_path / "logs")
+def lines(**overrides):
+    options = {"error": None, "extra": [], "duration_ms": 12.3, "memory_mb": 128, "init_ms": None} | overrides
+    printed = options.pop("printed", "one\ntwo\n")
+    return invocation_lines("req-1", printed, **options)
 
 
-@contextlib.contextmanager
-def own_stdout() -> Iterator[io.StringIO]:
-    """A stream of the test's own as ``sys.stdout`` (set in the test's body: pytest resets it between phases)."""
-    saved, stream = sys.stdout, io.StringIO()
-    sys.stdout = stream
-    try:
-        yield stream
-    finally:
-        function_output.release()
-        sys.stdout = saved
-
-
-def messages(groups: LogGroups, function: str) -> list[str]:
-    path = log_file(groups.log_dir, f"/aws/lambda/{function}")
-    return [parse_event_line(line)[1] for line in path.read_text().splitlines()]
-
-
-def test_what_an_invocation_prints_is_its_log_group_between_start_and_report(groups):
-    with own_stdout() as stdout, function_output.invocation_output(groups, "activate", "req-1"):
-        print('{"decision": "activated"}')
-        print("two", "parts", end="")
-    logged = messages(groups, "activate")
-    assert logged[:4] == [
+def test_what_an_invocation_printed_stands_between_start_and_end_then_the_report():
+    assert lines() == [
         "START RequestId: req-1 Version: $LATEST",
-        '{"decision": "activated"}',
-        "two parts",
+        "one",
+        "two",
         "END RequestId: req-1",
+        "REPORT RequestId: req-1\tDuration: 12.30 ms\tBilled Duration: 13 ms\tMemory Size: 128 MB",
     ]
-    assert logged[4].startswith("REPORT RequestId: req-1\tDuration: ") and len(logged) == 5
-    assert stdout.getvalue() == ""
 
 
-def test_a_print_reaches_the_log_group_when_another_stream_took_stdout_during_the_invocation(groups):
-    """As Click's runner does when a CLI command runs in the same process while a function is running."""
-    with own_stdout() as stdout, function_output.invocation_output(groups, "activate", "req-1"):
-        captured, sys.stdout = sys.stdout, io.StringIO()  # another stream put in front of the router
-        try:
-            print('{"decision": "refused"}')
-            other = sys.stdout.getvalue()
-        finally:
-            sys.stdout = captured
-    assert '{"decision": "refused"}' in messages(groups, "activate")
-    assert other == "" and stdout.getvalue() == ""
+def test_a_cold_start_reports_its_init_duration():
+    assert lines(init_ms=250.456)[-1].endswith("\tInit Duration: 250.46 ms")
 
 
-def test_other_threads_keep_printing_to_the_stream_that_was_there(groups):
-    inside, done = threading.Event(), threading.Event()
-
-    def invocation():
-        with function_output.invocation_output(groups, "activate", "req-1"):
-            inside.set()
-            done.wait(5)
-            print("from the function")
-
-    with own_stdout() as stdout:
-        worker = threading.Thread(target=invocation)
-        worker.start()
-        assert inside.wait(5)
-        print("from the emulator")
-        done.set()
-        worker.join(5)
-    assert stdout.getvalue() == "from the emulator\n"
-    assert "from the function" in messages(groups, "activate")
+def test_an_error_is_one_event_with_its_traceback_after_what_was_printed():
+    error = {"errorType": "ValueError", "errorMessage": "bad", "trace": "Traceback (most recent call last):\n  x"}
+    logged = lines(error=error)
+    assert logged[3] == "[ERROR] ValueError: bad\nTraceback (most recent call last):\n  x"
+    assert logged[1:3] == ["one", "two"]
 
 
-def test_concurrent_invocations_each_log_their_own_lines_whole(groups):
-    barrier = threading.Barrier(4)
-
-    def invocation(n: int):
-        with function_output.invocation_output(groups, f"f{n % 2}", f"req-{n}"):
-            barrier.wait(5)
-            for i in range(50):
-                print(f"req-{n} line {i}")
-
-    with own_stdout() as stdout:
-        workers = [threading.Thread(target=invocation, args=(n,)) for n in range(4)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(10)
-    for function, requests in (("f0", ("req-0", "req-2")), ("f1", ("req-1", "req-3"))):
-        logged = messages(groups, function)
-        for request in requests:
-            assert [m for m in logged if m.startswith(f"{request} line")] == [f"{request} line {i}" for i in range(50)]
-    assert stdout.getvalue() == ""
+def test_the_runtimes_own_lines_come_before_end():
+    logged = lines(printed="", extra=["req-1 Task timed out after 3.00 seconds"])
+    assert logged[1] == "req-1 Task timed out after 3.00 seconds" and logged[2] == "END RequestId: req-1"
 
 
-def test_an_error_is_one_event_with_its_traceback_and_still_raises(groups):
-    with (
-        own_stdout(),
-        pytest.raises(ValueError, match="bad event"),
-        function_output.invocation_output(groups, "activate", "req-1"),
-    ):
-        raise ValueError("bad event")
-    logged = messages(groups, "activate")
-    assert logged[1].startswith("[ERROR] ValueError: bad event\\nTraceback (most recent call last):")
-    assert logged[2] == "END RequestId: req-1" and len(logged) == 4
-
-
-def test_release_gives_back_the_stream(groups):
-    with own_stdout() as stdout:
-        with function_output.invocation_output(groups, "activate", "req-1"):
-            assert sys.stdout is not stdout
-        function_output.release()
-        assert sys.stdout is stdout
+def test_billed_duration_is_at_least_a_millisecond():
+    assert "Billed Duration: 1 ms" in lines(duration_ms=0.2)[-1]
 
 
 def test_a_multiline_message_stays_one_line_of_the_file():
