@@ -15,7 +15,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from emulator.lambdas.runtime import FunctionError, LambdaError
+from emulator.lambdas.pool import FunctionError, LambdaError
 
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from emulator.lambdas.log_groups import log_file, parse_event_line
-from emulator.lambdas.runtime import FunctionError
+from emulator.lambdas.pool import FunctionError
 from tests.e2e.conftest import create_function
 
 pytestmark = pytest.mark.timeout(90)
