@@ -21,6 +21,7 @@ from base import config
 from base.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from base.files import FileSpec, write_files
 from cli.common import JsonOption, emit
+from cloud.session import session_region
 
 app = typer.Typer(
     help="Run a local emulator of AWS IoT Core and deploy the kit's stack into it.",
@@ -132,11 +133,30 @@ def _export_lines(info: dict, indent: str = "") -> str:
     return "\n".join(f"{indent}export {k}={shlex.quote(str(v))}" for k, v in shell_environment(info).items())
 
 
+REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+
+
+def check_region(region: str) -> str:
+    """``region`` if it is shaped like an AWS region (eu-central-1), else a usage error."""
+    if not REGION_RE.match(region):
+        raise InvalidInputError(f"{region!r} is not an AWS region name such as us-east-1 or eu-central-1.")
+    return region
+
+
 @app.command()
 def up(
     api_port: Annotated[int, typer.Option("--api-port", help="AWS API port on 127.0.0.1 (0 picks a free one).")] = 0,
     mqtt_port: Annotated[int, typer.Option("--mqtt-port", help="MQTT/TLS port on 127.0.0.1 (0 picks a free one).")] = 0,
     state_dir: StateOption = DEFAULT_STATE,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region",
+            help="The AWS region the emulator serves (devices, rules, functions); default: AWS_REGION, "
+            "AWS_DEFAULT_REGION, the profile's region, else us-east-1. A CA registered in another region is "
+            "unknown to the broker, as on AWS.",
+        ),
+    ] = None,
     quota: Annotated[
         list[str] | None,
         typer.Option(
@@ -176,6 +196,7 @@ def up(
         quotas=parse_quotas(quota or []),
         jitp_drops_first_connect=jitp_drops,
         lambda_retry_delays=parse_retry_delays(lambda_retry_delays),
+        region=check_region(region or session_region()),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -107,3 +107,13 @@ def failed_call(exc: BaseException, what: str) -> AwsError:
     """The sentence for a call (``what``: "AWS IoT describe_endpoint") that could not be made, and why."""
     found = aws_failure(exc)
     return AwsError(f"{what}: {found}") if found is not None else AwsError(f"{what} failed.")
+
+
+def session_region() -> str:
+    """The region boto3 would use here (AWS_REGION, AWS_DEFAULT_REGION, the profile's), else us-east-1."""
+    import boto3  # only when asked: the CLI's start-up does not pay for boto3
+
+    try:
+        return boto3.session.Session().region_name or config.region()
+    except Exception:  # a profile that does not exist, say: the environment alone then
+        return config.region()

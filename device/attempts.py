@@ -121,7 +121,8 @@ def exhausted(attempts: list[Attempt], endpoint: str, seconds: float) -> DeviceE
 def _refused(endpoint: str, refusals: int, detail: str) -> CertificateRefusedError:
     return CertificateRefusedError(
         f"{endpoint} refused the certificate ({detail}, {refusals} {'time' if refusals == 1 else 'times'}): it is "
-        "revoked or inactive, or its CA is not registered."
+        "revoked or inactive, or its CA is not registered in the region of this endpoint (AWS IoT has one "
+        "endpoint a region, and a CA registered in another region is unknown here)."
     )
 
 

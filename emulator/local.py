@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulator.api.calls import DEFAULT_REGION
 from emulator.api.server import EmulatorApi
 from emulator.iot.core import CoreSettings, IotCore
 from emulator.lambdas.runtime import LambdaRuntime
@@ -29,6 +30,7 @@ class Options:
     quotas: dict[str, float] = field(default_factory=dict)
     jitp_drops_first_connect: bool = False
     lambda_retry_delays: tuple[float, ...] = (60.0, 120.0)  # AWS's; tests and the demo pass shorter ones
+    region: str = DEFAULT_REGION  # the region the broker, the rules and the functions serve
 
 
 class LocalIot:
@@ -49,7 +51,7 @@ class LocalIot:
             logging.getLogger(name).setLevel(logging.WARNING)
         self.api.start()
         try:
-            registry = self.api.registry()
+            registry = self.api.registry(region=self.options.region)
             settings = CoreSettings(
                 account_id=registry.account,
                 region=registry.region,
@@ -106,7 +108,7 @@ class LocalIot:
 
     def info(self) -> dict[str, Any]:
         """Where everything is: what ``jitr local up --json`` prints."""
-        registry = self.api.registry()
+        registry = self.api.registry(region=self.options.region)
         return {
             "aws_endpoint_url": self.api.url,
             "mqtt_host": ENDPOINT_HOST,

@@ -109,6 +109,14 @@ class IotCore:
     def _first_connect(self, info: SessionInfo, leaf: x509.Certificate, cert_id: str) -> Verdict:
         ca = self.registry.issuing_ca(leaf)
         if ca is None:
+            elsewhere = self.registry.regions_with_issuer(leaf)
+            if elsewhere:
+                reason = (
+                    f"its CA is registered in {', '.join(elsewhere)}, not in {self.registry.region}, the region "
+                    "this endpoint serves: register the CA there, or point the device at that region's endpoint"
+                )
+                log.warning("refused certificate %s: %s", cert_id, reason)
+                return Verdict(ConnectDecision.REFUSE, reason)
             return Verdict(ConnectDecision.REFUSE, "issuer is not a registered CA (or the signature does not verify)")
         now = dt.datetime.now(dt.UTC)
         if not ca.certificate.not_valid_before_utc <= now <= ca.certificate.not_valid_after_utc:

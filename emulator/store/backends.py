@@ -18,6 +18,13 @@ def iot_backend(account: str, region: str) -> Any:
     return iot_backends[account][region]
 
 
+def iot_backends_in_use(account: str) -> dict[str, Any]:
+    """moto's AWS IoT backends of one account by region, only the regions something has used so far."""
+    from moto.iot.models import iot_backends
+
+    return dict(dict.items(iot_backends[account]))  # dict's own items: moto creates a region on first access
+
+
 def s3_backend(account: str) -> Any:
     """moto's S3 backend of one account (S3's buckets are global)."""
     from moto.s3.models import s3_backends

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from emulator.store.backends import iot_arn
+from emulator.store.backends import iot_arn, iot_backends_in_use
 from emulator.store.ca_certificates import ACTIVE, DEFAULT, DISABLE, ENABLE, ca_x509
 from emulator.store.device_certificates import (
     PENDING_ACTIVATION,
@@ -187,6 +187,22 @@ class Registry:
                 continue
             return ca
         return None
+
+    def regions_with_issuer(self, cert: x509.Certificate) -> list[str]:
+        """The other regions of the account where a CA that signed ``cert`` is registered: a device pointed
+        at this region's endpoint with a CA registered elsewhere is refused, as on AWS, and this says why."""
+        found = []
+        for region, backend in sorted(iot_backends_in_use(self.account).items()):
+            if region == self.region:
+                continue
+            for record in list(backend.ca_certificates.values()):
+                try:
+                    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(record.certificate_pem.encode()))
+                except (ValueError, TypeError, InvalidSignature):
+                    continue
+                found.append(region)
+                break
+        return found
 
     # -- device certificates ------------------------------------------------------------------------
 
