@@ -21,6 +21,7 @@ def invocation_lines(
     duration_ms: float,
     memory_mb: int,
     init_ms: float | None,
+    max_memory_mb: int | None = None,
 ) -> list[str]:
     """The log events of one invocation, oldest first (one event may span lines, as a traceback does)."""
     lines = [f"START RequestId: {request_id} Version: $LATEST"]
@@ -32,6 +33,8 @@ def invocation_lines(
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
         f"Billed Duration: {max(1, math.ceil(duration_ms))} ms\tMemory Size: {memory_mb} MB"
     )
+    if max_memory_mb is not None:
+        report += f"\tMax Memory Used: {max_memory_mb} MB"
     if init_ms is not None:
         report += f"\tInit Duration: {init_ms:.2f} ms"
     return [*lines, f"END RequestId: {request_id}", report]

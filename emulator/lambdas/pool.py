@@ -52,6 +52,7 @@ class Outcome:
     duration_ms: float
     init_ms: float | None
     extra_log: list[str] = field(default_factory=list)  # lines the runtime adds (timeout, exit)
+    max_memory_mb: int | None = None  # the worker's peak resident memory, when it answered
 
 
 class Worker:
@@ -88,7 +89,7 @@ class Worker:
         try:
             self.parent.send({"event": event, "request_id": request_id, "deadline": time.time() + timeout})
             answered = self.parent.poll(timeout)
-            status, payload, printed, _ = self.parent.recv() if answered else (None, None, "", None)
+            status, payload, printed, memory = self.parent.recv() if answered else (None, None, "", None)
         except (EOFError, OSError):  # the worker died: os._exit, a signal, a segfault
             self.kill()
             error = _exit_error(self.process)
@@ -101,8 +102,8 @@ class Worker:
             error = {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout:.2f} seconds"}
             return Outcome(None, error, "", duration, init_ms, [line])
         if status == worker.OK:
-            return Outcome(payload, None, printed, duration, init_ms)
-        return Outcome(None, payload, printed, duration, init_ms)
+            return Outcome(payload, None, printed, duration, init_ms, max_memory_mb=memory)
+        return Outcome(None, payload, printed, duration, init_ms, max_memory_mb=memory)
 
     @property
     def alive(self) -> bool:

@@ -236,6 +236,7 @@ class LambdaRuntime:
             duration_ms=outcome.duration_ms,
             memory_mb=int(function.memory_size or 128),
             init_ms=outcome.init_ms,
+            max_memory_mb=outcome.max_memory_mb,
         )
         if self.logs is not None:
             self.logs.put(f"/aws/lambda/{function.function_name}", lines)

@@ -18,6 +18,7 @@ import importlib.util
 import io
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -70,6 +71,11 @@ def _error(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _max_memory_mb() -> int:
+    """The worker's peak resident memory so far, as Lambda's ``Max Memory Used`` (Linux reports KiB)."""
+    return max(1, round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
 def serve(conn: Any, settings: dict[str, Any]) -> None:
     """The worker's life: set the environment, import the handler, then answer invocations until EOF."""
     os.environ.clear()
@@ -94,7 +100,7 @@ def serve(conn: Any, settings: dict[str, Any]) -> None:
         try:
             with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
                 result = handler(request["event"], Context(request, settings))
-            answer: tuple[str, Any, str, None] = (OK, json.dumps(result), printed.getvalue(), None)
+            answer: tuple[str, Any, str, int] = (OK, json.dumps(result), printed.getvalue(), _max_memory_mb())
         except Exception as exc:  # the function's error: Lambda reports it and keeps the container
-            answer = (ERROR, _error(exc), printed.getvalue(), None)
+            answer = (ERROR, _error(exc), printed.getvalue(), _max_memory_mb())
         conn.send(answer)

@@ -68,7 +68,7 @@ def test_a_function_runs_in_its_own_process_with_lambdas_environment_context_and
     reports = [m for m in messages if m.startswith("REPORT RequestId: ")]
     assert len(starts) == len(reports) == 2 and "hello from reports-itself" in messages
     assert "Init Duration: " in reports[0] and "Init Duration" not in reports[1]  # only the cold start
-    assert "Memory Size: 256 MB" in reports[0]
+    assert "Memory Size: 256 MB" in reports[0] and "Max Memory Used: " in reports[1]
 
 
 def test_two_functions_with_different_environments_run_at_the_same_time_each_with_its_own(aws, emulator):

@@ -26,6 +26,11 @@ def test_a_cold_start_reports_its_init_duration():
     assert lines(init_ms=250.456)[-1].endswith("\tInit Duration: 250.46 ms")
 
 
+def test_the_report_says_the_peak_memory_before_the_init_duration_as_lambda_orders_them():
+    report = lines(max_memory_mb=41, init_ms=100.0)[-1]
+    assert report.endswith("\tMemory Size: 128 MB\tMax Memory Used: 41 MB\tInit Duration: 100.00 ms")
+
+
 def test_an_error_is_one_event_with_its_traceback_after_what_was_printed():
     error = {"errorType": "ValueError", "errorMessage": "bad", "trace": "Traceback (most recent call last):\n  x"}
     logged = lines(error=error)
