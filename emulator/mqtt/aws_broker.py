@@ -28,7 +28,7 @@ from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.utils import gen_client_id
 
 from emulator.mqtt import tls
-from emulator.mqtt.connection import ConnectionHandler, Replay, use_light_sessions
+from emulator.mqtt.connection import ConnectionHandler, Replay, current_task, use_light_sessions
 from emulator.mqtt.hooks import ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class _AwsIotBroker(_AmqttBroker):
         so that at most MAX_OPENING connections are in their handshake or waiting for their CONNECT:
         a flood of half-open connections is closed at accept instead of holding the broker.
         """
-        task = _current_task()
+        task = current_task()
         if len(self._opening) >= MAX_OPENING:
             log.info("Closing a new connection: %s are already in their TLS handshake or CONNECT", MAX_OPENING)
             writer.transport.abort()
@@ -106,7 +106,7 @@ class _AwsIotBroker(_AmqttBroker):
 
     async def _client_connected(self, listener_name: str, reader: Any, writer: Any) -> None:
         server = self._servers[listener_name]
-        task = _current_task()
+        task = current_task()
         self._connections.add(task)
         await server.acquire_connection()
         session = link = None
@@ -396,10 +396,3 @@ class _AwsIotBroker(_AmqttBroker):
         for outcome in await asyncio.gather(*sends, return_exceptions=True):
             if isinstance(outcome, Exception):
                 log.info("A retained message did not reach %s: %s", session.client_id, outcome)
-
-
-def _current_task() -> asyncio.Task:
-    """The task running a connection handler (there always is one: asyncio starts it as a task)."""
-    task = asyncio.current_task()
-    assert task is not None
-    return task

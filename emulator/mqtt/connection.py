@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter
@@ -97,3 +98,10 @@ class Replay(ReaderAdapter):
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
+
+
+def current_task() -> asyncio.Task:
+    """The task running a connection handler (there always is one: asyncio starts it as a task)."""
+    task = asyncio.current_task()
+    assert task is not None
+    return task
