@@ -14,7 +14,7 @@ class ExitStatus(IntEnum):
     """Process exit codes of the ``jitr`` command: the one table (docs/errors.md).
 
     0-6 are the kit's; 10-20 are a device's, for ``jitr device connect``, ``simulate`` and ``check``
-    (``device/errors.py`` says what each means); 130 is Ctrl-C (or SIGTERM, SIGHUP).
+    (``device/errors.py`` says what each means); a signal N exits 128 + N (130 for Ctrl-C), outside this enum.
     """
 
     OK = 0
@@ -33,7 +33,6 @@ class ExitStatus(IntEnum):
     CERTIFICATE_EXPIRED = 16
     CONNECTION_REJECTED = 17
     DEVICES_FAILED = 20
-    INTERRUPTED = 130
 
 
 class JitrError(Exception):

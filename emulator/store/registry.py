@@ -20,11 +20,9 @@ from emulator.store.backends import iot_arn, iot_backends_in_use
 from emulator.store.ca_certificates import ACTIVE, DEFAULT, DISABLE, ENABLE, ca_x509
 from emulator.store.device_certificates import (
     PENDING_ACTIVATION,
-    STATUSES,
-    find_certificate,
     register_device_certificate,
 )
-from emulator.store.errors import CertificateValidation, InvalidRequest
+from emulator.store.errors import CertificateValidation
 from emulator.store.records import ProvisioningTemplate
 from emulator.store.state import RegionState
 
@@ -222,14 +220,6 @@ class Registry:
             record = register_device_certificate(
                 self.backend, _pem(certificate), ca_certificate_id=ca_certificate_id, status=status
             )
-            return _device(record)
-
-    def set_certificate_status(self, certificate_id: str, status: str) -> DeviceCertificate:
-        if status not in STATUSES:
-            raise InvalidRequest(f"Unknown certificate status {status!r}; use one of {', '.join(STATUSES)}.")
-        with self.state.lock:
-            record = find_certificate(self.backend, certificate_id)
-            record.status = status
             return _device(record)
 
     # -- principals, policies, things -----------------------------------------------------------------
