@@ -53,9 +53,14 @@ def load_sam(path: Path, parameters: Mapping[str, str]) -> tuple[dict, dict[str,
         raise TemplateError(f"{path} is not a valid template: its Parameters section is not a mapping.")
     check_parameters(template, parameters)
     code_dirs: dict[str, Path] = {}
+    shared = ((template.get("Globals") or {}).get("Function") or {}).get("CodeUri")
     for name, resource in (template.get("Resources") or {}).items():
-        props = resource.get("Properties") or {}
-        if resource.get("Type") == "AWS::Serverless::Function" and isinstance(props.get("CodeUri"), str):
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = resource.setdefault("Properties", {})
+        if "CodeUri" not in props and "InlineCode" not in props and shared is not None:
+            props["CodeUri"] = shared  # Globals' CodeUri, made this function's own so its folder is zipped
+        if isinstance(props.get("CodeUri"), str):
             folder = (path.parent / props["CodeUri"]).resolve()
             if not props["CodeUri"].startswith("s3://"):
                 if not folder.is_dir():
