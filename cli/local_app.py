@@ -147,6 +147,13 @@ def check_region(region: str) -> str:
 def up(
     api_port: Annotated[int, typer.Option("--api-port", help="AWS API port on 127.0.0.1 (0 picks a free one).")] = 0,
     mqtt_port: Annotated[int, typer.Option("--mqtt-port", help="MQTT/TLS port on 127.0.0.1 (0 picks a free one).")] = 0,
+    apigateway_port: Annotated[
+        int,
+        typer.Option(
+            "--apigateway-port",
+            help="Port on 127.0.0.1 where the stacks' HTTP and REST APIs are served (0 picks a free one).",
+        ),
+    ] = 0,
     state_dir: StateOption = DEFAULT_STATE,
     region: Annotated[
         str | None,
@@ -182,7 +189,7 @@ def up(
 ) -> None:
     """Start the emulator on loopback and run until interrupted (Ctrl-C).
 
-    It prints where the AWS API and the MQTT broker listen; point boto3, the AWS CLI and jitr at
+    It prints where the AWS API, the MQTT broker and API Gateway listen; point boto3, the AWS CLI and jitr at
     it with AWS_ENDPOINT_URL, and devices at the MQTT port with the endpoint CA as root. Log groups
     are files in STATE/logs: what a Lambda function prints is in aws_lambda_<function>.log. One emulator
     a state directory: a second 'jitr local up' on it is refused (exit 4) while the first runs.
@@ -193,6 +200,7 @@ def up(
         state_dir=state_dir,
         api_port=api_port,
         mqtt_port=mqtt_port,
+        apigateway_port=apigateway_port,
         quotas=parse_quotas(quota or []),
         jitp_drops_first_connect=jitp_drops,
         lambda_retry_delays=parse_retry_delays(lambda_retry_delays),
@@ -210,6 +218,7 @@ def up(
             f"AWS IoT Core emulator running (Ctrl-C stops it).\n"
             f"  AWS API:  {info['aws_endpoint_url']}\n"
             f"  MQTT/TLS: {info['mqtt_host']}:{info['mqtt_port']} (root CA {info['endpoint_ca']})\n"
+            f"  API Gateway: {info['apigateway_url']}/API_ID/STAGE/... (stack outputs give each API's URL)\n"
             f"  Logs:     {Path(info['state_dir']) / 'logs'} (a file per log group: aws_lambda_<function>.log)\n"
             f'Point your shell at it (or eval "$(jitr local env{_state_arg(state_dir)})"):\n{exports}',
         )

@@ -1,4 +1,4 @@
-"""The local AWS IoT Core: API endpoint, MQTT/TLS broker, rules engine and Lambda runtime, wired.
+"""The local AWS IoT Core: API endpoint, MQTT/TLS broker, rules engine, Lambda runtime and API Gateway, wired.
 
 Everything listens on 127.0.0.1 only. ``LocalIot`` is what ``jitr local up``, ``jitr demo`` and
 the test fixture start.
@@ -14,6 +14,7 @@ from typing import Any
 
 from emulator.api.calls import DEFAULT_REGION
 from emulator.api.server import EmulatorApi
+from emulator.apigateway.server import ApiGateway
 from emulator.iot.core import CoreSettings, IotCore
 from emulator.lambdas.runtime import LambdaRuntime
 from emulator.mqtt.broker import Broker, BrokerNotRunningError
@@ -27,6 +28,7 @@ class Options:
     state_dir: Path
     api_port: int = 0
     mqtt_port: int = 0
+    apigateway_port: int = 0
     quotas: dict[str, float] = field(default_factory=dict)
     jitp_drops_first_connect: bool = False
     lambda_retry_delays: tuple[float, ...] = (60.0, 120.0)  # AWS's; tests and the demo pass shorter ones
@@ -43,6 +45,7 @@ class LocalIot:
         self.rules: RulesEngine | None = None
         self.lambdas: LambdaRuntime | None = None
         self.core: IotCore | None = None
+        self.gateway: ApiGateway | None = None
 
     def start(self) -> LocalIot:
         state = self.options.state_dir = Path(self.options.state_dir).resolve()
@@ -65,6 +68,12 @@ class LocalIot:
                 retry_delays=self.options.lambda_retry_delays,
                 log_dir=state / "logs",
             )
+            self.gateway = ApiGateway(
+                account_id=registry.account,
+                region=registry.region,
+                lambdas=self.lambdas,
+                port=self.options.apigateway_port,
+            ).start()
             self.rules = RulesEngine(registry, lambdas=self.lambdas, log_dir=state / "logs")
             self.core = IotCore(registry, on_message=self.rules.handle, settings=settings)
             self.broker = Broker(self.core.hooks(), state_dir=state, port=self.options.mqtt_port)
@@ -77,6 +86,7 @@ class LocalIot:
             self.api.mqtt_endpoint = (ENDPOINT_HOST, port)
             self.api.settings.data_publish = self._data_publish  # aws iot-data publish: into the broker
             self.api.settings.lambda_runtime = self.lambdas  # aws lambda invoke: the deployed code
+            self.api.settings.local_info = self.info()  # where jitr local deploy finds the gateway
         except BaseException:
             self.stop()
             raise
@@ -92,6 +102,10 @@ class LocalIot:
     def stop(self) -> None:
         self.api.settings.data_publish = None
         self.api.settings.lambda_runtime = None
+        self.api.settings.local_info = None
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
@@ -114,6 +128,7 @@ class LocalIot:
             "mqtt_host": ENDPOINT_HOST,
             "mqtt_port": self.broker.port if self.broker else None,
             "endpoint_ca": str(self.broker.ca_file) if self.broker else None,
+            "apigateway_url": self.gateway.url if self.gateway else None,
             "region": registry.region,
             "account_id": registry.account,
             "state_dir": str(self.options.state_dir),

@@ -42,6 +42,7 @@ class ApiSettings:
         # the broker's publish (topic, payload, qos, retain), for the data plane's HTTP Publish; None: no broker
         self.data_publish: Callable[[str, bytes, int, bool], None] | None = None
         self.lambda_runtime: Any = None  # the Lambda runtime that runs Invoke requests, once it is up
+        self.local_info: dict[str, Any] | None = None  # where the emulator's services are (GET /_jitr/info)
 
 
 @dataclass(frozen=True)

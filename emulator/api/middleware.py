@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from emulator.api import data_plane, lambda_invoke
+from emulator.api import data_plane, info, lambda_invoke
 from emulator.api.calls import (
     DEFAULT_REGION,
     DELEGATE,
@@ -170,6 +170,8 @@ class IotMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = _wsgi_path(environ)
+        if method == "GET" and path == info.INFO_PATH:
+            return _send(start_response, *info.answer(self.settings.local_info))
         if method == "POST" and path == "/moto-api/reset":
             self.store.clear()  # moto forgets its backends; forget ours with them
         signer = signer_of(environ)

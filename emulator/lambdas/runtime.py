@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import uuid
@@ -124,6 +125,7 @@ class LambdaRuntime:
         self._retries = _Timer()
         self._lock = threading.Lock()  # concurrent first invocations extract the code and make the pool once
         self._functions: dict[tuple, FunctionWorkers] = {}
+        self._runtimes_said: set[str] = set()
         self.invocations: list[Invocation] = []  # for tests and the demo: what ran, how often
         self.logs = LogGroups(log_dir) if log_dir is not None else None  # else what functions print goes to stdout
 
@@ -172,10 +174,18 @@ class LambdaRuntime:
                 if not folder.exists():
                     with zipfile.ZipFile(io.BytesIO(code)) as archive:
                         archive.extractall(folder)
+                self._say_runtime(getattr(function, "run_time", None))
                 reserved = getattr(function, "reserved_concurrency", None)
                 limit = int(reserved) if reserved else MAX_WORKERS_PER_FUNCTION
                 pool = self._functions[key] = FunctionWorkers(self._settings(function, folder, variables), limit)
             return pool
+
+    def _say_runtime(self, runtime: str | None) -> None:
+        """Once a runtime: that functions declaring it run on this interpreter (there are no containers)."""
+        local = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        if runtime and runtime != local and runtime not in self._runtimes_said:
+            self._runtimes_said.add(runtime)
+            log.info("functions with Runtime %s run on the local Python %s", runtime, sys.version.split()[0])
 
     def _settings(self, function, folder: Path, variables: Mapping[str, str]) -> dict[str, Any]:
         memory = int(function.memory_size or 128)
@@ -205,10 +215,15 @@ class LambdaRuntime:
             "environment": environment,
         }
 
-    def invoke(self, name_or_arn: str, event: Any) -> Any:
+    def invoke(
+        self, name_or_arn: str, event: Any, *, principal: str | None = None, source_arn: str | None = None
+    ) -> Any:
         """Run the function once in one of its workers and return its result; :class:`FunctionError` if it
-        raised, timed out or its worker died."""
+        raised, timed out or its worker died. With ``principal`` (a service such as API Gateway invoking
+        it), the function's resource policy must allow that service from ``source_arn`` first."""
         function = self._function(name_or_arn)
+        if principal is not None:
+            self.check_permission(function, principal, source_arn)
         pool = self._workers(function)
         request_id = str(uuid.uuid4())
         timeout = float(function.timeout or 3)
