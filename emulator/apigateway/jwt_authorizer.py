@@ -71,7 +71,7 @@ def authorize(
 ) -> dict[str, str]:
     """The token's claims (as strings) if it passes; raise :class:`Denied` if not."""
     from joserfc import jwt
-    from joserfc.errors import JoseError
+    from joserfc.errors import BadSignatureError, JoseError
     from joserfc.jwk import KeySet
 
     if not token:
@@ -85,8 +85,8 @@ def authorize(
             token, KeySet.import_key_set(cast(Any, dict(key_set))), algorithms=["RS256", "RS384", "RS512"]
         )
     except (JoseError, ValueError, TypeError) as exc:
-        reason = "signature" if "signature" in str(exc).lower() else "token"
-        raise Denied(401, f"the token has an invalid {reason}") from exc
+        reason = "has an invalid signature" if isinstance(exc, BadSignatureError) else "is not a valid JWT"
+        raise Denied(401, f"the token {reason}") from exc
     claims = dict(decoded.claims)
     if claims.get("iss") != authorizer.issuer:
         raise Denied(401, "the token does not have a valid issuer")
