@@ -179,17 +179,24 @@ def _rest_api(d: Deployment, stack, logical, props, _code):
         for path, method, operation in _operations(body):
             resource = _resource_for(v1, api_id, resources, path)
             spec = operation["x-amazon-apigateway-integration"]
-            v1.put_method(restApiId=api_id, resourceId=resource, httpMethod=method, authorizationType="NONE")
-            v1.put_integration(
-                restApiId=api_id,
-                resourceId=resource,
-                httpMethod=method,
-                type="AWS_PROXY",
-                integrationHttpMethod=spec.get("httpMethod", "POST"),
-                uri=spec["uri"],
-                **({"timeoutInMillis": int(spec["timeoutInMillis"])} if spec.get("timeoutInMillis") else {}),
-            )
+            timeout = int(spec["timeoutInMillis"]) if spec.get("timeoutInMillis") else None
+            _proxy_method(v1, api_id, resource, method, spec.get("httpMethod", "POST"), spec["uri"], timeout)
     return api_id, {"RootResourceId": root}
+
+
+def _proxy_method(v1, api: str, resource: str, method: str, http_method: str, uri: str, timeout: int | None) -> None:
+    """A REST method without authorization and its Lambda proxy integration."""
+    v1.put_method(restApiId=api, resourceId=resource, httpMethod=method, authorizationType="NONE")
+    extra = {"timeoutInMillis": timeout} if timeout else {}
+    v1.put_integration(
+        restApiId=api,
+        resourceId=resource,
+        httpMethod=method,
+        type="AWS_PROXY",
+        integrationHttpMethod=http_method,
+        uri=uri,
+        **extra,
+    )
 
 
 def _resource_for(v1, api_id: str, resources: dict[str, str], path: str) -> str:
@@ -212,15 +219,10 @@ def _rest_resource(d: Deployment, stack, logical, props, _code):
 def _rest_method(d: Deployment, stack, logical, props, _code):
     v1 = d.client("apigateway")
     api, resource, method = props["RestApiId"], props["ResourceId"], props["HttpMethod"].upper()
-    v1.put_method(restApiId=api, resourceId=resource, httpMethod=method, authorizationType="NONE")
     integration = props["Integration"]
-    v1.put_integration(
-        restApiId=api,
-        resourceId=resource,
-        httpMethod=method,
-        type="AWS_PROXY",
-        integrationHttpMethod=integration.get("IntegrationHttpMethod", "POST"),
-        uri=integration["Uri"],
+    timeout = int(integration["TimeoutInMillis"]) if integration.get("TimeoutInMillis") else None
+    _proxy_method(
+        v1, api, resource, method, integration.get("IntegrationHttpMethod", "POST"), integration["Uri"], timeout
     )
     return f"{api}|{resource}|{method}", {"RestApiId": api}
 
