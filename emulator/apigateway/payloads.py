@@ -166,7 +166,7 @@ def event_v1(request: Request, route: Route, parameters: Mapping[str, str], clai
         "httpMethod": request.method,
         "identity": {
             "sourceIp": request.source_ip,
-            "userAgent": headers.get("User-Agent") or request.header("user-agent"),
+            "userAgent": request.header("user-agent"),
         },
         "path": path,
         "protocol": request.protocol,

@@ -124,7 +124,7 @@ class ApiGateway:
             api = self.find_api(first) if first else None
             path = "/" + rest
         if api is None:
-            return message(404 if not host.endswith("amazonaws.com") else 403, "Not Found")
+            return message(404, "Not Found")
         stage, path = _stage_of(api, path)
         if stage is None:
             return message(404, "Not Found") if api.kind == "HTTP" else _missing_token()

@@ -17,7 +17,6 @@ from typing import Any
 
 Creator = Callable[..., tuple[str, dict[str, Any]]]
 Deleter = Callable[..., None]
-Unsupported = Callable[[str, dict[str, Any]], str | None]  # (logical id, resource) -> why it cannot be made
 
 
 class Deployment:

@@ -133,10 +133,8 @@ def _import_http(v2, api_id: str, body: dict[str, Any]) -> None:
 
 
 def _http_stage(d: Deployment, stack, logical, props, _code):
-    params = {k: props[k] for k in ("AutoDeploy", "Description", "StageVariables") if k in props}
-    for key in ("DefaultRouteSettings", "RouteSettings"):
-        if key in props:
-            params[key] = props[key]
+    keys = ("AutoDeploy", "Description", "StageVariables", "DefaultRouteSettings", "RouteSettings")
+    params = {k: props[k] for k in keys if k in props}
     d.client("apigatewayv2").create_stage(ApiId=props["ApiId"], StageName=props["StageName"], **params)
     return props["StageName"], {"ApiId": props["ApiId"]}
 

@@ -142,7 +142,7 @@ def rest_api(backend: Any, api_id: str) -> GatewayApi | None:
             integration = spec.method_integration
             routes.append(
                 Route(
-                    method="ANY" if method.upper() == "ANY" else method.upper(),
+                    method=method.upper(),
                     path=path,
                     route_key=f"{method.upper()} {path}",
                     function_arn=_function_arn(integration.uri) if integration is not None else None,
