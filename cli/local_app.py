@@ -32,7 +32,10 @@ app = typer.Typer(
 DEFAULT_STATE = Path(".jitr-local")
 ENDPOINT_FILE = "endpoint.json"
 LOCK_FILE = "lock"  # held (flock) by the running 'jitr local up' of a state directory
-StateOption = Annotated[Path, typer.Option("--state-dir", help="Where the emulator keeps its endpoint CA and logs.")]
+StateOption = Annotated[
+    Path,
+    typer.Option("--state-dir", help="Where the emulator keeps its state (emulator.snapshot), endpoint CA and logs."),
+]
 
 
 def parse_quotas(values: list[str]) -> dict[str, float]:
@@ -185,9 +188,23 @@ def up(
             "makes); AWS waits about a minute and two, e.g. 1,2 to see retries sooner.",
         ),
     ] = "60,120",
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Start empty: the state of earlier runs (STATE/emulator.snapshot) is set aside as "
+            "emulator.snapshot.old, not loaded.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Start the emulator on loopback and run until interrupted (Ctrl-C).
+
+    What it holds (CAs, certificates, things, policies, rules, templates, S3 objects, functions, stacks,
+    tables, parameters, roles, user pools) is kept in STATE/emulator.snapshot: saved every 2 seconds while
+    it changes and at a clean stop (Ctrl-C, SIGTERM), and loaded at the next start, which listens on the
+    same ports when they are free. After a SIGKILL at most the last 2 seconds of changes are lost. A
+    snapshot that is damaged or not the user's own is refused (exit 1) and left in place.
 
     It prints where the AWS API, the MQTT broker and API Gateway listen; point boto3, the AWS CLI and jitr at
     it with AWS_ENDPOINT_URL, and devices at the MQTT port with the endpoint CA as root. Log groups
@@ -205,6 +222,8 @@ def up(
         jitp_drops_first_connect=jitp_drops,
         lambda_retry_delays=parse_retry_delays(lambda_retry_delays),
         region=check_region(region or session_region()),
+        persist=True,
+        fresh=fresh,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from emulator.apigateway.server import ApiGateway
 from emulator.iot.core import CoreSettings, IotCore
 from emulator.lambdas.runtime import LambdaRuntime
 from emulator.mqtt.broker import Broker, BrokerNotRunningError
+from emulator.persistence import DEFAULT_INTERVAL, Persistence
 from emulator.rules.engine import RulesEngine
 
 ENDPOINT_HOST = "localhost"  # the broker's certificate names localhost and 127.0.0.1
@@ -33,6 +35,9 @@ class Options:
     jitp_drops_first_connect: bool = False
     lambda_retry_delays: tuple[float, ...] = (60.0, 120.0)  # AWS's; tests and the demo pass shorter ones
     region: str = DEFAULT_REGION  # the region the broker, the rules and the functions serve
+    persist: bool = False  # keep the state in STATE/emulator.snapshot across restarts ('jitr local up' does)
+    fresh: bool = False  # with persist: set the snapshot aside and start empty
+    snapshot_interval: float = DEFAULT_INTERVAL
 
 
 class LocalIot:
@@ -46,13 +51,19 @@ class LocalIot:
         self.lambdas: LambdaRuntime | None = None
         self.core: IotCore | None = None
         self.gateway: ApiGateway | None = None
+        self.persistence: Persistence | None = None
 
     def start(self) -> LocalIot:
         state = self.options.state_dir = Path(self.options.state_dir).resolve()
         state.mkdir(parents=True, exist_ok=True)
         for name in ("amqtt", "transitions", "werkzeug"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.api.start()
+        previous: dict[str, int] = {}
+        if self.options.persist:  # before anything serves: the snapshot replaces moto's backends
+            persistence = Persistence(state, self.api.store, interval=self.options.snapshot_interval)
+            previous = persistence.load(fresh=self.options.fresh)
+            self.persistence = persistence
+        self.api.start(_port(self.options.api_port, previous.get("api")))
         try:
             registry = self.api.registry(region=self.options.region)
             settings = CoreSettings(
@@ -72,11 +83,12 @@ class LocalIot:
                 account_id=registry.account,
                 region=registry.region,
                 lambdas=self.lambdas,
-                port=self.options.apigateway_port,
+                port=_port(self.options.apigateway_port, previous.get("apigateway")),
             ).start()
             self.rules = RulesEngine(registry, lambdas=self.lambdas, log_dir=state / "logs")
             self.core = IotCore(registry, on_message=self.rules.handle, settings=settings)
-            self.broker = Broker(self.core.hooks(), state_dir=state, port=self.options.mqtt_port)
+            mqtt_port = _port(self.options.mqtt_port, previous.get("mqtt"))
+            self.broker = Broker(self.core.hooks(), state_dir=state, port=mqtt_port)
             self.broker.start()
             publish = functools.partial(self.broker.publish, wait=False)  # hooks never wait for the loop
             self.core.publish = publish
@@ -87,6 +99,8 @@ class LocalIot:
             self.api.settings.data_publish = self._data_publish  # aws iot-data publish: into the broker
             self.api.settings.lambda_runtime = self.lambdas  # aws lambda invoke: the deployed code
             self.api.settings.local_info = self.info()  # where jitr local deploy finds the gateway
+            if self.persistence is not None:
+                self.persistence.start({"api": self.api.port, "mqtt": port, "apigateway": self.gateway.port})
         except BaseException:
             self.stop()
             raise
@@ -113,6 +127,9 @@ class LocalIot:
             self.lambdas.close()
             self.lambdas = None
         self.api.stop()
+        if self.persistence is not None:  # every server has stopped: this snapshot is whole
+            self.persistence.stop()
+            self.persistence = None
 
     def __enter__(self) -> LocalIot:
         return self.start()
@@ -132,11 +149,28 @@ class LocalIot:
             "region": registry.region,
             "account_id": registry.account,
             "state_dir": str(self.options.state_dir),
-        }
+        } | (self.persistence.info() if self.persistence else {})
 
     def environment(self) -> dict[str, str]:
         """Environment variables that point boto3, the AWS CLI and ``jitr`` at this emulator."""
         return api_environment(self.info())
+
+
+def _port(requested: int, previous: int | None) -> int:
+    """The port to listen on: the one asked for; else the one of the last run, so that clients configured
+    then (devices, AWS_ENDPOINT_URL in a shell, stack outputs) find the emulator again; else a free one."""
+    if requested or not previous:
+        return requested
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is no obstacle
+        try:
+            probe.bind(("127.0.0.1", previous))
+        except OSError:
+            logging.getLogger("jitr.emulator").warning(
+                "Port %s of the last run is taken; listening on another", previous
+            )
+            return 0
+    return previous
 
 
 def api_environment(info: dict[str, Any]) -> dict[str, str]:

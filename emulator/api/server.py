@@ -89,10 +89,13 @@ class EmulatorApi:
 
     # -- life cycle ---------------------------------------------------------------------------------
 
-    def start(self) -> EmulatorApi:
-        """Serve on 127.0.0.1 in a daemon thread; returns once the port is bound."""
+    def start(self, port: int | None = None) -> EmulatorApi:
+        """Serve on 127.0.0.1 in a daemon thread (on ``port``, if given, instead of the constructor's); returns
+        once the port is bound."""
         if self._server is not None:
             return self
+        if port is not None:
+            self._requested_port = port
         from moto.core.config import default_user_config
         from moto.server import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server

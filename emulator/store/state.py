@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from emulator.store.records import ProvisioningTemplate, RegistrationTask
+from emulator.store.records import CANCELLED, CANCELLING, FAILED, RUNNING, ProvisioningTemplate, RegistrationTask
+
+INTERRUPTED = "The emulator stopped while the task ran; start the task again."
 
 
 @dataclass
@@ -39,3 +41,19 @@ class StateStore:
     def clear(self) -> None:
         with self._lock:
             self._regions.clear()
+
+    def regions(self) -> dict[tuple[str, str], RegionState]:
+        """Every region's state by (account, region): what a snapshot saves."""
+        with self._lock:
+            return dict(self._regions)
+
+    def restore(self, regions: dict[tuple[str, str], RegionState]) -> None:
+        """Take the regions a snapshot saved. A registration task that ran when the emulator stopped has no
+        thread any more: it ends Failed (or Cancelled, if it was being cancelled) rather than run forever."""
+        for state in regions.values():
+            for task in state.registration_tasks.values():
+                if task.status in RUNNING:
+                    task.status = CANCELLED if task.status == CANCELLING else FAILED
+                    task.message = INTERRUPTED
+        with self._lock:
+            self._regions = dict(regions)

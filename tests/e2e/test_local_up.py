@@ -19,9 +19,12 @@ def jitr(*args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([*JITR, *map(str, args)], capture_output=True, text=True, timeout=60, **kwargs)
 
 
-def start(state: Path) -> subprocess.Popen:
+def start(state: Path, *args: str) -> subprocess.Popen:
     process = subprocess.Popen(
-        [*JITR, "local", "up", "--state-dir", str(state)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*JITR, "local", "up", "--state-dir", str(state), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and recorded_pid(state) != process.pid:
