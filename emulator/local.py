@@ -6,9 +6,11 @@ the test fixture start.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from emulator.apigateway.server import ApiGateway
 from emulator.iot.core import CoreSettings, IotCore
 from emulator.lambdas.runtime import LambdaRuntime
 from emulator.mqtt.broker import Broker, BrokerNotRunningError
+from emulator.mqtt.hooks import BrokerHooks
 from emulator.persistence import DEFAULT_INTERVAL, Persistence
 from emulator.rules.engine import RulesEngine
 
@@ -88,7 +91,7 @@ class LocalIot:
             self.rules = RulesEngine(registry, lambdas=self.lambdas, log_dir=state / "logs")
             self.core = IotCore(registry, on_message=self.rules.handle, settings=settings)
             mqtt_port = _port(self.options.mqtt_port, previous.get("mqtt"))
-            self.broker = Broker(self.core.hooks(), state_dir=state, port=mqtt_port)
+            self.broker = Broker(_touching(self.core.hooks(), self.api.store.touch), state_dir=state, port=mqtt_port)
             self.broker.start()
             publish = functools.partial(self.broker.publish, wait=False)  # hooks never wait for the loop
             self.core.publish = publish
@@ -154,6 +157,31 @@ class LocalIot:
     def environment(self) -> dict[str, str]:
         """Environment variables that point boto3, the AWS CLI and ``jitr`` at this emulator."""
         return api_environment(self.info())
+
+
+def _touching(hooks: BrokerHooks, touch: Callable[[], None]) -> BrokerHooks:
+    """The broker's hooks, each connect, message and disconnect also saying the state may have changed
+    (JITR/JITP register certificates, rules write to S3): what the periodic snapshot looks for."""
+
+    def after(hook: Callable[..., Any] | None) -> Callable[..., Any] | None:
+        if hook is None:
+            return None
+
+        @functools.wraps(hook)
+        def call(*args: Any) -> Any:
+            try:
+                return hook(*args)
+            finally:
+                touch()
+
+        return call
+
+    return dataclasses.replace(
+        hooks,
+        on_connect=after(hooks.on_connect),
+        on_message=after(hooks.on_message),
+        on_disconnect=after(hooks.on_disconnect),
+    )
 
 
 def _port(requested: int, previous: int | None) -> int:

@@ -34,6 +34,8 @@ class Persistence:
         self.interval = interval
         self.ports: dict[str, int] = {}  # the servers' ports, saved so a restart listens where clients dial
         self._saved_header: bytes | None = None
+        self._seen_changes = -1
+        self._settled = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._save_lock = threading.Lock()
@@ -67,6 +69,8 @@ class Persistence:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            if not self._maybe_changed():
+                continue
             try:
                 self.save()
             except Exception as exc:  # keep serving; say it once, not every interval
@@ -74,6 +78,18 @@ class Persistence:
                 if message != self._last_warning:
                     log.warning("The emulator's state was not saved: %s", message)
                     self._last_warning = message
+
+    def _maybe_changed(self) -> bool:
+        """True while something happens, and once more an interval after, for what it set off (a rule's
+        S3 write, a function's calls) to be in the snapshot too; False when idle."""
+        changes = self.store.changes
+        if changes != self._seen_changes or self.store.busy():
+            self._seen_changes, self._settled = changes, False
+            return True
+        if not self._settled:
+            self._settled = True
+            return True
+        return False
 
     def save(self) -> bool:
         """Write a snapshot if the state changed since the last one; True when it wrote."""

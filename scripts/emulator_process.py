@@ -22,11 +22,11 @@ JITR = str(Path(sys.executable).with_name("jitr"))
 
 
 class EmulatorProcess:
-    """``jitr local up --json --state-dir STATE [--quota ...]``, running until :meth:`stop`."""
+    """``jitr local up --json --fresh --state-dir STATE [--quota ...]``, running until :meth:`stop`."""
 
     def __init__(self, state: Path, quotas: Sequence[str] = ()) -> None:
         self.state = Path(state)
-        command = [JITR, "local", "up", "--json", "--state-dir", str(self.state)]
+        command = [JITR, "local", "up", "--json", "--fresh", "--state-dir", str(self.state)]  # each run starts empty
         for quota in quotas:
             command += ["--quota", quota]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)

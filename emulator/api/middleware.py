@@ -168,6 +168,12 @@ class IotMiddleware:
         self.settings = settings
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        try:
+            return self._handle(environ, start_response)
+        finally:
+            self.store.touch()  # the state may have changed: the next periodic snapshot looks
+
+    def _handle(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = _wsgi_path(environ)
         if method == "GET" and path == info.INFO_PATH:

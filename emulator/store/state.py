@@ -30,6 +30,18 @@ class StateStore:
     def __init__(self) -> None:
         self._regions: dict[tuple[str, str], RegionState] = {}
         self._lock = threading.Lock()
+        self.changes = 0  # bumped by whatever may have changed the state (see touch)
+
+    def touch(self) -> None:
+        """Say the state may have changed (an API request, a device's connect or message): the periodic
+        snapshot takes a look only then, so an idle emulator costs nothing however much it holds."""
+        self.changes += 1
+
+    def busy(self) -> bool:
+        """Whether a thing registration task is running (it changes the state without further requests)."""
+        with self._lock:
+            regions = list(self._regions.values())
+        return any(task.status in RUNNING for state in regions for task in list(state.registration_tasks.values()))
 
     def region(self, account: str, region: str) -> RegionState:
         with self._lock:
