@@ -159,12 +159,13 @@ def up(
     ] = 0,
     state_dir: StateOption = DEFAULT_STATE,
     region: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--region",
-            help="The AWS region the emulator serves (devices, rules, functions); default: AWS_REGION, "
-            "AWS_DEFAULT_REGION, the profile's region, else us-east-1. A CA registered in another region is "
-            "unknown to the broker, as on AWS.",
+            help="An AWS region the emulator serves (repeatable: each gets an MQTT endpoint, functions and API "
+            "Gateway of its own, as each AWS region has; the first is what 'jitr local env' exports unless asked "
+            "for another); default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1. A device "
+            "whose CA is registered in another region is refused by the region's broker, as on AWS.",
         ),
     ] = None,
     quota: Annotated[
@@ -213,6 +214,7 @@ def up(
     """
     from emulator.local import LocalIot, Options
 
+    regions = list(dict.fromkeys(check_region(name) for name in (region or [session_region()])))
     options = Options(
         state_dir=state_dir,
         api_port=api_port,
@@ -221,7 +223,8 @@ def up(
         quotas=parse_quotas(quota or []),
         jitp_drops_first_connect=jitp_drops,
         lambda_retry_delays=parse_retry_delays(lambda_retry_delays),
-        region=check_region(region or session_region()),
+        region=regions[0],
+        more_regions=tuple(regions[1:]),
         persist=True,
         fresh=fresh,
     )
@@ -235,10 +238,9 @@ def up(
             info,
             as_json,
             f"AWS IoT Core emulator running (Ctrl-C stops it).\n"
-            f"  AWS API:  {info['aws_endpoint_url']}\n"
-            f"  MQTT/TLS: {info['mqtt_host']}:{info['mqtt_port']} (root CA {info['endpoint_ca']})\n"
-            f"  API Gateway: {info['apigateway_url']}/API_ID/STAGE/... (stack outputs give each API's URL)\n"
-            f"  Logs:     {Path(info['state_dir']) / 'logs'} (a file per log group: aws_lambda_<function>.log)\n"
+            f"  AWS API:  {info['aws_endpoint_url']} (every region)\n"
+            + "".join(_region_lines(region, served) for region, served in info["regions"].items())
+            + f"  State:    {info.get('snapshot')} (kept across restarts; --fresh starts empty)\n"
             f'Point your shell at it (or eval "$(jitr local env{_state_arg(state_dir)})"):\n{exports}',
         )
         try:
@@ -248,16 +250,33 @@ def up(
             pass
 
 
+def _region_lines(region: str, served: dict) -> str:
+    return (
+        f"  {region}:\n"
+        f"    MQTT/TLS:    {served['mqtt_host']}:{served['mqtt_port']} (root CA {served['endpoint_ca']})\n"
+        f"    API Gateway: {served['apigateway_url']}/API_ID/STAGE/... (stack outputs give each API's URL)\n"
+        f"    Logs:        {served['logs']} (a file per log group: aws_lambda_<function>.log)\n"
+    )
+
+
 @app.command()
-def env(state_dir: StateOption = DEFAULT_STATE) -> None:
+def env(
+    state_dir: StateOption = DEFAULT_STATE,
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="The served region to export (its MQTT endpoint); default: the first one."),
+    ] = None,
+) -> None:
     """Print shell exports for a running emulator (eval "$(jitr local env)"); exit 3 when none runs on STATE."""
+    from emulator.local import for_region
+
     start = f"start one with 'jitr local up{_state_arg(state_dir)}'"
     if not _running(state_dir):
         raise NotFoundError(f"No emulator is running on {state_dir}; {start}.")
     info = _recorded(state_dir)
     if not {"aws_endpoint_url", "region", "mqtt_host", "mqtt_port", "endpoint_ca"} <= set(info):
         raise NotFoundError(f"The emulator on {state_dir} has not written {ENDPOINT_FILE} yet; try again in a moment.")
-    typer.echo(_export_lines(info))
+    typer.echo(_export_lines(for_region(info, check_region(region)) if region else info))
 
 
 def _state_arg(state_dir: Path) -> str:

@@ -6,55 +6,85 @@ the test fixture start.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from base.errors import InvalidInputError
 from emulator.api.calls import DEFAULT_REGION
 from emulator.api.server import EmulatorApi
 from emulator.apigateway.server import ApiGateway
-from emulator.iot.core import CoreSettings, IotCore
+from emulator.iot.core import IotCore
 from emulator.lambdas.runtime import LambdaRuntime
-from emulator.mqtt.broker import Broker, BrokerNotRunningError
-from emulator.mqtt.hooks import BrokerHooks
+from emulator.mqtt.broker import Broker
 from emulator.persistence import DEFAULT_INTERVAL, Persistence
+from emulator.regional import ENDPOINT_HOST, RegionServer, RegionSettings
 from emulator.rules.engine import RulesEngine
-
-ENDPOINT_HOST = "localhost"  # the broker's certificate names localhost and 127.0.0.1
 
 
 @dataclass
 class Options:
     state_dir: Path
     api_port: int = 0
-    mqtt_port: int = 0
-    apigateway_port: int = 0
+    mqtt_port: int = 0  # the first region's broker; other regions' get free ports (or their last run's)
+    apigateway_port: int = 0  # the first region's API Gateway, likewise
     quotas: dict[str, float] = field(default_factory=dict)
     jitp_drops_first_connect: bool = False
     lambda_retry_delays: tuple[float, ...] = (60.0, 120.0)  # AWS's; tests and the demo pass shorter ones
-    region: str = DEFAULT_REGION  # the region the broker, the rules and the functions serve
+    region: str = DEFAULT_REGION  # the first region served: what info() and environment() describe
+    more_regions: tuple[str, ...] = ()  # regions served as well, each with a broker and API Gateway of its own
     persist: bool = False  # keep the state in STATE/emulator.snapshot across restarts ('jitr local up' does)
     fresh: bool = False  # with persist: set the snapshot aside and start empty
     snapshot_interval: float = DEFAULT_INTERVAL
 
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Every region served, the first one first, each once."""
+        return tuple(dict.fromkeys((self.region, *self.more_regions)))
+
 
 class LocalIot:
-    """Start, use and stop the emulator in this process."""
+    """Start, use and stop the emulator in this process.
+
+    ``broker``, ``rules``, ``lambdas``, ``core`` and ``gateway`` are those of the first region;
+    ``regions`` has every region's :class:`RegionServer`.
+    """
 
     def __init__(self, options: Options) -> None:
         self.options = options
         self.api = EmulatorApi(port=options.api_port, quotas=options.quotas or None)
-        self.broker: Broker | None = None
-        self.rules: RulesEngine | None = None
-        self.lambdas: LambdaRuntime | None = None
-        self.core: IotCore | None = None
-        self.gateway: ApiGateway | None = None
+        self.regions: dict[str, RegionServer] = {}
         self.persistence: Persistence | None = None
+
+    def _first(self) -> RegionServer | None:
+        return self.regions.get(self.options.region)
+
+    @property
+    def broker(self) -> Broker | None:
+        first = self._first()
+        return first.broker if first else None
+
+    @property
+    def rules(self) -> RulesEngine | None:
+        first = self._first()
+        return first.rules if first else None
+
+    @property
+    def lambdas(self) -> LambdaRuntime | None:
+        first = self._first()
+        return first.lambdas if first else None
+
+    @property
+    def core(self) -> IotCore | None:
+        first = self._first()
+        return first.core if first else None
+
+    @property
+    def gateway(self) -> ApiGateway | None:
+        first = self._first()
+        return first.gateway if first else None
 
     def start(self) -> LocalIot:
         state = self.options.state_dir = Path(self.options.state_dir).resolve()
@@ -68,67 +98,42 @@ class LocalIot:
             self.persistence = persistence
         self.api.start(_port(self.options.api_port, previous.get("api")))
         try:
-            registry = self.api.registry(region=self.options.region)
-            settings = CoreSettings(
-                account_id=registry.account,
-                region=registry.region,
-                jitp_drops_first_connect=self.options.jitp_drops_first_connect,
-            )
-            self.lambdas = LambdaRuntime(
-                account_id=registry.account,
-                region=registry.region,
-                endpoint_url=self.api.url,
-                work_dir=state / "lambda",
-                retry_delays=self.options.lambda_retry_delays,
-                log_dir=state / "logs",
-            )
-            self.gateway = ApiGateway(
-                account_id=registry.account,
-                region=registry.region,
-                lambdas=self.lambdas,
-                port=_port(self.options.apigateway_port, previous.get("apigateway")),
-            ).start()
-            self.rules = RulesEngine(registry, lambdas=self.lambdas, log_dir=state / "logs")
-            self.core = IotCore(registry, on_message=self.rules.handle, settings=settings)
-            mqtt_port = _port(self.options.mqtt_port, previous.get("mqtt"))
-            self.broker = Broker(_touching(self.core.hooks(), self.api.store.touch), state_dir=state, port=mqtt_port)
-            self.broker.start()
-            publish = functools.partial(self.broker.publish, wait=False)  # hooks never wait for the loop
-            self.core.publish = publish
-            self.rules.publish = publish
-            port = self.broker.port
-            assert port is not None  # start() returns once the broker is bound
-            self.api.mqtt_endpoint = (ENDPOINT_HOST, port)
-            self.api.settings.data_publish = self._data_publish  # aws iot-data publish: into the broker
-            self.api.settings.lambda_runtime = self.lambdas  # aws lambda invoke: the deployed code
-            self.api.settings.local_info = self.info()  # where jitr local deploy finds the gateway
+            for region in self.options.regions:
+                first = region == self.options.region
+                server = self.regions[region] = RegionServer(
+                    self.api,
+                    RegionSettings(
+                        region=region,
+                        state_dir=state,
+                        work_dir=state if first else state / "regions" / region,
+                        mqtt_port=_port(self.options.mqtt_port if first else 0, previous.get(f"mqtt:{region}")),
+                        apigateway_port=_port(
+                            self.options.apigateway_port if first else 0, previous.get(f"apigateway:{region}")
+                        ),
+                        jitp_drops_first_connect=self.options.jitp_drops_first_connect,
+                        lambda_retry_delays=self.options.lambda_retry_delays,
+                    ),
+                )
+                self.api.settings.regions[region] = services = server.start()
+                if first:
+                    self.api.mqtt_endpoint = services.mqtt_endpoint
+            self.api.settings.local_info = self.info()  # where jitr local deploy finds each region's gateway
             if self.persistence is not None:
-                self.persistence.start({"api": self.api.port, "mqtt": port, "apigateway": self.gateway.port})
+                ports = {"api": self.api.port}
+                for server in self.regions.values():
+                    ports |= server.ports()
+                self.persistence.start(ports)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _data_publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        """An HTTP Publish: delivered like a device's message (subscribers, then the rules)."""
-        broker = self.broker
-        if broker is None:
-            raise BrokerNotRunningError("The MQTT broker is not running.")
-        broker.publish(topic, payload, qos, retain)
-
     def stop(self) -> None:
-        self.api.settings.data_publish = None
-        self.api.settings.lambda_runtime = None
+        self.api.settings.regions.clear()
         self.api.settings.local_info = None
-        if self.gateway is not None:
-            self.gateway.stop()
-            self.gateway = None
-        if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
-        if self.lambdas is not None:
-            self.lambdas.close()
-            self.lambdas = None
+        for server in self.regions.values():
+            server.stop()
+        self.regions.clear()
         self.api.stop()
         if self.persistence is not None:  # every server has stopped: this snapshot is whole
             self.persistence.stop()
@@ -141,15 +146,19 @@ class LocalIot:
         self.stop()
 
     def info(self) -> dict[str, Any]:
-        """Where everything is: what ``jitr local up --json`` prints."""
+        """Where everything is: what ``jitr local up --json`` prints. The first region's broker and API
+        Gateway are at the top level; ``regions`` has each region's."""
         registry = self.api.registry(region=self.options.region)
+        regions = {region: server.info() for region, server in self.regions.items()}
+        first = regions.get(self.options.region) or dict.fromkeys(("mqtt_port", "endpoint_ca", "apigateway_url"))
         return {
             "aws_endpoint_url": self.api.url,
             "mqtt_host": ENDPOINT_HOST,
-            "mqtt_port": self.broker.port if self.broker else None,
-            "endpoint_ca": str(self.broker.ca_file) if self.broker else None,
-            "apigateway_url": self.gateway.url if self.gateway else None,
+            "mqtt_port": first["mqtt_port"],
+            "endpoint_ca": first["endpoint_ca"],
+            "apigateway_url": first["apigateway_url"],
             "region": registry.region,
+            "regions": regions,
             "account_id": registry.account,
             "state_dir": str(self.options.state_dir),
         } | (self.persistence.info() if self.persistence else {})
@@ -159,29 +168,14 @@ class LocalIot:
         return api_environment(self.info())
 
 
-def _touching(hooks: BrokerHooks, touch: Callable[[], None]) -> BrokerHooks:
-    """The broker's hooks, each connect, message and disconnect also saying the state may have changed
-    (JITR/JITP register certificates, rules write to S3): what the periodic snapshot looks for."""
-
-    def after(hook: Callable[..., Any] | None) -> Callable[..., Any] | None:
-        if hook is None:
-            return None
-
-        @functools.wraps(hook)
-        def call(*args: Any) -> Any:
-            try:
-                return hook(*args)
-            finally:
-                touch()
-
-        return call
-
-    return dataclasses.replace(
-        hooks,
-        on_connect=after(hooks.on_connect),
-        on_message=after(hooks.on_message),
-        on_disconnect=after(hooks.on_disconnect),
-    )
+def for_region(info: dict[str, Any], region: str) -> dict[str, Any]:
+    """``info`` (of :meth:`LocalIot.info`) as the region ``region`` sees it: its broker, its API Gateway."""
+    served = info.get("regions") or {info["region"]: {}}
+    if region not in served:
+        raise InvalidInputError(
+            f"The emulator serves {', '.join(served)}, not {region}; start it with --region {region} as well."
+        )
+    return info | served[region] | {"region": region}
 
 
 def _port(requested: int, previous: int | None) -> int:

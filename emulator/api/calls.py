@@ -25,12 +25,27 @@ DEFAULT_REGION = "us-east-1"
 T = TypeVar("T")
 
 
+@dataclass
+class RegionServices:
+    """What serves one region beside the AWS API: its MQTT endpoint, its broker's publish (the data plane's
+    HTTP Publish), and the Lambda runtime that runs its functions."""
+
+    mqtt_endpoint: tuple[str, int] | None = None
+    data_publish: Callable[[str, bytes, int, bool], None] | None = None
+    lambda_runtime: Any = None
+
+
 class ApiSettings:
     """Server settings the handlers read, such as the MQTT endpoint DescribeEndpoint answers.
 
     ``api_url`` is where the endpoint listens (set once it does): registration tasks link their
     reports there. ``quotas`` are the per-API limits, which work the emulator does in the
     background (a registration task's calls) spends like API callers do.
+
+    ``regions`` holds the services of each region the emulator serves (``jitr local up --region R``,
+    repeatable), as AWS has a data endpoint and a Lambda service per region. Without any (an API
+    endpoint alone, as some tests run it), ``mqtt_endpoint``, ``data_publish`` and ``lambda_runtime``
+    serve every region.
     """
 
     def __init__(
@@ -43,6 +58,18 @@ class ApiSettings:
         self.data_publish: Callable[[str, bytes, int, bool], None] | None = None
         self.lambda_runtime: Any = None  # the Lambda runtime that runs Invoke requests, once it is up
         self.local_info: dict[str, Any] | None = None  # where the emulator's services are (GET /_jitr/info)
+        self.regions: dict[str, RegionServices] = {}
+
+    def services(self, region: str) -> RegionServices | None:
+        """What serves ``region``; None when the emulator serves other regions only."""
+        if not self.regions:
+            return RegionServices(self.mqtt_endpoint, self.data_publish, self.lambda_runtime)
+        return self.regions.get(region)
+
+    def not_served(self, region: str) -> str:
+        """The sentence for a request in a region the emulator does not serve."""
+        served = ", ".join(self.regions)
+        return f"The emulator serves {served}, not {region}; start it with --region {region} as well."
 
 
 @dataclass(frozen=True)

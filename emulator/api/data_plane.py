@@ -28,7 +28,7 @@ def is_publish(method: str, path: str) -> bool:
     return method == "POST" and path.startswith(TOPIC_PREFIX) and len(path) > len(TOPIC_PREFIX)
 
 
-def publish(path: str, query: Mapping[str, str], payload: bytes, settings: ApiSettings) -> dict:
+def publish(path: str, query: Mapping[str, str], payload: bytes, settings: ApiSettings, region: str) -> dict:
     """Deliver one HTTP-published message as the broker delivers an MQTT one; AWS's empty answer."""
     topic = path[len(TOPIC_PREFIX) :]
     if len(topic.encode()) > MAX_TOPIC_BYTES or "+" in topic or "#" in topic or not topic.strip("/"):
@@ -41,10 +41,13 @@ def publish(path: str, query: Mapping[str, str], payload: bytes, settings: ApiSe
     if qos not in ("0", "1"):
         raise InvalidRequest(f"Invalid qos {qos!r}: AWS IoT takes 0 or 1.")
     retain = query.get("retain", "false").lower() == "true"
-    if settings.data_publish is None:
+    services = settings.services(region)
+    if services is None:
+        raise ServiceUnavailable(settings.not_served(region))
+    if services.data_publish is None:
         raise ServiceUnavailable("The emulator's MQTT broker is not running; the message cannot be delivered.")
     try:
-        settings.data_publish(topic, payload, int(qos), retain)
+        services.data_publish(topic, payload, int(qos), retain)
     except Exception as exc:  # the broker stopped meanwhile, or timed out: not delivered, and said so
         raise ServiceUnavailable(f"The message to {topic} could not be delivered: {str(exc).rstrip('.')}.") from exc
     return {}

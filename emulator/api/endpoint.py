@@ -9,6 +9,9 @@ find it:
 - raw HTTP clients also see ``endpointPort`` in the JSON body;
 - Python code asks :attr:`emulator.api.EmulatorApi.mqtt_endpoint` or ``EmulatorApi.info()``.
 
+Each region the emulator serves has a broker of its own (``ApiSettings.regions``), as each AWS region
+has its own data endpoint: the answer is the broker of the region the request was signed for.
+
 Until the broker's endpoint is set (``EmulatorApi(mqtt_endpoint=...)`` or later by assigning
 ``mqtt_endpoint``), and for the credential-provider and jobs endpoints, moto answers.
 """
@@ -25,7 +28,10 @@ DATA_ENDPOINTS = ("iot:Data", "iot:Data-ATS")
 
 def describe_endpoint(call: Call) -> Answer | object:
     kind = choice(call.query.get("endpointType"), ENDPOINT_TYPES, "endpointType") or "iot:Data"
-    endpoint = call.settings.mqtt_endpoint
+    services = call.settings.services(call.region)
+    # a region not served: the first region's broker, which refuses the devices of other regions' CAs and
+    # says so in its log (never moto's made-up *.amazonaws.com host, which is not on loopback)
+    endpoint = services.mqtt_endpoint if services is not None else call.settings.mqtt_endpoint
     if endpoint is None or kind not in DATA_ENDPOINTS:
         return DELEGATE
     host, port = endpoint

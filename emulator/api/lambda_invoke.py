@@ -33,6 +33,11 @@ def _error(status: int, code: str, message: str) -> Response:
     return status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)], body
 
 
+def not_served(sentence: str) -> Response:
+    """An Invoke in a region whose functions the emulator does not run."""
+    return _error(503, "ServiceException", sentence)
+
+
 def invoke(runtime: Any, name: str, headers: dict[str, str], payload: bytes) -> Response:
     """Answer one Invoke request through ``runtime`` (emulator.lambdas.runtime.LambdaRuntime)."""
     kind = headers.get("x-amz-invocation-type") or "RequestResponse"

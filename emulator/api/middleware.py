@@ -182,11 +182,15 @@ class IotMiddleware:
             self.store.clear()  # moto forgets its backends; forget ours with them
         signer = signer_of(environ)
         if signer and signer.service == "iotdata" and data_plane.is_publish(method, path):
-            return self._data_publish(environ, start_response, path)
+            return self._data_publish(environ, start_response, path, signer.region or DEFAULT_REGION)
         function = lambda_invoke.function_of(method, path) if signer and signer.service == "lambda" else None
         if function is not None:
+            region = (signer.region if signer else None) or DEFAULT_REGION
+            services = self.settings.services(region)
+            if services is None:
+                return _send(start_response, *lambda_invoke.not_served(self.settings.not_served(region)))
             invoked = lambda_invoke.invoke(
-                self.settings.lambda_runtime, function, _http_headers(environ), _read_body(environ)
+                services.lambda_runtime, function, _http_headers(environ), _read_body(environ)
             )
             return _send(start_response, *invoked)
         matched = match_operation(method, path) if signer and signer.service == "iot" else None
@@ -223,10 +227,12 @@ class IotMiddleware:
         answer = result if isinstance(result, Answer) else Answer(cast(Mapping[str, Any], result))
         return _send(start_response, *json_response(answer))
 
-    def _data_publish(self, environ: dict[str, Any], start_response: Callable, path: str) -> Iterable[bytes]:
+    def _data_publish(
+        self, environ: dict[str, Any], start_response: Callable, path: str, region: str
+    ) -> Iterable[bytes]:
         query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
         try:
-            answer = data_plane.publish(path, query, _read_body(environ), self.settings)
+            answer = data_plane.publish(path, query, _read_body(environ), self.settings, region)
         except IotServiceError as error:
             return _send(start_response, *error_response(error))
         return _send(start_response, *json_response(Answer(answer)))

@@ -86,8 +86,9 @@ def check_supported(declared: Mapping[str, Any], conditions: Mapping[str, bool])
         raise TemplateError("The emulator cannot create " + "; ".join(refused) + ". Nothing was created.")
 
 
-def local_gateway_url(endpoint_url: str | None) -> str | None:
-    """Where the emulator at ``endpoint_url`` serves API Gateway APIs (None if it does not say)."""
+def local_gateway_url(endpoint_url: str | None, region: str) -> str | None:
+    """Where the emulator at ``endpoint_url`` serves the API Gateway APIs of ``region`` (None if it does not
+    say, as the API endpoint alone does not); :class:`StackError` if it serves other regions only."""
     if not endpoint_url:
         return None
     try:
@@ -95,7 +96,18 @@ def local_gateway_url(endpoint_url: str | None) -> str | None:
             info = json.loads(answer.read())
     except (OSError, ValueError):
         return None
-    url = info.get("apigateway_url") if isinstance(info, dict) else None
+    if not isinstance(info, dict):
+        return None
+    regions = info.get("regions")
+    if isinstance(regions, dict) and regions:
+        if region not in regions:
+            raise StackError(
+                f"The emulator serves {', '.join(regions)}, not {region}: its functions would not run and its APIs "
+                f"would not be served; start it with --region {region} as well, or deploy into one of those. "
+                "Nothing was created."
+            )
+        info = regions[region]
+    url = info.get("apigateway_url")
     return url if isinstance(url, str) else None
 
 
@@ -184,7 +196,7 @@ class StackDeployer(Deployment):
     def _localizer(self) -> Callable[[Any], Any]:
         """What turns the AWS URL of an API deployed here (``https://{id}.execute-api.{region}.amazonaws.com``)
         into the emulator's gateway URL for it, everywhere a template builds one (outputs, variables)."""
-        gateway = local_gateway_url(self.client("ssm").meta.endpoint_url)
+        gateway = local_gateway_url(self.client("ssm").meta.endpoint_url, self.region)
         if gateway is None:
             return lambda node: node
         pattern = re.compile(rf"https://([a-z0-9]+)\.execute-api\.{re.escape(self.region)}\.amazonaws\.com")
