@@ -4,18 +4,24 @@ emulator's Lambda runtime, answered as Lambda answers.
 moto's own Invoke needs Docker; here the request goes to the runtime the emulator wires in
 (``ApiSettings.lambda_runtime``): ``RequestResponse`` (the default) runs the function and answers 200
 with its result, or 200 with ``X-Amz-Function-Error: Unhandled`` and Lambda's error payload; ``Event``
-queues an asynchronous invocation (AWS's retries) and answers 202; ``DryRun`` answers 204. As with
+queues an asynchronous invocation (AWS's retries) and answers 202; ``DryRun`` answers 204. With
+``LogType: Tail`` a synchronous answer carries ``X-Amz-Log-Result``, the last 4 KB of the invocation's
+log, base64. A synchronous invocation of a function whose reserved concurrency is all busy answers 429
+``TooManyRequestsException`` (Reason ``ReservedFunctionConcurrentInvocationLimitExceeded``). As with
 every API, the caller's IAM policy is not evaluated.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
 from urllib.parse import unquote
 
-from emulator.lambdas.pool import FunctionError, LambdaError
+from emulator.lambdas.pool import FunctionError, LambdaError, Throttled
+
+LOG_TAIL_BYTES = 4096  # what LogType Tail returns of the log: its last 4 KB
 
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
@@ -56,11 +62,25 @@ def invoke(runtime: Any, name: str, headers: dict[str, str], payload: bytes) -> 
         if kind == "Event":
             runtime.invoke_async(name, event)
             return 202, [], b""
-        result = runtime.invoke(name, event)
-    except FunctionError as exc:
-        headers_out = [("Content-Type", "application/json"), ("X-Amz-Function-Error", "Unhandled")]
-        return 200, [*headers_out, ("X-Amz-Executed-Version", "$LATEST")], json.dumps(exc.error).encode()
+        ran = runtime.run(name, event)
+    except Throttled:
+        body = {
+            "Type": "User",
+            "message": "Rate Exceeded.",
+            "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+        }
+        return (
+            429,
+            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "TooManyRequestsException")],
+            (json.dumps(body).encode()),
+        )
     except LambdaError as exc:
         return _error(404, "ResourceNotFoundException", str(exc))
-    body = json.dumps(result).encode()
-    return 200, [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")], body
+    answer = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
+    if headers.get("x-amz-log-type") == "Tail":
+        tail = "\n".join(ran.log_lines).encode()[-LOG_TAIL_BYTES:] + b"\n"
+        answer.append(("X-Amz-Log-Result", base64.b64encode(tail).decode()))
+    if ran.error is not None:
+        payload = FunctionError(ran.error).error  # Lambda's error payload, without the runtime's trace
+        return 200, [*answer, ("X-Amz-Function-Error", "Unhandled")], json.dumps(payload).encode()
+    return 200, answer, (ran.result if ran.result is not None else "null").encode()

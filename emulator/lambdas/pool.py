@@ -31,6 +31,13 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["emulator.lambdas.worker", "boto3", "botocore.session"])
 
 
+class Throttled(LambdaError):
+    """A synchronous invocation found every one of the function's reserved concurrency busy (Lambda's 429)."""
+
+    def __init__(self, function_name: str) -> None:
+        super().__init__(f"Rate Exceeded: {function_name} is running as many times as its reserved concurrency allows.")
+
+
 class FunctionError(LambdaError):
     """The function ran and failed (an exception, a timeout, a worker that died): Lambda's FunctionError.
 
@@ -138,8 +145,12 @@ class FunctionWorkers:
         self._changed = threading.Condition()
         self._closed = False
 
-    def acquire(self) -> Worker:
+    def acquire(self, *, wait: bool = True) -> Worker:
+        """An idle worker, or a new one below the limit; at the limit, wait for one (``wait``) or raise
+        :class:`Throttled`. A limit of 0 (reserved concurrency 0: the function is switched off) always throttles."""
         with self._changed:
+            if self.limit == 0 or (not wait and not self._idle and self._count >= self.limit):
+                raise Throttled(self.settings["function_name"])
             while not self._idle and self._count >= self.limit and not self._closed:
                 self._changed.wait()
             if self._closed:

@@ -106,6 +106,27 @@ class _Timer:
             self._changed.notify()
 
 
+@dataclass(frozen=True)
+class Ran:
+    """One invocation: its result (JSON text) or Lambda's error payload, and its log lines."""
+
+    result: str | None
+    error: dict[str, Any] | None
+    log_lines: list[str]
+
+    def value(self) -> Any:
+        """The result, decoded; :class:`FunctionError` if the function failed."""
+        if self.error is not None:
+            raise FunctionError(self.error)
+        return json.loads(self.result) if self.result is not None else None
+
+
+def _reserved(function) -> int | None:
+    """The function's ReservedConcurrentExecutions (moto keeps it as given), None when it has none."""
+    value = getattr(function, "reserved_concurrency", None)
+    return None if value is None or value == "" else int(value)
+
+
 class LambdaRuntime:
     def __init__(
         self,
@@ -175,9 +196,9 @@ class LambdaRuntime:
                     with zipfile.ZipFile(io.BytesIO(code)) as archive:
                         archive.extractall(folder)
                 self._say_runtime(getattr(function, "run_time", None))
-                reserved = getattr(function, "reserved_concurrency", None)
-                limit = int(reserved) if reserved else MAX_WORKERS_PER_FUNCTION
-                pool = self._functions[key] = FunctionWorkers(self._settings(function, folder, variables), limit)
+                pool = self._functions[key] = FunctionWorkers(self._settings(function, folder, variables), 0)
+            reserved = _reserved(function)
+            pool.limit = MAX_WORKERS_PER_FUNCTION if reserved is None else reserved  # PutFunctionConcurrency applies
             return pool
 
     def _say_runtime(self, runtime: str | None) -> None:
@@ -216,18 +237,41 @@ class LambdaRuntime:
         }
 
     def invoke(
-        self, name_or_arn: str, event: Any, *, principal: str | None = None, source_arn: str | None = None
+        self,
+        name_or_arn: str,
+        event: Any,
+        *,
+        principal: str | None = None,
+        source_arn: str | None = None,
+        queued: bool = False,
     ) -> Any:
         """Run the function once in one of its workers and return its result; :class:`FunctionError` if it
         raised, timed out or its worker died. With ``principal`` (a service such as API Gateway invoking
-        it), the function's resource policy must allow that service from ``source_arn`` first."""
+        it), the function's resource policy must allow that service from ``source_arn`` first.
+
+        A synchronous invocation of a function with ``ReservedConcurrentExecutions`` whose reserved
+        workers are all busy raises :class:`Throttled`, as Lambda answers 429; ``queued`` (an asynchronous
+        invocation, which Lambda keeps in its queue) waits for a worker instead. Without reserved
+        concurrency every invocation waits: AWS would scale out, the emulator has 4 workers a function."""
+        return self.run(name_or_arn, event, principal=principal, source_arn=source_arn, queued=queued).value()
+
+    def run(
+        self,
+        name_or_arn: str,
+        event: Any,
+        *,
+        principal: str | None = None,
+        source_arn: str | None = None,
+        queued: bool = False,
+    ) -> Ran:
+        """:meth:`invoke`, and the invocation's log lines (START to REPORT) too, for ``LogType: Tail``."""
         function = self._function(name_or_arn)
         if principal is not None:
             self.check_permission(function, principal, source_arn)
         pool = self._workers(function)
         request_id = str(uuid.uuid4())
         timeout = float(function.timeout or 3)
-        item = pool.acquire()
+        item = pool.acquire(wait=queued or _reserved(function) is None)
         try:
             if item.init_error is not None:
                 outcome = Outcome(None, item.init_error, item.init_printed, 0.0, item.init_ms)
@@ -237,12 +281,10 @@ class LambdaRuntime:
                 item.init_printed = ""
         finally:
             pool.release(item)
-        self._log(function, request_id, outcome)
-        if outcome.error is not None:
-            raise FunctionError(outcome.error)
-        return json.loads(outcome.result) if outcome.result is not None else None
+        lines = self._log(function, request_id, outcome)
+        return Ran(outcome.result, outcome.error, lines)
 
-    def _log(self, function, request_id: str, outcome: Outcome) -> None:
+    def _log(self, function, request_id: str, outcome: Outcome) -> list[str]:
         lines = function_output.invocation_lines(
             request_id,
             outcome.printed,
@@ -258,6 +300,7 @@ class LambdaRuntime:
         else:
             for line in lines:
                 print(line)
+        return lines
 
     def invoke_async(
         self, name_or_arn: str, event: Any, *, principal: str | None = None, source_arn: str | None = None
@@ -275,7 +318,7 @@ class LambdaRuntime:
 
     def _attempt(self, name_or_arn: str, event: Any, attempt: int, outcome: Future) -> None:
         try:
-            result = self.invoke(name_or_arn, event)
+            result = self.invoke(name_or_arn, event, queued=True)
         except Exception as exc:  # a function error: AWS retries asynchronous invocations
             error = str(exc) if isinstance(exc, FunctionError) else f"{type(exc).__name__}: {exc}"
             log.warning("lambda %s attempt %d failed: %s", name_or_arn, attempt, error)
