@@ -64,7 +64,7 @@ def invoke(runtime: Any, name: str, headers: dict[str, str], payload: bytes) -> 
             return 202, [], b""
         ran = runtime.run(name, event)
     except Throttled:
-        body = {
+        throttled = {
             "Type": "User",
             "message": "Rate Exceeded.",
             "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
@@ -72,7 +72,7 @@ def invoke(runtime: Any, name: str, headers: dict[str, str], payload: bytes) -> 
         return (
             429,
             [("Content-Type", "application/json"), ("x-amzn-ErrorType", "TooManyRequestsException")],
-            (json.dumps(body).encode()),
+            json.dumps(throttled).encode(),
         )
     except LambdaError as exc:
         return _error(404, "ResourceNotFoundException", str(exc))
@@ -81,6 +81,6 @@ def invoke(runtime: Any, name: str, headers: dict[str, str], payload: bytes) -> 
         tail = "\n".join(ran.log_lines).encode()[-LOG_TAIL_BYTES:] + b"\n"
         answer.append(("X-Amz-Log-Result", base64.b64encode(tail).decode()))
     if ran.error is not None:
-        payload = FunctionError(ran.error).error  # Lambda's error payload, without the runtime's trace
-        return 200, [*answer, ("X-Amz-Function-Error", "Unhandled")], json.dumps(payload).encode()
+        failed = FunctionError(ran.error).error  # Lambda's error payload, without the runtime's trace
+        return 200, [*answer, ("X-Amz-Function-Error", "Unhandled")], json.dumps(failed).encode()
     return 200, answer, (ran.result if ran.result is not None else "null").encode()

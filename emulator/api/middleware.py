@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from emulator.api import data_plane, info, lambda_invoke
+from emulator.api import data_plane, identity_pools, info, lambda_invoke
 from emulator.api.calls import (
     DEFAULT_REGION,
     DELEGATE,
@@ -193,6 +193,9 @@ class IotMiddleware:
                 services.lambda_runtime, function, _http_headers(environ), _read_body(environ)
             )
             return _send(start_response, *invoked)
+        identity_operation = identity_pools.operation_of(environ.get("HTTP_X_AMZ_TARGET")) if method == "POST" else None
+        if identity_operation is not None:  # Cognito Identity: GetId and GetCredentialsForIdentity come unsigned
+            return self._identity_call(environ, start_response, identity_operation, signer)
         matched = match_operation(method, path) if signer and signer.service == "iot" else None
         if matched is None or signer is None:
             return self.app(environ, start_response)
@@ -226,6 +229,22 @@ class IotMiddleware:
             return self.app(environ, start_response)
         answer = result if isinstance(result, Answer) else Answer(cast(Mapping[str, Any], result))
         return _send(start_response, *json_response(answer))
+
+    def _identity_call(
+        self, environ: dict[str, Any], start_response: Callable, operation: str, signer: Any
+    ) -> Iterable[bytes]:
+        account = account_of(environ, signer.access_key) if signer else account_of(environ, "")
+        try:
+            body = _json_body(_read_body(environ))
+            answer = identity_pools.HANDLERS[operation](self.store, account, body)
+        except IotServiceError as error:
+            return _send(start_response, *error_response(error))
+        except Exception as exc:  # a bug in a handler: answer like AWS, keep the traceback in the log
+            log.exception("emulator handler for %s failed", operation)
+            return _send(start_response, *error_response(IotServiceError(f"Internal failure: {exc}")))
+        status, headers, payload = json_response(Answer(answer))
+        headers = [(k, "application/x-amz-json-1.1" if k == "Content-Type" else v) for k, v in headers]
+        return _send(start_response, status, headers, payload)
 
     def _data_publish(
         self, environ: dict[str, Any], start_response: Callable, path: str, region: str

@@ -132,3 +132,32 @@ def choice(value: str | None, allowed: Collection[str], name: str) -> str | None
     if value is not None and value not in allowed:
         raise InvalidRequest(f"Value {value!r} at '{name}' failed to satisfy constraint: one of {', '.join(allowed)}.")
     return value
+
+
+# -- Amazon Cognito Identity (JSON 1.1: every error is 400) ---------------------------------------------
+
+
+class IdentityNotAuthorized(IotServiceError):
+    """Cognito Identity refuses the logins (a bad or missing token, unauthenticated access not allowed)."""
+
+    code = "NotAuthorizedException"
+    status = 400
+
+
+class IdentityResourceNotFound(IotServiceError):
+    """The identity pool or identity does not exist."""
+
+    code = "ResourceNotFoundException"
+    status = 400
+
+
+class IdentityInvalidParameter(IotServiceError):
+    code = "InvalidParameterException"
+    status = 400
+
+
+class InvalidIdentityPoolConfiguration(IotServiceError):
+    """The identity pool has no role for the kind of identity asking."""
+
+    code = "InvalidIdentityPoolConfigurationException"
+    status = 400

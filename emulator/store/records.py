@@ -95,3 +95,13 @@ class RegistrationTask:
             "failureCount": self.failure,
             "percentageProgress": progress,
         }
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A Cognito identity of an identity pool: a signed-in user's (``login``: provider and ``sub``) or an
+    unauthenticated one's (``login`` None)."""
+
+    identity_id: str
+    pool_id: str
+    login: tuple[str, str] | None

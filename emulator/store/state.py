@@ -1,15 +1,25 @@
-"""What the emulator keeps beside moto's IoT backend, per account and region.
+"""What the emulator keeps beside moto's backends, per account and region.
 
 moto holds things, certificates, CAs and policies; the emulator adds the registration code, the
-provisioning templates and the thing registration tasks. Compound changes (check, then insert) hold the region's lock.
+provisioning templates and the thing registration tasks, and for Cognito identity pools their roles
+and identities. Compound changes (check, then insert) hold the region's lock.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
-from emulator.store.records import CANCELLED, CANCELLING, FAILED, RUNNING, ProvisioningTemplate, RegistrationTask
+from emulator.store.records import (
+    CANCELLED,
+    CANCELLING,
+    FAILED,
+    RUNNING,
+    Identity,
+    ProvisioningTemplate,
+    RegistrationTask,
+)
 
 INTERRUPTED = "The emulator stopped while the task ran; start the task again."
 
@@ -22,6 +32,8 @@ class RegionState:
     registration_code: str | None = None
     templates: dict[str, ProvisioningTemplate] = field(default_factory=dict)
     registration_tasks: dict[str, RegistrationTask] = field(default_factory=dict)
+    identity_roles: dict[str, dict[str, Any]] = field(default_factory=dict)  # identity pool id -> roles
+    identities: dict[str, Identity] = field(default_factory=dict)  # by identity id
 
 
 class StateStore:
