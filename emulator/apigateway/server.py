@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 
 from base.errors import InvalidInputError
 from emulator.api.quotas import TokenBucket
-from emulator.apigateway import jwt_authorizer, payloads
+from emulator.apigateway import cors, jwt_authorizer, payloads
 from emulator.apigateway.payloads import Request, Response, message
 from emulator.apigateway.routing import choose
 from emulator.lambdas.pool import FunctionError, LambdaError
@@ -146,7 +146,12 @@ class ApiGateway:
             account_id=self.account_id,
             protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
         )
-        answer = self._route(api, request)
+        if api.cors is not None and cors.is_preflight(request) and not _routed_preflight(api, request):
+            answer = cors.preflight(api.cors, request)
+        else:
+            answer = self._route(api, request)
+            if api.cors is not None:
+                answer = cors.decorate(api.cors, request, answer)
         id_header = "apigw-requestid" if api.kind == "HTTP" else "x-amzn-RequestId"
         answer.headers.append((id_header, request.request_id))
         return answer
@@ -221,6 +226,12 @@ class ApiGateway:
             if bucket is None or (bucket.rate, bucket.capacity) != (limit.rate, float(limit.burst)):
                 bucket = self._buckets[(api.api_id, stage_name, key)] = TokenBucket(limit.rate, float(limit.burst))
         return bucket.take()
+
+
+def _routed_preflight(api: GatewayApi, request: Request) -> bool:
+    """Whether a route takes this preflight request itself: an explicit OPTIONS route, or ``$default``."""
+    matched = choose(api.routes, request.method, request.path)
+    return matched is not None and (matched.route.method == "OPTIONS" or matched.route.path == "$default")
 
 
 def _stage_of(api: GatewayApi, path: str) -> tuple[str | None, str]:

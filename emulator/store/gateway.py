@@ -58,12 +58,45 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Cors:
+    """An HTTP API's CORS configuration (its ``CorsConfiguration``)."""
+
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
+
+
+@dataclass(frozen=True)
 class GatewayApi:
     api_id: str
     kind: str  # "HTTP" or "REST"
     name: str
     routes: tuple[Route, ...]
     stages: dict[str, Stage]
+    cors: Cors | None = None
+
+
+def _cors(config: dict[str, Any] | None) -> Cors | None:
+    """moto keeps CorsConfiguration as it came (the wire's allowOrigins, or an import's AllowOrigins)."""
+    if not config:
+        return None
+    value = {k[:1].lower() + k[1:]: v for k, v in config.items()}
+
+    def names(key: str) -> tuple[str, ...]:
+        return tuple(str(item) for item in value.get(key) or ())
+
+    age = value.get("maxAge")
+    return Cors(
+        names("allowOrigins"),
+        names("allowMethods"),
+        names("allowHeaders"),
+        names("exposeHeaders"),
+        int(age) if age is not None else None,
+        bool(value.get("allowCredentials", False)),
+    )
 
 
 def _function_arn(uri: str | None) -> str | None:
@@ -128,7 +161,7 @@ def http_api(backend: Any, api_id: str) -> GatewayApi | None:
             if limit is not None:
                 per_route[key] = limit
         stages[stage.name] = Stage(stage.name, dict(stage.stage_variables or {}), default, per_route)
-    return GatewayApi(api.api_id, "HTTP", api.name or "", tuple(routes), stages)
+    return GatewayApi(api.api_id, "HTTP", api.name or "", tuple(routes), stages, _cors(api.cors_configuration))
 
 
 def rest_api(backend: Any, api_id: str) -> GatewayApi | None:

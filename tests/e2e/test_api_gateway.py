@@ -232,3 +232,40 @@ def test_destroy_removes_the_apis_table_user_pool_and_parameter(stack):
     assert ids["Users"] not in [p["Id"] for p in pools]
     assert session.client("ssm").get_parameters(Names=[ids["Greeting"]])["InvalidParameters"] == [ids["Greeting"]]
     assert curl(record["outputs"]["HttpUrl"] + "/open/1")[0] == 404
+
+
+def test_cors_preflight_is_answered_by_the_gateway_for_allowed_origins_only(stack):
+    url = stack["HttpUrl"] + "/closed"  # a JWT route: the preflight needs no token, as on AWS
+    preflight = (
+        "-X",
+        "OPTIONS",
+        "-H",
+        "Access-Control-Request-Method: POST",
+        "-H",
+        "Access-Control-Request-Headers: authorization",
+    )
+
+    status, headers, body = curl(url, *preflight, "-H", "Origin: https://app.example.com")
+    assert (status, body) == (204, "")
+    assert headers["access-control-allow-origin"] == "https://app.example.com"
+    assert headers["access-control-allow-methods"] == "GET,POST"
+    assert headers["access-control-allow-headers"] == "authorization,content-type"
+    assert headers["access-control-max-age"] == "300"
+
+    status, headers, _ = curl(url, *preflight, "-H", "Origin: https://evil.example.net")
+    assert status == 204 and not any(name.startswith("access-control-") for name in headers)
+    status, headers, _ = curl(
+        url, "-X", "OPTIONS", "-H", "Access-Control-Request-Method: DELETE", "-H", "Origin: https://app.example.com"
+    )
+    assert status == 204 and "access-control-allow-origin" not in headers  # a method the API does not allow
+
+
+def test_answers_to_an_allowed_origin_carry_the_configured_cors_headers(stack):
+    status, headers, _ = curl(stack["HttpUrl"] + "/open/1", "-H", "Origin: https://app.example.com")
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "https://app.example.com"
+    assert headers["access-control-expose-headers"] == "x-answered-by"
+    status, headers, _ = curl(stack["HttpUrl"] + "/open/1", "-H", "Origin: https://evil.example.net")
+    assert status == 200 and "access-control-allow-origin" not in headers
+    status, headers, _ = curl(stack["HttpUrl"] + "/closed", "-X", "POST", "-H", "Origin: https://app.example.com")
+    assert status == 401 and headers["access-control-allow-origin"] == "https://app.example.com"
