@@ -269,3 +269,18 @@ def test_answers_to_an_allowed_origin_carry_the_configured_cors_headers(stack):
     assert status == 200 and "access-control-allow-origin" not in headers
     status, headers, _ = curl(stack["HttpUrl"] + "/closed", "-X", "POST", "-H", "Origin: https://app.example.com")
     assert status == 401 and headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+def test_a_route_whose_function_is_gone_answers_500_and_the_gateway_keeps_serving(stack):
+    session = stack["session"]
+    record = StackDeployer(session).deploy(PLATFORM, "orphaned", {})
+    function = next(r["physicalId"] for r in record["resources"] if r["type"] == "AWS::Lambda::Function")
+    session.client("lambda").delete_function(FunctionName=function)
+
+    status, _, body = curl(record["outputs"]["HttpUrl"] + "/open/1")
+    rest_status, _, rest_body = curl(record["outputs"]["RestUrl"] + "/items/1")
+
+    assert (status, json.loads(body)) == (500, {"message": "Internal Server Error"})
+    assert (rest_status, json.loads(rest_body)) == (500, {"message": "Internal server error"})
+    assert curl(stack["HttpUrl"] + "/open/1")[0] == 200  # the other stack's API still answers
+    StackDeployer(session).destroy("orphaned")  # and destroy tolerates the function already gone
