@@ -148,13 +148,26 @@ def check_region(region: str) -> str:
 
 @app.command()
 def up(
-    api_port: Annotated[int, typer.Option("--api-port", help="AWS API port on 127.0.0.1 (0 picks a free one).")] = 0,
-    mqtt_port: Annotated[int, typer.Option("--mqtt-port", help="MQTT/TLS port on 127.0.0.1 (0 picks a free one).")] = 0,
+    api_port: Annotated[
+        int,
+        typer.Option(
+            "--api-port",
+            help="AWS API port on 127.0.0.1, for every region (0: the last run's if free, else any free one).",
+        ),
+    ] = 0,
+    mqtt_port: Annotated[
+        int,
+        typer.Option(
+            "--mqtt-port",
+            help="The first region's MQTT/TLS port on 127.0.0.1 (0: the last run's if free, else any free one).",
+        ),
+    ] = 0,
     apigateway_port: Annotated[
         int,
         typer.Option(
             "--apigateway-port",
-            help="Port on 127.0.0.1 where the stacks' HTTP and REST APIs are served (0 picks a free one).",
+            help="Port on 127.0.0.1 where the first region's HTTP and REST APIs are served (0: the last run's if "
+            "free, else any free one).",
         ),
     ] = 0,
     state_dir: StateOption = DEFAULT_STATE,
@@ -162,6 +175,7 @@ def up(
         list[str] | None,
         typer.Option(
             "--region",
+            metavar="REGION",
             help="An AWS region the emulator serves (repeatable: each gets an MQTT endpoint, functions and API "
             "Gateway of its own, as each AWS region has; the first is what 'jitr local env' exports unless asked "
             "for another); default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1. A device "
@@ -209,7 +223,8 @@ def up(
 
     It prints where the AWS API, the MQTT broker and API Gateway listen; point boto3, the AWS CLI and jitr at
     it with AWS_ENDPOINT_URL, and devices at the MQTT port with the endpoint CA as root. Log groups
-    are files in STATE/logs: what a Lambda function prints is in aws_lambda_<function>.log. One emulator
+    are files in STATE/logs (STATE/regions/REGION/logs for a second region): what a Lambda function prints is in
+    aws_lambda_<function>.log. One emulator
     a state directory: a second 'jitr local up' on it is refused (exit 4) while the first runs.
     """
     from emulator.local import LocalIot, Options
