@@ -5,6 +5,8 @@ IoT invokes :func:`lambda_handler` with the event published on
 JSON line (``decision`` field) and returned as ``outcome``:
 
 - ``rejected``: the event is not a registration event (wrong shape or types); no AWS call is made.
+- ``duplicate``: another invocation holds the certificate's claim (``CLAIMS_TABLE``, :mod:`claims`): it
+  is activating it, or has just done so; no IoT call is made.
 - ``ignored``: another CA, an unknown certificate, or a status other than PENDING_ACTIVATION or ACTIVE.
 - ``already-active``: the certificate is ACTIVE (a duplicate or late event); nothing to do. Also when
   another invocation activated it while this one waited to retry a throttled UpdateCertificate.
@@ -37,11 +39,14 @@ from dataclasses import dataclass, replace
 from aws_calls import Clients, Retrier, Superseded, error_code
 from botocore.exceptions import ClientError
 from certificate_subject import CertificateFormatError, thing_from_certificate
+from claims import DEFAULT_LEASE_SECONDS, Claims
 
 ENV_CA_CERTIFICATE_ID = "CA_CERTIFICATE_ID"
 ENV_POLICY_NAME = "POLICY_NAME"
 ENV_FLEET_PARAMETER_NAME = "FLEET_PARAMETER_NAME"
 ENV_MAX_ATTEMPTS = "MAX_ATTEMPTS"
+ENV_CLAIMS_TABLE = "CLAIMS_TABLE"
+ENV_CLAIM_LEASE_SECONDS = "CLAIM_LEASE_SECONDS"
 
 PENDING, ACTIVE = "PENDING_ACTIVATION", "ACTIVE"
 OWNER_ATTRIBUTE = "caCertificateId"  # the thing attribute naming the CA whose devices the thing belongs to
@@ -72,6 +77,8 @@ class Config:
     policy_name: str
     fleet_parameter_name: str | None = None
     max_attempts: int = 8
+    claims_table: str | None = None  # without one, every invocation works (and spends IoT calls) on its own
+    claim_lease_seconds: int = DEFAULT_LEASE_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -79,13 +86,17 @@ class Config:
         if missing:
             raise ConfigurationError(f"the function needs {' and '.join(missing)} in its environment")
         attempts = env.get(ENV_MAX_ATTEMPTS) or "8"
-        if not attempts.isdigit() or int(attempts) < 1:
-            raise ConfigurationError(f"{ENV_MAX_ATTEMPTS} must be a positive whole number, not {attempts!r}")
+        lease = env.get(ENV_CLAIM_LEASE_SECONDS) or str(DEFAULT_LEASE_SECONDS)
+        for name, value in ((ENV_MAX_ATTEMPTS, attempts), (ENV_CLAIM_LEASE_SECONDS, lease)):
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigurationError(f"{name} must be a positive whole number, not {value!r}")
         return cls(
             ca_certificate_id=env[ENV_CA_CERTIFICATE_ID].strip().lower(),
             policy_name=env[ENV_POLICY_NAME],
             fleet_parameter_name=env.get(ENV_FLEET_PARAMETER_NAME) or None,
             max_attempts=int(attempts),
+            claims_table=env.get(ENV_CLAIMS_TABLE) or None,
+            claim_lease_seconds=int(lease),
         )
 
 
@@ -220,8 +231,10 @@ def certificate_is_active(iot, certificate_id: str) -> bool:
         return False
 
 
-def activate(event: RegistrationEvent, config: Config, clients: Clients, call: Retrier, fields: dict) -> dict:
-    """The checks, then the four steps in order; each step is idempotent and activation comes last."""
+def activate(
+    event: RegistrationEvent, config: Config, clients: Clients, call: Retrier, fields: dict, owner: str = ""
+) -> dict:
+    """The CA check, the claim, then :func:`_activate`; a claim is released unless the certificate ended ACTIVE."""
     if event.ca_certificate_id != config.ca_certificate_id:
         return decide(
             "ignored",
@@ -229,6 +242,24 @@ def activate(event: RegistrationEvent, config: Config, clients: Clients, call: R
             level="warning",
             reason=f"registered under CA {event.ca_certificate_id}, not the configured CA",
         )
+    if config.claims_table is None:
+        return _activate(event, config, clients, call, fields)
+    claims = Claims(config.claims_table, clients.dynamodb, config.claim_lease_seconds)
+    owner = owner or f"{event.certificate_id}@{event.timestamp}"
+    if not claims.take(event.certificate_id, owner, call):
+        return decide("duplicate", fields, reason="another invocation holds this certificate's claim; no IoT call")
+    try:
+        outcome = _activate(event, config, clients, call, fields)
+    except BaseException:
+        claims.release(event.certificate_id, owner, call)  # the next event (a reconnect, Lambda's retry) decides
+        raise
+    if outcome["outcome"] not in ("activated", "already-active"):
+        claims.release(event.certificate_id, owner, call)
+    return outcome
+
+
+def _activate(event: RegistrationEvent, config: Config, clients: Clients, call: Retrier, fields: dict) -> dict:
+    """The checks, then the four steps in order; each step is idempotent and activation comes last."""
     iot = clients.iot
     try:
         description = call(iot.describe_certificate, certificateId=event.certificate_id)["certificateDescription"]
@@ -297,7 +328,7 @@ def handle(event, *, config: Config, clients: Clients, call: Retrier | None = No
     if call.on_retry is None:
         call = replace(call, on_retry=lambda **retry: log("warning", "retry", **fields, **retry))
     try:
-        return activate(registration, config, clients, call, fields)
+        return activate(registration, config, clients, call, fields, request_id or "")
     except Exception as exc:
         code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
         log("error", "failed", **fields, error=code, reason=str(exc))

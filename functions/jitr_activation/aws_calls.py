@@ -20,6 +20,7 @@ RETRYABLE_CODES = frozenset(
         "ServiceUnavailableException",
         "InternalFailureException",
         "InternalServerError",
+        "ProvisionedThroughputExceededException",
     }
 )
 
@@ -72,10 +73,10 @@ class Retrier:
 
 
 class Clients:
-    """The IoT and SSM clients, created on first use (after moto or the emulator is in place), or injected."""
+    """The IoT, SSM and DynamoDB clients, created on first use (after moto or the emulator is in place), or injected."""
 
-    def __init__(self, iot=None, ssm=None) -> None:
-        self._iot, self._ssm, self._lock = iot, ssm, threading.Lock()
+    def __init__(self, iot=None, ssm=None, dynamodb=None) -> None:
+        self._iot, self._ssm, self._dynamodb, self._lock = iot, ssm, dynamodb, threading.Lock()
 
     def _make(self, service: str):
         import boto3
@@ -98,3 +99,10 @@ class Clients:
             if self._ssm is None:
                 self._ssm = self._make("ssm")
             return self._ssm
+
+    @property
+    def dynamodb(self):
+        with self._lock:
+            if self._dynamodb is None:
+                self._dynamodb = self._make("dynamodb")
+            return self._dynamodb

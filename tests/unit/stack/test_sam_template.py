@@ -71,6 +71,7 @@ def test_the_resources_are_there():
     assert kinds == {
         "ActivationFunction": "AWS::Serverless::Function",
         "ActivationFunctionLogGroup": "AWS::Logs::LogGroup",
+        "ActivationClaims": "AWS::DynamoDB::Table",
         "RegistrationRule": "AWS::IoT::TopicRule",
         "ActivationInvokePermission": "AWS::Lambda::Permission",
         "ArchiveBucket": "AWS::S3::Bucket",
@@ -183,7 +184,7 @@ def _allowed(translated: dict, resource: str) -> set[str]:
 
 def test_the_function_may_call_exactly_the_operations_its_code_calls(translated):
     code = "\n".join(path.read_text() for path in FUNCTION_DIR.glob("*.py"))
-    calls = set(re.findall(r"\b(iot|ssm)\.([a-z]+(?:_[a-z]+)+)\b", code))  # iot.describe_certificate, called or passed
+    calls = set(re.findall(r"\b(iot|ssm|dynamodb)\.([a-z]+(?:_[a-z]+)+)\b", code))  # iot.describe_certificate, ...
     actions = {f"{service}:{op.title().replace('_', '')}" for service, op in calls}
     assert actions == {
         "iot:DescribeCertificate",
@@ -194,8 +195,22 @@ def test_the_function_may_call_exactly_the_operations_its_code_calls(translated)
         "iot:AttachThingPrincipal",
         "iot:UpdateCertificate",
         "ssm:GetParameter",
+        "dynamodb:PutItem",  # the certificate's claim (functions/jitr_activation/claims.py)
+        "dynamodb:DeleteItem",
     }
     assert _allowed(translated, "ActivationFunctionRole") == actions
+
+
+def test_the_function_may_write_claims_in_its_own_table_only():
+    policies = RESOURCES["ActivationFunction"]["Properties"]["Policies"]
+    claims = [s for p in policies if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
+    claim = next(s for s in claims if s["Sid"] == "ClaimCertificates")
+    assert claim["Resource"] == {"Fn::GetAtt": ["ActivationClaims", "Arn"]}
+    assert RESOURCES["ActivationFunction"]["Properties"]["Environment"]["Variables"]["CLAIMS_TABLE"] == {
+        "Ref": "ActivationClaims"
+    }
+    ttl = RESOURCES["ActivationClaims"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": "expiresAt", "Enabled": True}
 
 
 def test_the_rule_roles_may_only_write_where_the_rules_write(translated):
