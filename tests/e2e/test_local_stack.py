@@ -133,3 +133,20 @@ def test_local_deploy_of_something_that_is_not_a_template_or_a_stack_name_is_a_u
     ]
     result = jitr(*args, env=_cli_env(emulator))
     assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_the_stack_makes_the_activation_claim_table_and_destroy_removes_it(aws, emulator):
+    deployer = StackDeployer(aws)
+    record = deployer.deploy(TEMPLATE, "claims", {"CaCertificateId": CA_A})
+    table = _physical(record, "AWS::DynamoDB::Table")[0]
+    ddb = aws.client("dynamodb")
+    assert ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"] == {
+        "TimeToLiveStatus": "ENABLED",
+        "AttributeName": "expiresAt",
+    }
+    function = aws.client("lambda").get_function(FunctionName=_physical(record, "AWS::Lambda::Function")[0])
+    assert function["Configuration"]["Environment"]["Variables"]["CLAIMS_TABLE"] == table
+
+    deployer.destroy("claims")
+
+    assert table not in ddb.list_tables()["TableNames"]
