@@ -263,13 +263,14 @@ class LambdaRuntime:
         principal: str | None = None,
         source_arn: str | None = None,
         queued: bool = False,
+        request_id: str | None = None,
     ) -> Ran:
         """:meth:`invoke`, and the invocation's log lines (START to REPORT) too, for ``LogType: Tail``."""
         function = self._function(name_or_arn)
         if principal is not None:
             self.check_permission(function, principal, source_arn)
         pool = self._workers(function)
-        request_id = str(uuid.uuid4())
+        request_id = request_id or str(uuid.uuid4())
         timeout = float(function.timeout or 3)
         item = pool.acquire(wait=queued or _reserved(function) is None)
         try:
@@ -313,17 +314,18 @@ class LambdaRuntime:
         if principal is not None:
             self.check_permission(function, principal, source_arn)
         outcome: Future = Future()
-        self._pool.submit(self._attempt, name_or_arn, event, 1, outcome)
+        self._pool.submit(self._attempt, name_or_arn, event, 1, outcome, str(uuid.uuid4()))
         return outcome
 
-    def _attempt(self, name_or_arn: str, event: Any, attempt: int, outcome: Future) -> None:
+    def _attempt(self, name_or_arn: str, event: Any, attempt: int, outcome: Future, request_id: str) -> None:
+        """One attempt of an asynchronous invocation; its retries keep its request id, as Lambda's do."""
         try:
-            result = self.invoke(name_or_arn, event, queued=True)
+            result = self.run(name_or_arn, event, queued=True, request_id=request_id).value()
         except Exception as exc:  # a function error: AWS retries asynchronous invocations
             error = str(exc) if isinstance(exc, FunctionError) else f"{type(exc).__name__}: {exc}"
             log.warning("lambda %s attempt %d failed: %s", name_or_arn, attempt, error)
             if attempt <= len(self.retry_delays):
-                retry = (self._attempt, name_or_arn, event, attempt + 1, outcome)
+                retry = (self._attempt, name_or_arn, event, attempt + 1, outcome, request_id)
                 self._retries.call_later(self.retry_delays[attempt - 1], lambda: self._resubmit(*retry))
                 return
             finished = Invocation(name_or_arn, attempt, error=error)

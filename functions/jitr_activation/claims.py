@@ -6,7 +6,8 @@ times a device. Without a claim each of those invocations spends a DescribeCerti
 default) and often the whole activation again. With one, the first invocation for a certificate
 claims it with a conditional write and goes on; the others find the claim held and stop without
 an IoT call. A claim is a lease: an invocation that dies (a timeout, a crash) leaves it behind, and
-once ``leaseUntil`` has passed the next event takes it over, so no device stays pending. An
+once ``leaseUntil`` has passed the next event takes it over, so no device stays pending (Lambda's own
+retry of that invocation, which keeps its request id, takes it over at once). An
 invocation that does not activate (refused, ignored, an error) releases its claim at once, so the
 device's next connect is decided afresh. A finished activation keeps its claim until the lease
 ends: the late events of its own batch find it and stop. DynamoDB's TTL (``expiresAt``) removes
@@ -47,8 +48,11 @@ class Claims:
                     "leaseUntil": {"N": str(until)},
                     "expiresAt": {"N": str(until)},
                 },
-                ConditionExpression="attribute_not_exists(certificateId) OR leaseUntil < :now",
-                ExpressionAttributeValues={":now": {"N": str(now)}},
+                # free, or its lease is over, or it is this invocation's own: Lambda retries a failed or timed-out
+                # asynchronous invocation with the same request id, after the attempt that held the claim ended
+                ConditionExpression="attribute_not_exists(certificateId) OR leaseUntil < :now OR #owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":now": {"N": str(now)}, ":owner": {"S": owner}},
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from emulator.lambdas.log_groups import log_file, parse_event_line
 from emulator.lambdas.runtime import LambdaRuntime
 from tests.e2e.conftest import create_function
 
@@ -34,6 +35,9 @@ def test_a_function_that_keeps_failing_is_tried_three_times_in_all(aws, emulator
     invocation = emulator.lambdas.invoke_async(function, {}).result(timeout=10)
     assert invocation.attempts == 3 and invocation.error == "RuntimeError: always"
     assert emulator.lambdas.invocations == [invocation]
+    log = log_file(emulator.lambdas.logs.log_dir, "/aws/lambda/always-fails").read_text().splitlines()
+    starts = [parse_event_line(line)[1] for line in log if "START RequestId:" in line]
+    assert len(starts) == 3 and len(set(starts)) == 1  # the retries keep the invocation's request id, as Lambda's do
 
 
 def test_an_invocation_waiting_for_its_retry_does_not_hold_back_other_events(aws, emulator, tmp_path):

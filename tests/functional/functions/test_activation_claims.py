@@ -140,6 +140,19 @@ def test_a_claim_left_by_an_invocation_that_died_at_any_step_is_taken_over_after
     assert_activated(claimed, certificate_id, arn)  # ACTIVE, one thing, one principal, one policy
 
 
+def test_lambdas_retry_of_an_invocation_that_timed_out_takes_its_claim_over_at_once(claimed, monkeypatch):
+    certificate_id, arn = claimed.device("dev-1")
+    with monkeypatch.context() as dead:
+        dead.setattr(app.Claims, "release", lambda *args: None)
+        with pytest.raises(Died):
+            handle(claimed, claimed.event(certificate_id), iot=DiesAt(claimed.iot, "attach_policy"), request_id="r-1")
+
+    retried = handle(claimed, claimed.event(certificate_id), request_id="r-1")  # the same request id, lease fresh
+
+    assert retried["outcome"] == "activated"
+    assert_activated(claimed, certificate_id, arn)
+
+
 def test_a_throttled_claim_write_is_retried_like_any_aws_call(claimed):
     certificate_id, arn = claimed.device("dev-1")
     dynamodb = Wrapped(claimed.dynamodb, {"put_item": 2}, code="ProvisionedThroughputExceededException")
