@@ -20,9 +20,11 @@ Every step tolerates having been done before, so duplicate, concurrent and out-o
 re-run after a partial failure converge. Throttled calls are retried with capped exponential backoff and
 full jitter; when retries run out the handler raises, Lambda retries the asynchronous invocation, and the
 device's next connection publishes the event again. Each of those connections invokes the function anew,
-so under throttling several invocations wait on one certificate's UpdateCertificate: before each retry
-of it the function reads the status once more (one DescribeCertificate, not itself retried) and stops when
-another invocation has activated it, rather than spend an UpdateCertificate on it again.
+so under throttling several invocations could wait on one certificate's UpdateCertificate. With a claims
+table (``CLAIMS_TABLE``, :mod:`claims`) only the invocation holding the certificate's claim works on it and
+the others stop at once; without one, before each retry of UpdateCertificate the function reads the status
+once more (one DescribeCertificate, not itself retried) and stops when another invocation has activated
+it, rather than spend an UpdateCertificate on it again.
 
 Self-contained: the standard library and boto3 from the Lambda runtime; the modules beside this one are
 imported as top-level modules, as Lambda puts the function's directory on ``sys.path``.
@@ -301,7 +303,14 @@ def _activate(event: RegistrationEvent, config: Config, clients: Clients, call: 
     call(iot.attach_policy, policyName=config.policy_name, target=certificate_arn)
     call(iot.attach_thing_principal, thingName=thing_name, principal=certificate_arn)
     try:
-        activating = replace(call, still_needed=lambda: not certificate_is_active(iot, event.certificate_id))
+        # Without a claim, other invocations may be activating this certificate too: ask before each retry (one
+        # DescribeCertificate) whether one did. With a claim none is, and that call would spend the quota the
+        # first DescribeCertificate of other devices waits for.
+        activating = (
+            replace(call, still_needed=lambda: not certificate_is_active(iot, event.certificate_id))
+            if config.claims_table is None
+            else call
+        )
         activating(iot.update_certificate, certificateId=event.certificate_id, newStatus=ACTIVE)
     except Superseded:
         return decide("already-active", fields, reason="another invocation activated it while this one waited")
