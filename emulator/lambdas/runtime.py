@@ -236,24 +236,17 @@ class LambdaRuntime:
             "environment": environment,
         }
 
-    def invoke(
-        self,
-        name_or_arn: str,
-        event: Any,
-        *,
-        principal: str | None = None,
-        source_arn: str | None = None,
-        queued: bool = False,
-    ) -> Any:
+    def invoke(self, name_or_arn: str, event: Any, **options: Any) -> Any:
         """Run the function once in one of its workers and return its result; :class:`FunctionError` if it
-        raised, timed out or its worker died. With ``principal`` (a service such as API Gateway invoking
-        it), the function's resource policy must allow that service from ``source_arn`` first.
+        raised, timed out or its worker died. ``options`` are :meth:`run`'s. With ``principal`` (a service
+        such as API Gateway invoking it), the function's resource policy must allow that service from
+        ``source_arn`` first.
 
         A synchronous invocation of a function with ``ReservedConcurrentExecutions`` whose reserved
         workers are all busy raises :class:`Throttled`, as Lambda answers 429; ``queued`` (an asynchronous
         invocation, which Lambda keeps in its queue) waits for a worker instead. Without reserved
         concurrency every invocation waits: AWS would scale out, the emulator has 4 workers a function."""
-        return self.run(name_or_arn, event, principal=principal, source_arn=source_arn, queued=queued).value()
+        return self.run(name_or_arn, event, **options).value()
 
     def run(
         self,

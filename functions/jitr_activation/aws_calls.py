@@ -76,7 +76,14 @@ class Clients:
     """The IoT, SSM and DynamoDB clients, created on first use (after moto or the emulator is in place), or injected."""
 
     def __init__(self, iot=None, ssm=None, dynamodb=None) -> None:
-        self._iot, self._ssm, self._dynamodb, self._lock = iot, ssm, dynamodb, threading.Lock()
+        self._clients = {"iot": iot, "ssm": ssm, "dynamodb": dynamodb}
+        self._lock = threading.Lock()
+
+    def _client(self, service: str):
+        with self._lock:
+            if self._clients[service] is None:
+                self._clients[service] = self._make(service)
+            return self._clients[service]
 
     def _make(self, service: str):
         import boto3
@@ -88,21 +95,12 @@ class Clients:
 
     @property
     def iot(self):
-        with self._lock:
-            if self._iot is None:
-                self._iot = self._make("iot")
-            return self._iot
+        return self._client("iot")
 
     @property
     def ssm(self):
-        with self._lock:
-            if self._ssm is None:
-                self._ssm = self._make("ssm")
-            return self._ssm
+        return self._client("ssm")
 
     @property
     def dynamodb(self):
-        with self._lock:
-            if self._dynamodb is None:
-                self._dynamodb = self._make("dynamodb")
-            return self._dynamodb
+        return self._client("dynamodb")
