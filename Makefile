@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	for function in functions/*/; do $(BIN)/mypy "$$function" || exit 1; done
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint sam/template.yaml
 	shellcheck deploy.sh delete.sh scripts/*.sh
 

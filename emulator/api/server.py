@@ -23,6 +23,7 @@ from emulator.api import (
     devices,
     endpoint,
     provisioning_templates,
+    register_thing,
     registration_tasks,
     topic_rules,
 )
@@ -44,6 +45,7 @@ HANDLERS = {
     **endpoint.HANDLERS,
     **devices.HANDLERS,
     **registration_tasks.HANDLERS,
+    **register_thing.HANDLERS,
     **topic_rules.HANDLERS,
 }
 

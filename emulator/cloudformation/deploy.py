@@ -176,7 +176,11 @@ class StackDeployer(Deployment):
                 created.append(
                     {"logicalId": name, "type": resource["Type"], "physicalId": physical, "attributes": attrs}
                 )
-            outputs = {k: localize(resolver.resolve(v["Value"])) for k, v in (template.get("Outputs") or {}).items()}
+            outputs = {
+                k: localize(resolver.resolve(v["Value"]))
+                for k, v in (template.get("Outputs") or {}).items()
+                if "Condition" not in v or resolver.conditions[v["Condition"]]
+            }
         except Exception as exc:
             self._delete_all([item for item in created if not item["attributes"].get("kept")])
             if previous is not None:

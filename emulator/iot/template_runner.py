@@ -9,6 +9,7 @@ provisioning and leaves the certificate PENDING_ACTIVATION, the trap users fall 
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -20,10 +21,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from base.certificates import certificate_id
+from base.certificates import certificate_id, to_pem
 from base.errors import JitrError
+from emulator.iot.aws_issuer import aws_issuer, load_request
 from emulator.store import devices
-from emulator.store.device_certificates import find_certificate
+from emulator.store.device_certificates import find_certificate, store_certificate
 from emulator.store.errors import ResourceAlreadyExists, ResourceNotFound
 
 PREFIX = "AWS::IoT::Certificate::"
@@ -255,10 +257,12 @@ class TemplateRunner:
         if props.get("CertificateId"):
             with self.lock:
                 return find_certificate(self.backend, props["CertificateId"])
+        if props.get("CertificateSigningRequest"):
+            return self._certificate_from_csr(props["CertificateSigningRequest"])
         pem = props.get("CertificatePem")
         if not pem:
             raise ProvisioningError(
-                "The template's certificate needs CertificatePem or CertificateId (the emulator does not sign CSRs)."
+                "The template's certificate needs CertificateId, CertificatePem or CertificateSigningRequest."
             )
         ca_pem = props.get("CACertificatePem")
         operation = "RegisterCertificate" if ca_pem else "RegisterCertificateWithoutCA"
@@ -268,6 +272,16 @@ class TemplateRunner:
                 return devices.register_certificate(self.backend, pem, ca_pem=ca_pem, status=INACTIVE)
             except ResourceAlreadyExists as exists:  # a task run again: the device is already there
                 return find_certificate(self.backend, exists.fields["resourceId"])
+
+    def _certificate_from_csr(self, csr_pem: Any):
+        """A certificate AWS IoT issues for the CSR (RegisterThing, fleet provisioning), INACTIVE until the
+        template's Status; the same CSR twice makes two certificates, as on AWS."""
+        if not isinstance(csr_pem, str):
+            raise ProvisioningError("The template's CertificateSigningRequest must be a PEM string.")
+        csr = load_request(csr_pem, "CertificateSigningRequest")
+        cert = aws_issuer().sign(csr, now=dt.datetime.now(dt.UTC))
+        with self.lock:
+            return store_certificate(self.backend, to_pem(cert).decode(), cert, status=INACTIVE)
 
     def _thing(self, resource: Mapping[str, Any]):
         spec = ThingResource.of(resource)
