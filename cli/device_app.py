@@ -1,4 +1,5 @@
-"""``jitr device mint`` and ``jitr device sign-csr``: device identities from the CA."""
+"""``jitr device mint`` and ``jitr device sign-csr``: device identities from the CA; ``enroll`` (one from the
+provisioning API, :mod:`cli.device_enroll`); ``connect``, ``simulate`` and ``check``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ca.batch import FORMATS, BatchRequest, mint_batch, names_from_file, numbere
 from ca.mint import mint_device
 from cli.common import DirOption, JsonOption, ManifestOption, PassphraseEnvOption, debug_enabled, emit, open_store
 from cli.common import passphrase as read_passphrase
+from cli.device_enroll import enroll_command
 from cli.device_report import check_table, count_devices, describe_result, describe_summary
 from cli.progress import ProgressBar
 from device.backoff import Backoff
@@ -33,10 +35,11 @@ from device.identity import chain_warning, identity_from_files
 from device.simulate import simulate_manifest
 
 app = typer.Typer(
-    help="Mint device certificates, sign CSRs, and connect, simulate or check devices.",
+    help="Mint device certificates, sign CSRs, enroll over HTTPS, and connect, simulate or check devices.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+app.command("enroll")(enroll_command)
 
 CountryOption = Annotated[
     str | None, typer.Option("--country", help="Country (C) of the device certificates; default: the CA's country.")

@@ -16,6 +16,7 @@ code  reason                     meaning
 15    ``unreachable``            no TLS connection or no answer on every attempt
 16    ``certificate-expired``    the certificate is expired or not yet valid (found before connecting)
 17    ``connection-rejected``    CONNACK "unsupported protocol" or "identifier rejected"
+18    ``enrollment-refused``     ``enroll``: the provisioning API refused the device (4xx, its sentence)
 20    ``devices-failed``         ``simulate``/``check``: at least one device failed
 ====  =========================  ===========================================================
 """
@@ -85,6 +86,13 @@ class ConnectionRejectedError(DeviceError, AwsError):
 
     reason = "connection-rejected"
     exit_code = ExitStatus.CONNECTION_REJECTED
+
+
+class EnrollmentRefusedError(DeviceError, AwsError):
+    """The provisioning API answered 4xx: wrong token, unknown serial, already registered, bad CSR."""
+
+    reason = "enrollment-refused"
+    exit_code = ExitStatus.ENROLLMENT_REFUSED
 
 
 class UnexpectedDeviceError(DeviceError):

@@ -102,5 +102,6 @@ def chain_warning(identity: DeviceIdentity) -> str | None:
         return None
     return (
         f"Note: the chain of {identity.thing_name} holds only its certificate; JITR/JITP needs the CA certificate "
-        "after it, unless the endpoint finds the CA by SNI."
+        "after it, unless the endpoint finds the CA by SNI (a certificate AWS IoT issued, as 'jitr device enroll' "
+        "saves, needs neither)."
     )

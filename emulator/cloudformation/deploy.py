@@ -40,7 +40,14 @@ CREATORS: dict[str, Creator] = {**kit_resources.CREATORS, **gateway_resources.CR
 DELETERS: dict[str, Deleter] = {**kit_resources.DELETERS, **gateway_resources.DELETERS, **service_resources.DELETERS}
 BUCKET = "AWS::S3::Bucket"
 # Error codes meaning "already deleted": destroying it again is done, not a failure.
-_GONE = {"ResourceNotFoundException", "NoSuchEntity", "NoSuchBucket", "NoSuchBucketPolicy", "NotFoundException"}
+_GONE = {
+    "ResourceNotFoundException",
+    "NoSuchEntity",
+    "NoSuchBucket",
+    "NoSuchBucketPolicy",
+    "NotFoundException",
+    "ParameterNotFound",
+}
 
 
 class StackError(JitrError):

@@ -76,6 +76,7 @@ class Config:
     server_keys: bool = False
     max_failures: int = 5
     lease_seconds: int = 60
+    topic_root: str | None = None  # where the stack's devices publish (devices/<stack>), told to each device
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -99,6 +100,7 @@ class Config:
             server_keys=(env.get("ALLOW_SERVER_KEYS") or "false").lower() == "true",
             max_failures=numbers["MAX_TOKEN_FAILURES"],
             lease_seconds=numbers["CLAIM_LEASE_SECONDS"],
+            topic_root=env.get("TOPIC_ROOT") or None,
         )
 
 
@@ -257,6 +259,7 @@ class Provisioning:
             "certificatePem": registered.certificate_pem,
             "iotEndpoint": endpoint,
             "region": self.config.region,
+            "topicRoot": self.config.topic_root,
         }
         if registered.private_key is not None:
             result["privateKey"] = registered.private_key
