@@ -8,7 +8,10 @@
 # and JITP needs the stack's ProvisioningRoleArn to register. Should AWS IoT answer another id,
 # the stack is deployed again with it.
 #
-# Environment: PROVISIONING=jitr|jitp (default jitr), PKI_ROOT (default pki: the CA goes to
+# PROVISIONING=api deploys the provisioning API as well (devices shipped with a serial and a token get their
+# certificate over HTTPS): THING_NAME is admitted as a serial instead of minted, and its token is printed once.
+#
+# Environment: PROVISIONING=jitr|jitp|api (default jitr), PKI_ROOT (default pki: the CA goes to
 # PKI_ROOT/STACK), JITR_PASSPHRASE_ENV (name of the variable holding the CA key passphrase),
 # JITR and SAM (the commands to run), AWS_ENDPOINT_URL (set: the local emulator, 'jitr local
 # deploy' instead of 'sam deploy'; SAM_BUCKET is then unused), JITR_MQTT_ENDPOINT and JITR_ROOT_CA
@@ -16,7 +19,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 STACK SAM_BUCKET COUNTRY_CODE THING_NAME   (PROVISIONING=jitr|jitp)" >&2
+  echo "usage: $0 STACK SAM_BUCKET COUNTRY_CODE THING_NAME   (PROVISIONING=jitr|jitp|api)" >&2
   echo "  STACK [A-Za-z][A-Za-z0-9-]*, SAM_BUCKET for sam deploy's artifacts, COUNTRY_CODE such as DE," >&2
   echo "  THING_NAME [a-zA-Z0-9:_-]{1,64}" >&2
   exit 2
@@ -46,8 +49,11 @@ PROVISIONING=${PROVISIONING:-jitr}
 case $PROVISIONING in
   jitr) MODE=JITR ;;
   jitp) MODE=JITP ;;
-  *) bad "PROVISIONING must be jitr or jitp, not '$PROVISIONING'" ;;
+  api) MODE="JITR and the provisioning API" ;;
+  *) bad "PROVISIONING must be jitr, jitp or api, not '$PROVISIONING'" ;;
 esac
+API=false
+if [ "$PROVISIONING" = api ]; then API=true; fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TEMPLATE=$ROOT/sam/template.yaml
@@ -65,17 +71,21 @@ command -v "$JITR" >/dev/null || die "'$JITR' not found: run 'make deps' and use
 deploy_stack() { # deploy_stack CA_ID
   if [ -n "$EMULATOR" ]; then
     # 'jitr local deploy' replaces the stack's resources (keeping its archive bucket): only when the CA changed.
-    deployed=$("$JITR" fleet describe --stack "$STACK" --json | json_field parameters.CaCertificateId)
-    if [ "$deployed" = "$1" ]; then
+    described=$("$JITR" fleet describe --stack "$STACK" --json)
+    deployed=$(json_field parameters.CaCertificateId <<<"$described")
+    deployed_api=$(json_field parameters.ProvisioningApi <<<"$described")
+    if [ "$deployed" = "$1" ] && [ "${deployed_api:-false}" = "$API" ]; then
       step "stack $STACK is already in the emulator for CA $1"
       return
     fi
     step "deploying stack $STACK into the emulator at $AWS_ENDPOINT_URL"
-    "$JITR" local deploy --stack "$STACK" --template "$TEMPLATE" --parameter-overrides "CaCertificateId=$1"
+    "$JITR" local deploy --stack "$STACK" --template "$TEMPLATE" --parameter-overrides "CaCertificateId=$1" \
+      "ProvisioningApi=$API"
   else
     step "deploying stack $STACK with sam deploy in $AWS_REGION"
     "$SAM" deploy --template-file "$TEMPLATE" --stack-name "$STACK" --s3-bucket "$SAM_BUCKET" --region "$AWS_REGION" \
-      --capabilities CAPABILITY_IAM --parameter-overrides "CaCertificateId=$1" --no-fail-on-empty-changeset
+      --capabilities CAPABILITY_IAM --parameter-overrides "CaCertificateId=$1" "ProvisioningApi=$API" \
+      --no-fail-on-empty-changeset
   fi
 }
 
@@ -111,6 +121,32 @@ registered=$("${register[@]}" | json_field caCertificateId)
 if [ "$registered" != "$ca_id" ]; then
   step "AWS IoT registered the CA as $registered: deploying the stack again with that id"
   deploy_stack "$registered"
+fi
+
+if [ "$PROVISIONING" = api ]; then
+  api_url=$("$JITR" fleet describe --stack "$STACK" --json | json_field outputs.ProvisioningApiUrl)
+  [ -n "$api_url" ] || die "stack $STACK has no ProvisioningApiUrl output"
+  admitted=$("$JITR" fleet admit --stack "$STACK" --list --json | THING=$THING "${PYTHON:-python3}" -c 'import json, os, sys
+print(any(d["serial"] == os.environ["THING"] for d in json.load(sys.stdin)["devices"]))')
+  tokens=$PKI/tokens/$THING.json
+  echo
+  if [ "$admitted" = True ]; then
+    echo "Stack $STACK is deployed with its provisioning API at $api_url."
+    echo "$THING is admitted already; its token was printed when it was admitted (and is in $tokens)."
+    echo "A new one: $JITR fleet admit --stack $STACK --serial $THING --rotate-token"
+    exit 0
+  fi
+  mkdir -p "$PKI/tokens"
+  step "admitting $THING to the provisioning API"
+  token=$("$JITR" fleet admit --stack "$STACK" --serial "$THING" --out "$tokens" --json | json_field devices.0.token)
+  enroll=("$JITR" device enroll --api "$api_url" --serial "$THING" --token "$token" --out "$PKI/enrolled")
+  echo
+  echo "Stack $STACK is deployed with its provisioning API at $api_url."
+  echo "The token of $THING, shown this once (also in $tokens, mode 0600): $token"
+  echo "Enroll the device (it makes its key, gets its certificate, prints how to connect) with:"
+  printf ' %q' "${enroll[@]}"
+  echo
+  exit 0
 fi
 
 chain=$PKI/devices/certs/$THING.chain.pem

@@ -39,11 +39,13 @@ from fleet.requests import (
     RegisterRequest,
 )
 from fleet.reset import (
+    PROVISIONED_BY,
     check_archive_bucket,
     plan_manifest_reset,
     plan_reset,
     reset_fleet,
     reset_manifest,
+    reset_provisioned,
     stack_ca_id,
 )
 
@@ -117,6 +119,9 @@ def reset(
     itself can be deleted; any other bucket is refused before anything is touched. Certificates of
     other CAs, and things they use, are left alone. Running it again is a no-op.
 
+    When the stack has the provisioning API, the things it registered (attribute provisioningStack = the
+    stack) and every certificate attached to them are deleted too.
+
     With --manifest instead of --stack, only a batch registered up front goes: the manifest's
     certificates (under a CA or without one) and its things that no other certificate uses; the CA,
     the thing type, the group and the device policy stay.
@@ -140,14 +145,20 @@ def reset(
     store = PkiStore(directory) if directory is not None else None
     folder_ca = certificate_id(store.signer_certificate()) if store is not None and store.exists() else None
     ca_id = stack_ca_id(stack, info, folder_ca)
-    api = IotApi.connect() if ca_id is not None else None
+    has_api = info is not None and "FleetTableName" in info.outputs  # the provisioning API: its devices go too
+    api = IotApi.connect() if ca_id is not None or has_api else None
     plan = plan_reset(api, ca_id) if api is not None and ca_id is not None else None
+    provisioned = api.things_with(PROVISIONED_BY, stack) if api is not None and has_api else []
     emptying = None if bucket_gone else bucket
-    if not yes and ((plan is not None and not plan.is_empty(keep_ca=keep_ca)) or emptying is not None):
+    if not yes and ((plan is not None and not plan.is_empty(keep_ca=keep_ca)) or emptying is not None or provisioned):
         if plan is not None:
             question = plan.question(keep_ca=keep_ca, bucket=emptying)
         else:
             question = f"This deletes every object version in bucket {emptying}; continue?"
+        if provisioned:
+            question = (
+                f"{question[:-1]} It also deletes the {len(provisioned)} devices the provisioning API registered?"
+            )
         if not typer.confirm(question, err=True):
             typer.echo("Aborted; nothing was deleted.", err=True)
             raise typer.Exit(1)
@@ -156,6 +167,9 @@ def reset(
         with ProgressBar("deleting", len(plan.certificates), quiet=as_json, min_total=21) as advance:
             policy = info.device_policy if info is not None else None
             report |= reset_fleet(api, ca_id, keep_ca=keep_ca, stack_policy=policy, progress=advance)
+    if provisioned and api is not None:
+        with ProgressBar("deleting", len(provisioned), quiet=as_json, min_total=21) as advance:
+            report["provisioningApi"] = reset_provisioned(api, stack, progress=advance)
     report["bucket"] = bucket
     report["objectsDeleted"] = (empty_bucket(s3, emptying) or 0) if emptying is not None else 0
     report["bucketGone"] = bucket_gone
@@ -323,6 +337,12 @@ def _summary(report: dict, *, keep_ca: bool) -> str:
             f"Stack {report['stack']}, CA {report['caCertificateId']}: deleted "
             f"{len(report['certificatesDeleted'])} certificates and {len(report['thingsDeleted'])} things "
             f"(kept {len(report['thingsKept'])} that other certificates use); CA registration {ca}."
+        )
+    if "provisioningApi" in report:
+        api = report["provisioningApi"]
+        fleet += (
+            f"\nProvisioning API: deleted {len(api['certificatesDeleted'])} certificates and "
+            f"{len(api['thingsDeleted'])} things it had registered."
         )
     if report["bucket"] is None:
         return fleet

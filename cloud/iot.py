@@ -300,6 +300,13 @@ class IotApi:
         """Every certificate of the account (``certificateId``, ``certificateArn``, ``status``)."""
         return self._pages("list_certificates", "certificates", "marker", "nextMarker")
 
+    def things_with(self, attribute: str, value: str) -> list[str]:
+        """The names of the things whose ``attribute`` is ``value`` (ListThings filters on one attribute)."""
+        things = self._pages(
+            "list_things", "things", "nextToken", "nextToken", attributeName=attribute, attributeValue=value
+        )
+        return [thing["thingName"] for thing in things]
+
     def start_registration_task(self, *, template_body: str, bucket: str, key: str, role_arn: str) -> str:
         """StartThingRegistrationTask; the task id."""
         answer = self._checked(

@@ -11,6 +11,10 @@ the things and JITP policies left unused are deleted, the stack's device policy 
 whatever still holds it (so the stack itself can be deleted), and the CA registration goes last.
 Every step tolerates what is already gone, so running it again is a no-op.
 
+Devices the stack's provisioning API registered carry no CA of the kit's (AWS IoT issued their
+certificates): they are found by their things' ``provisioningStack`` attribute
+(:func:`reset_provisioned`), each certificate attached to such a thing retired and deleted, then the thing.
+
 A batch registered up front (``jitr fleet register``) can be reset on its own, by its manifest
 (:func:`reset_manifest`): the manifest's certificates, wherever they are registered (also without
 a CA), and its things once no other certificate uses them; the CA, the thing type, the group and
@@ -152,6 +156,26 @@ def reset_fleet(
 
     if registered and not keep_ca:
         report["caDeleted"] = api.delete_ca_certificate(ca_certificate_id)
+    return report
+
+
+PROVISIONED_BY = "provisioningStack"  # the thing attribute the provisioning API's template sets
+
+
+def reset_provisioned(api: IotApi, stack: str, *, progress: Callable[[int], None] = lambda n: None) -> dict:
+    """Delete what the stack's provisioning API registered: its things and every certificate attached to them."""
+    report: dict = {"certificatesDeleted": [], "thingsDeleted": []}
+    for thing in api.things_with(PROVISIONED_BY, stack):
+        for arn in api.list_thing_principals(thing):
+            if ":cert/" not in arn:
+                continue
+            cert_id = arn.rsplit("/", 1)[1]
+            _retire_certificate(api, {"certificateArn": arn, "certificateId": cert_id})
+            if api.delete_certificate(cert_id):
+                report["certificatesDeleted"].append(cert_id)
+        if api.delete_thing(thing):
+            report["thingsDeleted"].append(thing)
+        progress(1)
     return report
 
 
