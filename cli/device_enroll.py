@@ -54,7 +54,9 @@ def enroll_command(
     """
     if config_url is None and (country or state):
         raise InvalidInputError("--country and --state go with --config-url.")
-    requests = Requests(on_retry=None if as_json else lambda why: typer.echo(f"retrying: {why}", err=True))
+    requests = Requests(
+        on_retry=(lambda _why: None) if as_json else lambda why: typer.echo(f"retrying: {why}", err=True)
+    )
     region = None
     if config_url is not None:
         if not country:

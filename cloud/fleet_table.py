@@ -9,7 +9,7 @@ Errors are sentences (:class:`base.errors.AwsError`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +146,7 @@ class FleetTable:
                 return
 
 
-def fleet_table_of(session: Any, outputs: dict[str, str], stack: str) -> FleetTable:
+def fleet_table_of(session: Any, outputs: Mapping[str, str], stack: str) -> FleetTable:
     """The stack's fleet table (its FleetTableName output), or one sentence saying the stack has none."""
     name = outputs.get("FleetTableName")
     if not name:
