@@ -50,6 +50,28 @@ HANDLERS = {
 }
 
 
+def _dispatcher(create_backend_app):
+    """moto's dispatcher of requests to its services, remembering which backend serves a host name.
+
+    moto finds it anew for every request by listing its own package folder (about 200 ``stat`` calls),
+    while holding a lock every request waits for; the answer for a host name never changes."""
+    from moto.server import DomainDispatcherApplication
+
+    class CachedDispatcher(DomainDispatcherApplication):
+        def __init__(self, create_app) -> None:
+            super().__init__(create_app)
+            self._backends: dict[str, Any] = {}
+
+        def get_backend_for_host(self, host: str | None) -> Any:
+            if host is None:
+                return None
+            if host not in self._backends:
+                self._backends[host] = super().get_backend_for_host(host)
+            return self._backends[host]
+
+    return CachedDispatcher(create_backend_app)
+
+
 def _request_handler():
     from moto.server import MotoRequestHandler
 
@@ -99,13 +121,13 @@ class EmulatorApi:
         if port is not None:
             self._requested_port = port
         from moto.core.config import default_user_config
-        from moto.server import DomainDispatcherApplication, create_backend_app
+        from moto.server import create_backend_app
         from werkzeug.serving import make_server
 
         self._saved_iot_config = copy.deepcopy(default_user_config.get("iot"))
         default_user_config["iot"] = {"use_valid_cert": True}  # DER-based certificate ids in moto's own calls
         app = IotMiddleware(
-            DomainDispatcherApplication(create_backend_app),
+            _dispatcher(create_backend_app),
             handlers=HANDLERS,
             quotas=self.quotas,
             store=self.store,

@@ -36,7 +36,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from csr_info import CsrError, read_csr
-from fleet_rows import CLAIMED, REGISTERED, FleetTable, Row, token_matches
+from fleet_rows import ADMITTED, CLAIMED, REGISTERED, FleetTable, Row, token_hash, token_matches
 from iot_steps import ForeignThing, IotSteps, Registered, Undo
 from region_map import MapError, check_place, choose_region, data_endpoint, destination, parse_map
 from retrying import Calls, Clients, Throttled, error_code
@@ -195,25 +195,29 @@ class Provisioning:
 
     # -- POST /devices/{serial}/certificate ----------------------------------------------------------
 
-    def authenticate(self, serial: str, token: str) -> Row:
-        row = self.table.get(serial)
+    def _claim(self, serial: str, token: str, expected: str, not_registered: str) -> tuple[str, Row]:
+        """Claim the row (one write); when that fails, read it once and answer why with a :class:`Refusal`."""
+        claim_id = self.request_id or str(uuid.uuid4())
+        now = int(self.now())
+        table = self.table
+        claimed = table.claim(serial, token_hash(token), expected, claim_id, now=now, lease=self.config.lease_seconds)
+        if claimed is not None:
+            return claim_id, claimed
+        row = table.get(serial)
         if not token_matches(row, token):
-            disabled = self.table.record_failure(serial, self.config.max_failures)  # a no-op for unknown serials
+            disabled = table.record_failure(serial, self.config.max_failures)  # a no-op for unknown serials
             log("warning", "forbidden", requestId=self.request_id, serial=serial, disabledNow=disabled)
             raise Refusal(403, FORBIDDEN)
         assert row is not None  # token_matches is False without a row
         if row.disabled:
             raise Refusal(403, f"Device {serial} is disabled; the operator must admit it again.")
-        return row
-
-    def _claim(self, row: Row) -> str:
-        now = int(self.now())
         if row.status == CLAIMED and row.claimed_until >= now:
-            raise Refusal(409, f"A request for {row.serial} is in progress; try again in a minute.")
-        claim_id = self.request_id or str(uuid.uuid4())
-        if not self.table.claim(row, claim_id, now=now, lease=self.config.lease_seconds):
-            raise Refusal(409, f"Another request for {row.serial} got there first.")
-        return claim_id
+            raise Refusal(409, f"A request for {serial} is in progress; try again in a minute.")
+        if row.status_before_claim == REGISTERED and expected != REGISTERED:
+            raise Refusal(409, f'{serial} is already registered; send "replace": true to re-issue its certificate.')
+        if row.status_before_claim != REGISTERED and expected == REGISTERED:
+            raise Refusal(409, not_registered)
+        raise Refusal(409, f"Another request for {serial} got there first.")
 
     def enroll(self, serial: str, body: Mapping[str, Any]) -> dict[str, Any]:
         token, replace, csr = _token(body), _flag(body, "replace"), body.get("csr")
@@ -221,7 +225,6 @@ class Provisioning:
             raise Refusal(400, "send a CSR: the key is made on the device.")
         if csr is not None and not isinstance(csr, str):
             raise Refusal(400, "csr must be a PEM certificate request.")
-        row = self.authenticate(serial, token)
         if csr is not None:
             try:
                 info = read_csr(csr)
@@ -229,12 +232,9 @@ class Provisioning:
                 raise Refusal(400, str(exc)) from None
             if info.common_name not in (None, serial):
                 raise Refusal(400, f"The CSR's common name is {info.common_name!r}; it must be {serial!r} or absent.")
-        before = row.status_before_claim
-        if before == REGISTERED and not replace:
-            raise Refusal(409, f'{serial} is already registered; send "replace": true to re-issue its certificate.')
-        if before != REGISTERED and replace:
-            raise Refusal(409, f'{serial} is not registered yet; send the request without "replace".')
-        claim_id = self._claim(row)
+        before = REGISTERED if replace else ADMITTED
+        not_registered = f'{serial} is not registered yet; send the request without "replace".'
+        claim_id, row = self._claim(serial, token, before, not_registered)
         undo = Undo()
         undo.push("release the claim", lambda: self.table.release(serial, claim_id, before))
         try:
@@ -290,10 +290,9 @@ class Provisioning:
 
     def deprovision(self, serial: str, body: Mapping[str, Any]) -> dict[str, Any]:
         token, disable = _token(body), _flag(body, "disable")
-        row = self.authenticate(serial, token)
-        if row.status_before_claim != REGISTERED:
-            raise Refusal(409, f"{serial} is not registered; there is nothing to delete.")
-        claim_id = self._claim(row)
+        claim_id, row = self._claim(
+            serial, token, REGISTERED, f"{serial} is not registered; there is nothing to delete."
+        )
         undo = Undo()
         undo.push("release the claim", lambda: self.table.release(serial, claim_id, REGISTERED))
         steps = self.steps

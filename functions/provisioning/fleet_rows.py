@@ -5,8 +5,9 @@ stored), its ``status`` (ADMITTED, CLAIMED while a request works on it, REGISTER
 once too many wrong tokens were sent (or the operator disabled it), and once registered its
 ``thingName``, ``certificateId`` and ``certificateArn``.
 
-A request claims the row with a conditional write before any IoT call, so two requests for one serial
-never both register: the second finds it CLAIMED and is answered 409. The claim is a lease
+A request claims the row with one conditional write before any IoT call (the token's hash, the status it
+expects, not disabled), so two requests for one serial never both register: the second finds it CLAIMED
+and is answered 409. Only when the claim fails is the row read, to say why. The claim is a lease
 (``claimedUntil``): a request that died holding it is taken over once the lease has passed. Finishing
 or undoing a claim is conditional on the claim being this request's (``claimId``).
 """
@@ -112,34 +113,37 @@ class FleetTable:
         )
         return True
 
-    def claim(self, row: Row, claim_id: str, *, now: int, lease: int) -> bool:
-        """Claim the row as it was read (status and token unchanged, not disabled, no live claim)."""
+    def claim(self, serial: str, hashed: str, expected: str, claim_id: str, *, now: int, lease: int) -> Row | None:
+        """Claim the row in one conditional write: its token hash is ``hashed``, it is not disabled, and its status
+        is ``expected`` (or a claim on it has lapsed whose request found it so). The row as it was, or None when
+        any condition fails (the caller reads the row to say which)."""
         try:
-            self.call(
+            answer = self.call(
                 self.dynamodb.update_item,
                 TableName=self.name,
-                Key=self._key(row.serial),
+                Key=self._key(serial),
                 UpdateExpression="SET #s = :claimed, claimId = :id, claimedUntil = :until, previousStatus = :before",
                 ConditionExpression=(
                     "tokenHash = :hash AND (attribute_not_exists(disabled) OR disabled = :false) AND "
-                    "(#s = :before OR (#s = :claimed AND claimedUntil < :now))"
+                    "(#s = :before OR (#s = :claimed AND claimedUntil < :now AND previousStatus = :before))"
                 ),
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":claimed": {"S": CLAIMED},
                     ":id": {"S": claim_id},
                     ":until": {"N": str(now + lease)},
-                    ":before": {"S": row.status_before_claim},
-                    ":hash": {"S": row.token_hash},
+                    ":before": {"S": expected},
+                    ":hash": {"S": hashed},
                     ":false": {"BOOL": False},
                     ":now": {"N": str(now)},
                 },
+                ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                return False
+                return None
             raise
-        return True
+        return Row.of(answer["Attributes"])
 
     def _settle(self, serial: str, claim_id: str, update: str, values: dict[str, Any]) -> None:
         self.call(

@@ -94,7 +94,7 @@ def test_a_device_with_a_serial_and_a_token_enrolls_with_curl_and_publishes_with
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        ('{"token": "wrong-token-000000000000", "csr": "x"}', 403),  # a wrong token
+        ('{"token": "wrong-token-000000000000", "csr": CSR}', 403),  # a wrong token
         ("{broken", 400),  # not JSON
         ('{"token": "TOKEN"}', 400),  # no CSR
         # a PEM request whose contents are no certificate request
@@ -104,7 +104,10 @@ def test_a_device_with_a_serial_and_a_token_enrolls_with_curl_and_publishes_with
 def test_curl_gets_a_json_sentence_for_each_refusal(emulator, jitr, tmp_path, body, status):
     api = deploy()["ProvisioningApiUrl"]
     token = admit(jitr, "sensor-2", tmp=tmp_path)["sensor-2"]
-    answer = curl(f"{api}/devices/sensor-2/certificate", "-X", "POST", "-d", body.replace("TOKEN", token))
+    csr = json.dumps(openssl_csr(tmp_path, "sensor-2")[1])
+    answer = curl(
+        f"{api}/devices/sensor-2/certificate", "-X", "POST", "-d", body.replace("TOKEN", token).replace("CSR", csr)
+    )
     assert answer[0] == status and answer[1]["message"]
     assert boto3.client("iot", region_name=US).list_certificates()["certificates"] == []
 
