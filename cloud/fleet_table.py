@@ -2,7 +2,7 @@
 
 One item per admitted serial: ``serial`` (the key), ``tokenHash`` (hex SHA-256 of the device's token;
 the token itself is never stored), ``status`` (ADMITTED, CLAIMED, REGISTERED), ``disabled``,
-``failures`` and, once registered, ``thingName``, ``certificateId`` and ``certificateArn``. The
+``failures`` and, once registered, ``certificateId`` and ``certificateArn`` (the thing is named after the serial). The
 provisioning function (``functions/provisioning/fleet_rows.py``) reads and claims the same items.
 Errors are sentences (:class:`base.errors.AwsError`).
 """
@@ -40,7 +40,7 @@ class FleetRow:
             status=text("status") or ADMITTED,
             disabled=item.get("disabled", {}).get("BOOL", False),
             failures=int(item.get("failures", {}).get("N", "0")),
-            thing_name=text("thingName"),
+            thing_name=item["serial"]["S"] if text("certificateId") else None,
             certificate_id=text("certificateId"),
             certificate_arn=text("certificateArn"),
         )

@@ -29,6 +29,7 @@ from emulator.api import (
 )
 from emulator.api.calls import DEFAULT_REGION, ApiSettings
 from emulator.api.middleware import IotMiddleware, iot_operations
+from emulator.api.moto_server import cached_dispatcher, quiet_request_handler, remember_response_methods
 from emulator.api.quotas import Quotas
 from emulator.store.registry import Registry
 from emulator.store.state import StateStore
@@ -48,47 +49,6 @@ HANDLERS = {
     **register_thing.HANDLERS,
     **topic_rules.HANDLERS,
 }
-
-
-def _dispatcher(create_backend_app):
-    """moto's dispatcher of requests to its services, remembering which backend serves a host name.
-
-    moto finds it anew for every request by listing its own package folder (about 200 ``stat`` calls),
-    while holding a lock every request waits for; the answer for a host name never changes."""
-    from moto.server import DomainDispatcherApplication
-
-    class CachedDispatcher(DomainDispatcherApplication):
-        def __init__(self, create_app) -> None:
-            super().__init__(create_app)
-            self._backends: dict[str, Any] = {}
-
-        def get_backend_for_host(self, host: str | None) -> Any:
-            if host is None:
-                return None
-            if host not in self._backends:
-                self._backends[host] = super().get_backend_for_host(host)
-            return self._backends[host]
-
-    return CachedDispatcher(create_backend_app)
-
-
-def _request_handler():
-    from moto.server import MotoRequestHandler
-
-    class QuietRequestHandler(MotoRequestHandler):
-        """moto's handler, without an access-log line per request, with a socket timeout, and HTTP/1.1.
-
-        HTTP/1.1 keeps a client's connection open between its calls, as AWS's endpoints do: boto3 then
-        makes no TCP connection, and the server no thread, per call.
-        """
-
-        timeout = REQUEST_TIMEOUT
-        protocol_version = "HTTP/1.1"
-
-        def log_request(self, code: Any = "-", size: Any = "-") -> None:
-            pass
-
-    return QuietRequestHandler
 
 
 class EmulatorApi:
@@ -122,12 +82,14 @@ class EmulatorApi:
             self._requested_port = port
         from moto.core.config import default_user_config
         from moto.server import create_backend_app
+
+        remember_response_methods()
         from werkzeug.serving import make_server
 
         self._saved_iot_config = copy.deepcopy(default_user_config.get("iot"))
         default_user_config["iot"] = {"use_valid_cert": True}  # DER-based certificate ids in moto's own calls
         app = IotMiddleware(
-            _dispatcher(create_backend_app),
+            cached_dispatcher(create_backend_app),
             handlers=HANDLERS,
             quotas=self.quotas,
             store=self.store,
@@ -135,7 +97,7 @@ class EmulatorApi:
         )
         try:
             self._server = make_server(
-                HOST, self._requested_port, app, threaded=True, request_handler=_request_handler()
+                HOST, self._requested_port, app, threaded=True, request_handler=quiet_request_handler(REQUEST_TIMEOUT)
             )
         except OSError as exc:
             self._restore_config()

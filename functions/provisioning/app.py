@@ -204,6 +204,13 @@ class Provisioning:
         if claimed is not None:
             return claim_id, claimed
         row = table.get(serial)
+        if row is not None and row.status == CLAIMED and row.claimed_until < now and token_matches(row, token):
+            # a request that died holding the claim: take it over (its leftovers are cleared on the way)
+            claimed = table.claim(
+                serial, token_hash(token), expected, claim_id, now=now, lease=self.config.lease_seconds, lapsed=True
+            )
+            if claimed is not None:
+                return claim_id, claimed
         if not token_matches(row, token):
             disabled = table.record_failure(serial, self.config.max_failures)  # a no-op for unknown serials
             log("warning", "forbidden", requestId=self.request_id, serial=serial, disabledNow=disabled)
@@ -240,12 +247,7 @@ class Provisioning:
         try:
             registered = self._register(serial, csr, row if replace else None, undo)
             self.table.registered(
-                serial,
-                claim_id,
-                thing=registered.thing_name,
-                certificate_id=registered.certificate_id,
-                arn=registered.certificate_arn,
-                now=int(self.now()),
+                serial, claim_id, certificate_id=registered.certificate_id, arn=registered.certificate_arn
             )
         except BaseException:
             undo.run(lambda **failed: log("error", "undo-failed", requestId=self.request_id, serial=serial, **failed))

@@ -2,8 +2,8 @@
 
 A row holds the hash of the device's token (``tokenHash``, hex SHA-256; the token itself is never
 stored), its ``status`` (ADMITTED, CLAIMED while a request works on it, REGISTERED), ``disabled``
-once too many wrong tokens were sent (or the operator disabled it), and once registered its
-``thingName``, ``certificateId`` and ``certificateArn``.
+(always present: true once too many wrong tokens were sent, or the operator disabled it), ``failures``,
+and once registered its ``certificateId`` and ``certificateArn`` (the thing is named after the serial).
 
 A request claims the row with one conditional write before any IoT call (the token's hash, the status it
 expects, not disabled), so two requests for one serial never both register: the second finds it CLAIMED
@@ -38,7 +38,6 @@ class Row:
     status: str
     disabled: bool
     failures: int
-    thing_name: str | None = None
     certificate_id: str | None = None
     certificate_arn: str | None = None
     claimed_until: int = 0
@@ -59,7 +58,6 @@ class Row:
             status=text("status") or ADMITTED,
             disabled=item.get("disabled", {}).get("BOOL", False),
             failures=int(item.get("failures", {}).get("N", "0")),
-            thing_name=text("thingName"),
             certificate_id=text("certificateId"),
             certificate_arn=text("certificateArn"),
             claimed_until=int(item.get("claimedUntil", {}).get("N", "0")),
@@ -113,30 +111,32 @@ class FleetTable:
         )
         return True
 
-    def claim(self, serial: str, hashed: str, expected: str, claim_id: str, *, now: int, lease: int) -> Row | None:
-        """Claim the row in one conditional write: its token hash is ``hashed``, it is not disabled, and its status
-        is ``expected`` (or a claim on it has lapsed whose request found it so). The row as it was, or None when
-        any condition fails (the caller reads the row to say which)."""
+    def claim(
+        self, serial: str, hashed: str, expected: str, claim_id: str, *, now: int, lease: int, lapsed: bool = False
+    ) -> Row | None:
+        """Claim the row in one conditional write: its token hash is ``hashed``, it is not disabled and its status
+        is ``expected`` (``lapsed``: it is CLAIMED by a request that found it so and whose lease has passed). The
+        row as it was, or None when a condition fails (the caller reads the row to say which). The expressions are
+        kept short: moto's DynamoDB parses them anew on every call, and that is most of what a request costs the
+        emulator."""
+        condition = "tokenHash = :hash AND disabled = :false AND #s = :before"
+        values = {":hash": {"S": hashed}, ":false": {"BOOL": False}, ":before": {"S": expected}}
+        if lapsed:
+            condition = (
+                "tokenHash = :hash AND disabled = :false AND #s = :claimed AND claimedUntil < :now "
+                "AND previousStatus = :before"
+            )
+            values |= {":now": {"N": str(now)}}
         try:
             answer = self.call(
                 self.dynamodb.update_item,
                 TableName=self.name,
                 Key=self._key(serial),
                 UpdateExpression="SET #s = :claimed, claimId = :id, claimedUntil = :until, previousStatus = :before",
-                ConditionExpression=(
-                    "tokenHash = :hash AND (attribute_not_exists(disabled) OR disabled = :false) AND "
-                    "(#s = :before OR (#s = :claimed AND claimedUntil < :now AND previousStatus = :before))"
-                ),
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":claimed": {"S": CLAIMED},
-                    ":id": {"S": claim_id},
-                    ":until": {"N": str(now + lease)},
-                    ":before": {"S": expected},
-                    ":hash": {"S": hashed},
-                    ":false": {"BOOL": False},
-                    ":now": {"N": str(now)},
-                },
+                ExpressionAttributeValues=values
+                | {":claimed": {"S": CLAIMED}, ":id": {"S": claim_id}, ":until": {"N": str(now + lease)}},
                 ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
@@ -156,36 +156,23 @@ class FleetTable:
             ExpressionAttributeValues={":id": {"S": claim_id}, **values},
         )
 
-    def registered(self, serial: str, claim_id: str, *, thing: str, certificate_id: str, arn: str, now: int) -> None:
+    def registered(self, serial: str, claim_id: str, *, certificate_id: str, arn: str) -> None:
         self._settle(
             serial,
             claim_id,
-            "SET #s = :registered, thingName = :thing, certificateId = :cert, certificateArn = :arn, "
-            "registeredAt = :now REMOVE claimId, claimedUntil, previousStatus, failures",
-            {
-                ":registered": {"S": REGISTERED},
-                ":thing": {"S": thing},
-                ":cert": {"S": certificate_id},
-                ":arn": {"S": arn},
-                ":now": {"N": str(now)},
-            },
+            "SET #s = :registered, certificateId = :cert, certificateArn = :arn",
+            {":registered": {"S": REGISTERED}, ":cert": {"S": certificate_id}, ":arn": {"S": arn}},
         )
 
     def release(self, serial: str, claim_id: str, status: str) -> None:
         """Undo the claim: the row goes back to ``status``, as it was before it."""
-        self._settle(
-            serial,
-            claim_id,
-            "SET #s = :before REMOVE claimId, claimedUntil, previousStatus",
-            {":before": {"S": status}},
-        )
+        self._settle(serial, claim_id, "SET #s = :before", {":before": {"S": status}})
 
     def deprovisioned(self, serial: str, claim_id: str, *, disable: bool) -> None:
         """The device is gone from AWS IoT: admitted again (or disabled), its token unchanged."""
         self._settle(
             serial,
             claim_id,
-            "SET #s = :admitted, disabled = :disabled REMOVE claimId, claimedUntil, previousStatus, thingName, "
-            "certificateId, certificateArn, registeredAt",
+            "SET #s = :admitted, disabled = :disabled REMOVE certificateId, certificateArn",
             {":admitted": {"S": ADMITTED}, ":disabled": {"BOOL": disable}},
         )

@@ -132,7 +132,12 @@ class Account:
 
     def admit(self, serial: str, token: str = "token-of-the-device-0001") -> str:
         hashed = hashlib.sha256(token.encode()).hexdigest()
-        item = {"serial": {"S": serial}, "tokenHash": {"S": hashed}, "status": {"S": "ADMITTED"}}
+        item = {
+            "serial": {"S": serial},
+            "tokenHash": {"S": hashed},
+            "status": {"S": "ADMITTED"},
+            "disabled": {"BOOL": False},
+        }
         self.dynamodb.put_item(TableName=TABLE, Item=item)
         return token
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 
 import pytest
 from cryptography import x509
@@ -400,3 +401,40 @@ def test_delete_needs_the_token_and_a_registered_device(account):
     account.enroll("sn-21", token, csr_pem("sn-21")[0])
     assert account.send(event(DELETE, "sn-21", {"token": "wrong-token-0000000000"})) == (403, {"message": FORBIDDEN})
     assert len(account.certificates()) == 1
+
+
+# -- a request that died holding the claim --------------------------------------------------------------------
+
+
+def _claimed(account: Account, serial: str, *, until: int) -> None:
+    account.dynamodb.update_item(
+        TableName="prov-test-fleet",
+        Key={"serial": {"S": serial}},
+        UpdateExpression="SET #s = :c, claimId = :id, claimedUntil = :u, previousStatus = :p",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={
+            ":c": {"S": "CLAIMED"},
+            ":id": {"S": "dead-request"},
+            ":u": {"N": str(until)},
+            ":p": {"S": "ADMITTED"},
+        },
+    )
+
+
+def test_a_live_claim_is_answered_in_progress(account):
+    token = account.admit("sn-22")
+    _claimed(account, "sn-22", until=int(time.time()) + 60)
+    status, body = account.enroll("sn-22", token, csr_pem("sn-22")[0])
+    assert status == 409 and "in progress" in body["message"]
+
+
+def test_a_lapsed_claim_is_taken_over_and_what_its_request_left_is_cleared(account):
+    token = account.admit("sn-23")
+    # the dead request had got as far as RegisterThing: a thing of this stack with a certificate on it
+    account.iot.create_thing(thingName="sn-23", attributePayload={"attributes": {"provisioningStack": STACK}})
+    leftover = account.iot.create_certificate_from_csr(certificateSigningRequest=csr_pem("sn-23")[0], setAsActive=True)
+    account.iot.attach_thing_principal(thingName="sn-23", principal=leftover["certificateArn"])
+    _claimed(account, "sn-23", until=int(time.time()) - 1)
+    status, body = account.enroll("sn-23", token, csr_pem("sn-23")[0])
+    assert status == 201
+    assert [c["certificateId"] for c in account.certificates()] == [body["certificateId"]]
