@@ -14,6 +14,7 @@ from emulator.store.devices import (
     attach_policy,
     attach_thing_principal,
     create_thing,
+    describe_thing,
     register_certificate,
     update_certificate,
 )
@@ -61,6 +62,11 @@ def create_thing_handler(call: Call) -> dict[str, Any] | object:
     return {"thingName": thing.thing_name, "thingArn": thing.arn, "thingId": thing.thing_id}
 
 
+def describe_thing_handler(call: Call) -> dict[str, Any]:
+    with call.state.lock:
+        return describe_thing(call.backend, call.path["thingName"])
+
+
 def attach_policy_handler(call: Call) -> dict[str, Any]:
     with call.state.lock:
         attach_policy(call.backend, call.path["policyName"], call.text("target", required=True))
@@ -103,6 +109,7 @@ HANDLERS = {
     "RegisterCertificate": register_certificate_handler,
     "RegisterCertificateWithoutCA": register_certificate_without_ca_handler,
     "CreateThing": create_thing_handler,
+    "DescribeThing": describe_thing_handler,
     "AttachPolicy": attach_policy_handler,
     "AttachThingPrincipal": attach_thing_principal_handler,
     "AddThingToThingGroup": add_thing_to_thing_group_handler,

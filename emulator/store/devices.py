@@ -92,6 +92,11 @@ def find_thing(backend, name: str):
     return found
 
 
+def describe_thing(backend, name: str) -> dict:
+    """DescribeThing's answer, found by key: moto's own scans every thing of the account for each call."""
+    return find_thing(backend, name).to_dict(include_default_client_id=True, include_thing_id=True)
+
+
 def register_certificate(backend, pem: str, *, ca_pem: str | None, status: str) -> FakeCertificate:
     """RegisterCertificate (``ca_pem`` given) or RegisterCertificateWithoutCA (None)."""
     choice(status, STATUSES, "status")

@@ -561,3 +561,18 @@ def test_a_topic_rule_that_parses_is_created_and_can_be_replaced_but_not_with_ba
     rule = iot.get_topic_rule(ruleName="good_sql")["rule"]
     assert rule["sql"] == payload["sql"]
     iot.delete_topic_rule(ruleName="good_sql")
+
+
+def test_describe_thing_answers_as_moto_did_and_404_for_an_unknown_thing(iot):
+    iot.create_thing(thingName="dev-7", attributePayload={"attributes": {"owner": "x"}})
+    described = iot.describe_thing(thingName="dev-7")
+    assert {k: described[k] for k in ("thingName", "defaultClientId", "attributes", "version")} == {
+        "thingName": "dev-7",
+        "defaultClientId": "dev-7",
+        "attributes": {"owner": "x"},
+        "version": 1,
+    }
+    assert described["thingArn"].endswith(":thing/dev-7") and described["thingId"]
+    with pytest.raises(ClientError) as missing:
+        iot.describe_thing(thingName="dev-8")
+    assert error_code(missing) == "ResourceNotFoundException"
