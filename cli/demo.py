@@ -1,7 +1,8 @@
 """``jitr demo``: the kit's whole loop, step by step with timings, against an in-process emulator.
 
 CA -> registration (JITR) -> stack -> a device's first connect dropped -> the Lambda activates it
--> reconnect and publish -> the archived S3 object; then a batch of devices minted and verified.
+-> reconnect and publish -> the archived S3 object; then a device shipped with only a serial and a token
+enrolls through the provisioning API, connects and publishes; then a batch of devices minted and verified.
 Everything runs on this machine, on loopback ports, with the same calls the kit makes against AWS.
 """
 
@@ -30,17 +31,21 @@ from ca.mint import mint_device
 from ca.registration import RegistrationRequest, register_ca
 from ca.store import CaMaterial, CaMetadata, PkiStore
 from ca.verify import verify_chain
+from cloud.fleet_table import fleet_table_of
 from cloud.iot import IotApi
 from cloud.session import make_session
 from device.backoff import Backoff
 from device.client import ConnectOptions, Messages, run_device
 from device.endpoint import Endpoint
+from device.enroll import Requests, enroll
 from device.errors import NotActivatedError
 from device.identity import identity_from_files
+from fleet.admission import admit as admit_serials
 
 MARKER = ".jitr-demo"  # only folders carrying it are wiped by a re-run
 STACK = "jitr-demo"
 THING = "demo-device-1"
+SERIAL = "demo-box-1"  # the device that ships with a serial and a token, and enrolls over HTTPS
 TEMPLATE = Path(__file__).resolve().parents[1] / "sam" / "template.yaml"
 WAIT = 30.0  # seconds the demo waits for the Lambda or the archive before it calls the step failed
 
@@ -143,9 +148,11 @@ class DemoLoop:
     def deploy(self) -> str:
         from emulator.cloudformation.deploy import StackDeployer
 
-        record = StackDeployer(make_session()).deploy(TEMPLATE, STACK, {"CaCertificateId": self.state["ca_id"]})
+        parameters = {"CaCertificateId": self.state["ca_id"], "ProvisioningApi": "true"}
+        record = StackDeployer(make_session()).deploy(TEMPLATE, STACK, parameters)
         self.state["bucket"] = record["outputs"]["ArchiveBucketName"]
         self.state["topic_root"] = record["outputs"]["DeviceTopicRoot"]
+        self.state["outputs"] = record["outputs"]
         return f"{len(record['resources'])} resources; archive bucket {self.state['bucket']}"
 
     # -- one device's first connect ----------------------------------------------------------------
@@ -209,6 +216,36 @@ class DemoLoop:
         body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         return f"s3://{bucket}/{key} = {json.dumps(body)}"
 
+    # -- a device that ships without a certificate -------------------------------------------------
+
+    def admit(self) -> str:
+        table = fleet_table_of(make_session(), self.state["outputs"], STACK)
+        tokens = self.directory / "tokens.json"
+        admitted = admit_serials(table, STACK, [SERIAL], tokens, rotate=False, now=int(time.time()))
+        self.state["token"] = admitted[0].token
+        return f"token in {tokens} (0600); the fleet table keeps its SHA-256 only"
+
+    def enroll(self) -> str:
+        api = self.state["outputs"]["ProvisioningApiUrl"]
+        enrolled = enroll(Requests(), api, SERIAL, self.state["token"], self.directory / "enrolled")
+        self.state["enrolled"] = enrolled
+        return f"POST {api}/devices/{SERIAL}/certificate -> certificate {enrolled.certificate_id[:16]}…"
+
+    def enrolled_publish(self) -> str:
+        enrolled, info = self.state["enrolled"], self.iot.info()
+        result = run_device(
+            identity_from_files(enrolled.certificate, enrolled.key),
+            Endpoint(info["mqtt_host"], info["mqtt_port"]),
+            root_ca=Path(info["endpoint_ca"]),
+            messages=Messages(count=1, topic_root=self.state["topic_root"]),
+            options=ConnectOptions(backoff=Backoff(base=0.2, cap=2.0, attempts=5)),
+        )
+        result.raise_for_error()
+        s3, bucket = make_session().client("s3"), self.state["bucket"]
+        prefix = f"{result.topic}/"
+        found = _until("the archive", lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents"))
+        return f"accepted on attempt {len(result.attempts)}; archived as s3://{bucket}/{found[0]['Key']}"
+
     # -- manufacturing a batch ---------------------------------------------------------------------
 
     def mint_many(self) -> str:
@@ -246,7 +283,8 @@ def demo(
     devices: Annotated[int, typer.Option("--devices", min=1, help="Devices in the demo's minted batch.")] = 1000,
 ) -> None:
     """Run the whole loop locally against the emulator: CA, JITR registration, stack, first connect
-    dropped, Lambda activation, reconnect, publish, archived S3 object; then a batch minted and verified."""
+    dropped, Lambda activation, reconnect, publish, archived S3 object; a device with only a serial and a
+    token enrolling through the provisioning API and publishing; then a batch minted and verified."""
     _fresh(directory)
     loop, steps = DemoLoop(directory, devices), Steps()
     try:
@@ -260,6 +298,9 @@ def demo(
             steps.run("The activation Lambda activates it", loop.activation)
             steps.run("Reconnect and publish", loop.reconnect_and_publish)
             steps.run("The archive rule wrote it to S3", loop.archived)
+            steps.run(f"Admit serial {SERIAL} to the provisioning API", loop.admit)
+            steps.run(f"{SERIAL} enrolls over HTTPS (key made on it)", loop.enroll)
+            steps.run(f"{SERIAL} connects and publishes", loop.enrolled_publish)
     finally:
         loop.stop()
     steps.run(f"Mint a batch of {devices} devices", loop.mint_many)
