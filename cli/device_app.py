@@ -23,7 +23,7 @@ from ca.batch import FORMATS, BatchRequest, mint_batch, names_from_file, numbere
 from ca.mint import mint_device
 from cli.common import DirOption, JsonOption, ManifestOption, PassphraseEnvOption, debug_enabled, emit, open_store
 from cli.common import passphrase as read_passphrase
-from cli.device_enroll import enroll_command
+from cli.device_enroll import enroll_command, enroll_for_simulation
 from cli.device_report import check_table, count_devices, describe_result, describe_summary
 from cli.progress import ProgressBar
 from device.backoff import Backoff
@@ -287,8 +287,24 @@ def connect(
 
 @app.command()
 def simulate(
-    manifest: ManifestOption,
     endpoint: EndpointOption,
+    manifest: Annotated[
+        Path | None,
+        typer.Option("--manifest", exists=True, dir_okay=False, help="A mint manifest (manifest.jsonl) to connect."),
+    ] = None,
+    enroll_tokens: Annotated[
+        Path | None,
+        typer.Option(
+            "--enroll",
+            exists=True,
+            dir_okay=False,
+            metavar="TOKENS",
+            help="Instead of --manifest: enroll every device of this tokens file ('jitr fleet admit') through --api "
+            "first, into --out, then connect them.",
+        ),
+    ] = None,
+    api: Annotated[str | None, typer.Option("--api", help="With --enroll: the provisioning API URL.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="With --enroll: where the enrolled identities go.")] = None,
     root_ca: RootCaOption = None,
     count: Annotated[int | None, typer.Option("--count", min=1, help="Only the first COUNT devices.")] = None,
     concurrency: ConcurrencyOption = 64,
@@ -302,9 +318,18 @@ def simulate(
 ) -> None:
     """First-connect many devices of a manifest at once: each self-registers and publishes MESSAGES.
 
+    With --enroll TOKENS --api URL --out DIR, the devices of an admitted batch enroll through the
+    provisioning API first (each makes its key), and those that got a certificate are connected.
     Prints devices/s, p50/p95 time to first publish, messages sent and failures by reason; exits 20
     if any device failed.
     """
+    if (manifest is None) == (enroll_tokens is None):
+        raise InvalidInputError("Say which devices: --manifest FILE, or --enroll TOKENS --api URL --out DIR.")
+    if enroll_tokens is not None:
+        if api is None or out is None:
+            raise InvalidInputError("--enroll needs --api URL (the provisioning API) and --out DIR.")
+        manifest = enroll_for_simulation(enroll_tokens, api, out, concurrency=min(concurrency, 16), as_json=as_json)
+    assert manifest is not None  # one of the two, checked above
     with ProgressBar("first connects", count_devices(manifest, count), quiet=as_json) as bar:
         summary = simulate_manifest(
             manifest,

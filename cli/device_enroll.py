@@ -1,6 +1,8 @@
-"""``jitr device enroll``: a device with a serial and a token gets its certificate from the provisioning API.
+"""``jitr device enroll``: a device with a serial and a token gets its certificate from the provisioning API;
+and ``simulate --enroll``'s first half, a whole admitted batch enrolling.
 
-Registered on the ``device`` sub-app by :mod:`cli.device_app`; the work is :mod:`device.enroll`.
+Registered on the ``device`` sub-app by :mod:`cli.device_app`; the work is :mod:`device.enroll` and
+:mod:`device.enroll_batch`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import typer
 from base.errors import InvalidInputError
 from base.keys import KeyType
 from cli.common import JsonOption, emit
+from cli.progress import ProgressBar
 from device.enroll import Requests, ask_config, enroll
+from device.enroll_batch import enroll_batch, read_tokens
+from device.errors import DevicesFailedError
 
 ROOT_CA_ENV = "JITR_ROOT_CA"  # set by 'jitr local env': the emulator's endpoint CA, named in the connect line
 
@@ -82,3 +87,17 @@ def enroll_command(
         f"{'Re-issued' if replace else 'Enrolled'} {enrolled.thing_name} in {enrolled.region} "
         f"(certificate {enrolled.certificate_id[:12]}...). Connect with:\n  {line}",
     )
+
+
+def enroll_for_simulation(tokens: Path, api: str, out: Path, *, concurrency: int, as_json: bool) -> Path:
+    with ProgressBar("enrolling", len(read_tokens(tokens)), quiet=as_json) as bar:
+        summary = enroll_batch(Requests(), api, tokens, out, concurrency=concurrency, progress=lambda _ok: bar())
+    if not as_json:
+        typer.echo(f"Enrolled {summary.enrolled} of {summary.devices} devices into {out}.", err=True)
+        for example in summary.examples:
+            typer.echo(f"  {example}", err=True)
+    if summary.manifest is None:
+        raise DevicesFailedError(f"None of the {summary.devices} devices of {tokens} enrolled.")
+    if summary.enrolled < summary.devices:
+        typer.echo(f"Connecting the {summary.enrolled} that enrolled.", err=True)
+    return summary.manifest

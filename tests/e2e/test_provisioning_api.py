@@ -157,3 +157,27 @@ def test_the_region_map_sends_a_device_to_the_other_regions_api_and_endpoint(emu
     line = answer["connect"].split()
     assert jitr(*line[1:], "--root-ca", emulator.info()["endpoint_ca"], "--json").exit_code == 0
     assert boto3.client("iot", region_name=US).list_things()["things"] == []  # registered in EU only
+
+
+def test_simulate_enrolls_an_admitted_batch_then_connects_it(emulator, jitr, tmp_path):
+    api = deploy()["ProvisioningApiUrl"]
+    tokens = tmp_path / "batch-tokens.json"
+    admitted = jitr("fleet", "admit", "--stack", STACK, "--count", "12", "--prefix", "batch-", "--out", tokens)
+    assert admitted.exit_code == 0, admitted.output
+    info = emulator.info()
+    result = jitr(
+        "device", "simulate", "--enroll", tokens, "--api", api, "--out", tmp_path / "batch",
+        "--endpoint", f"{info['mqtt_host']}:{info['mqtt_port']}", "--root-ca", info["endpoint_ca"],
+        "--topic-root", f"devices/{STACK}", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["succeeded"] == 12
+    assert len((tmp_path / "batch" / "manifest.jsonl").read_text().splitlines()) == 12
+
+
+def test_simulate_refuses_a_file_that_is_not_a_tokens_file(emulator, jitr, tmp_path):
+    bogus = tmp_path / "tokens.json"
+    bogus.write_text('{"serials": []}')
+    result = jitr("device", "simulate", "--enroll", bogus, "--api", "http://127.0.0.1:9/x", "--out", tmp_path / "o",
+                  "--endpoint", "localhost:8883")  # fmt: skip
+    assert result.exit_code == 2 and "not a tokens file" in result.output
