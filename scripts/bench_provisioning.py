@@ -37,10 +37,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from emulator_process import EmulatorProcess  # noqa: E402  (scripts/, beside this file)
+
 from base.keys import generate_key  # noqa: E402
 from device.backoff import Backoff  # noqa: E402
 from device.enroll import Requests, make_csr  # noqa: E402
-from scripts.emulator_process import EmulatorProcess  # noqa: E402
 
 CEILING = 10.0  # RegisterThing's default quota (transactions per second)
 STACK = "bench-prov"
