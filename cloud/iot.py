@@ -5,8 +5,7 @@ It takes a boto3 IoT client (real AWS, moto, or the local emulator through
 throttled calls with exponential backoff and full jitter. For bulk work (``jitr fleet register``)
 it takes a :class:`cloud.pacing.Pacer` instead: calls to a throttled operation are then paced for all
 threads together and retried for ever, and botocore's own retries are off so that the pacer sees
-every throttle.
-The few S3 calls the kit makes are in :mod:`cloud.s3`.
+every throttle. The few S3 calls the kit makes are in :mod:`cloud.s3`.
 """
 
 from __future__ import annotations
@@ -21,13 +20,8 @@ from base.errors import AwsError
 from cloud.pacing import Pacer
 from cloud.session import MAX_ATTEMPTS, aws_error_code, aws_error_parts, failed_call, make_session
 
-RETRYABLE = {
-    "ThrottlingException",
-    "TooManyRequestsException",
-    "ServiceUnavailableException",
-    "InternalFailureException",
-}
 THROTTLED = {"ThrottlingException", "TooManyRequestsException"}
+RETRYABLE = THROTTLED | {"ServiceUnavailableException", "InternalFailureException"}
 
 
 class IotApi:

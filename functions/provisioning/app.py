@@ -250,7 +250,7 @@ class Provisioning:
                 serial, claim_id, certificate_id=registered.certificate_id, arn=registered.certificate_arn
             )
         except BaseException:
-            undo.run(lambda **failed: log("error", "undo-failed", requestId=self.request_id, serial=serial, **failed))
+            self._undo(undo, serial)
             raise
         endpoint = _cached("endpoint", lambda: data_endpoint(self.clients.client("iot"), self.call))
         log("info", "replaced" if replace else "registered", requestId=self.request_id, serial=serial,
@@ -267,6 +267,9 @@ class Provisioning:
             result["privateKey"] = registered.private_key
         return answer(201, result)
 
+    def _undo(self, undo: Undo, serial: str) -> None:
+        undo.run(lambda **failed: log("error", "undo-failed", requestId=self.request_id, serial=serial, **failed))
+
     def _register(self, serial: str, csr: str | None, old: Row | None, undo: Undo) -> Registered:
         steps = self.steps
         try:
@@ -275,8 +278,8 @@ class Provisioning:
             raise Refusal(409, str(exc)) from None
         if not existed:
             undo.push("delete the thing", lambda: steps.delete_thing(serial))
-        elif old is None:
-            steps.clear_leftovers(serial, principals)  # what a request that died left behind
+        else:  # certificates a request that died left on the thing: any but the device's own
+            steps.clear_leftovers(serial, [arn for arn in principals if old is None or arn != old.certificate_arn])
         try:
             registered = steps.register(serial, csr, undo)
         except ClientError as exc:
@@ -305,10 +308,10 @@ class Provisioning:
             steps.delete_thing(serial)
             self.table.deprovisioned(serial, claim_id, disable=disable)
         except ForeignThing as exc:
-            undo.run(lambda **failed: log("error", "undo-failed", serial=serial, **failed))
+            self._undo(undo, serial)
             raise Refusal(409, str(exc)) from None
         except BaseException:
-            undo.run(lambda **failed: log("error", "undo-failed", serial=serial, **failed))
+            self._undo(undo, serial)
             raise
         log("info", "deprovisioned", requestId=self.request_id, serial=serial, disabled=disable)
         return answer(200, {"thingName": serial, "status": "DISABLED" if disable else "ADMITTED"})

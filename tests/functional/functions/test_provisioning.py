@@ -256,19 +256,41 @@ def test_a_failure_after_register_thing_removes_the_thing_and_certificate_it_mad
     assert account.row("sn-13")["status"]["S"] == "ADMITTED"
 
 
-def test_a_replace_that_fails_retiring_the_old_certificate_keeps_the_old_one_working(account):
+@pytest.mark.parametrize(
+    "operation",
+    [
+        "update_certificate",  # the old certificate's INACTIVE
+        "detach_policy",  # its policy
+        "detach_thing_principal",  # its thing
+        "delete_certificate",  # its deletion, last
+    ],
+)
+def test_a_replace_that_fails_retiring_the_old_certificate_keeps_the_old_one_working(account, operation):
     token = account.admit("sn-14")
     old = account.enroll("sn-14", token, csr_pem("sn-14")[0])[1]["certificateId"]
     status, _body = account.send(
         event(ENROLL, "sn-14", {"token": token, "csr": csr_pem("sn-14")[0], "replace": True}),
-        iot=Failing(account.iot, {"delete_certificate": "KeyError"}, times=1),
+        iot=Failing(account.iot, {operation: "KeyError"}, times=1),
     )
     assert status == 500
     certificates = account.certificates()
     assert [(c["certificateId"], c["status"]) for c in certificates] == [(old, "ACTIVE")]
     arn = certificates[0]["certificateArn"]
     assert account.iot.list_thing_principals(thingName="sn-14")["principals"] == [arn]
+    assert [p["policyName"] for p in account.iot.list_attached_policies(target=arn)["policies"]] == [POLICY]
     assert account.row("sn-14")["certificateId"]["S"] == old
+    assert account.enroll("sn-14", token, csr_pem("sn-14")[0], replace=True)[0] == 201  # and it can retry
+
+
+def test_a_server_made_key_whose_registration_fails_leaves_no_certificate(account):
+    token = account.admit("sn-24")
+    status, _body = account.send(
+        event(ENROLL, "sn-24", {"token": token}),
+        config=account.config(ALLOW_SERVER_KEYS="true"),
+        iot=Failing(account.iot, {"register_thing": "KeyError"}),
+    )
+    assert status == 500
+    nothing_made(account, "sn-24")
 
 
 def test_a_bad_csr_signature_is_refused_by_aws_iot_and_undone(account):
