@@ -121,6 +121,7 @@ def quiet_request_handler(timeout: float) -> Any:
 
     class QuietRequestHandler(MotoRequestHandler):
         protocol_version = "HTTP/1.1"
+        _body: _BoundedInput | None = None  # this request's body, on a kept-alive connection
 
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             pass
@@ -151,9 +152,8 @@ def quiet_request_handler(timeout: float) -> Any:
             _kept_alive.on = self._keeps_alive()
             try:
                 super().run_wsgi()
-                body = getattr(self, "_body", None)
-                if _kept_alive.on and body is not None:
-                    body.drain()
+                if _kept_alive.on and self._body is not None:
+                    self._body.drain()
             finally:
                 _kept_alive.on = False
                 self._body = None

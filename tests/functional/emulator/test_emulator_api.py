@@ -576,3 +576,23 @@ def test_describe_thing_answers_as_moto_did_and_404_for_an_unknown_thing(iot):
     with pytest.raises(ClientError) as missing:
         iot.describe_thing(thingName="dev-8")
     assert error_code(missing) == "ResourceNotFoundException"
+
+
+def test_the_api_keeps_a_connection_alive_across_calls_and_reads_each_body_to_its_length(api):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    body = b"x" * 5000  # a body moto's own API page never reads: drained, or it would be taken for the next request
+    for _ in range(3):
+        connection.request("GET", "/moto-api/", body=body)
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200 and first.getheader("Connection") != "close"
+    connection.request("GET", "/moto-api/", headers={})  # the same socket: the next request line is intact
+    answer = connection.getresponse()
+    answer.read()
+    assert answer.status == 200 and connection.sock is not None
+    connection.request("GET", "/moto-api/", headers={"Connection": "close"})
+    closing = connection.getresponse()
+    closing.read()
+    assert closing.getheader("Connection") == "close"
