@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from botocore.exceptions import ClientError
 from retrying import error_code
 
 OWNER_ATTRIBUTE = "provisioningStack"
+SETTLE_ATTEMPTS = 5  # a delete that conflicts with a detachment AWS IoT has not applied yet: 0.2 + 0.4 + ... s
+SETTLE_BASE = 0.2
 ACTIVE, INACTIVE = "ACTIVE", "INACTIVE"
 PEM_BODY_RE = re.compile(r"-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----")
 
@@ -94,13 +97,22 @@ class IotSteps:
     call: Callable[..., Any]
     stack: str
     policy_name: str
+    sleep: Callable[[float], None] = time.sleep
 
-    def _gone_is_fine(self, operation: Callable[..., Any], **kwargs: Any) -> None:
-        try:
-            self.call(operation, **kwargs)
-        except ClientError as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
+    def _gone_is_fine(self, operation: Callable[..., Any], *, settle: str | None = None, **kwargs: Any) -> None:
+        """The call; a resource already gone is fine. ``settle``: an error code retried a few times with backoff,
+        since AWS IoT applies detachments eventually and a delete right after one may still conflict."""
+        for attempt in range(SETTLE_ATTEMPTS):
+            try:
+                self.call(operation, **kwargs)
+                return
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "ResourceNotFoundException":
+                    return
+                if code != settle or attempt == SETTLE_ATTEMPTS - 1:
+                    raise
+            self.sleep(SETTLE_BASE * 2**attempt)
 
     def thing_owner(self, thing: str) -> tuple[bool, list[str]]:
         """Whether the thing exists, and the certificate ARNs attached to it; :class:`ForeignThing` when it is
@@ -145,7 +157,9 @@ class IotSteps:
         self._gone_is_fine(self.iot.update_certificate, certificateId=cert_id, newStatus=INACTIVE)
         self._gone_is_fine(self.iot.detach_policy, policyName=self.policy_name, target=arn)
         self._gone_is_fine(self.iot.detach_thing_principal, thingName=thing, principal=arn)
-        self._gone_is_fine(self.iot.delete_certificate, certificateId=cert_id, forceDelete=True)
+        self._gone_is_fine(
+            self.iot.delete_certificate, settle="DeleteConflictException", certificateId=cert_id, forceDelete=True
+        )
 
     def retire(self, arn: str, thing: str, undo: Undo) -> None:
         """The old certificate of a re-issue, once the new one is ACTIVE and attached: INACTIVE, detached,
@@ -162,7 +176,7 @@ class IotSteps:
         undo.steps.pop()  # deleted: nothing to restore any more
 
     def delete_thing(self, thing: str) -> None:
-        self._gone_is_fine(self.iot.delete_thing, thingName=thing)
+        self._gone_is_fine(self.iot.delete_thing, settle="InvalidRequestException", thingName=thing)
 
     def clear_leftovers(self, thing: str, principals: list[str]) -> None:
         """Certificates a request that died left on a thing of a device that is not registered."""

@@ -460,3 +460,12 @@ def test_a_lapsed_claim_is_taken_over_and_what_its_request_left_is_cleared(accou
     status, body = account.enroll("sn-23", token, csr_pem("sn-23")[0])
     assert status == 201
     assert [c["certificateId"] for c in account.certificates()] == [body["certificateId"]]
+
+
+def test_a_delete_that_conflicts_with_a_detachment_not_yet_applied_is_retried(account):
+    token = account.admit("sn-25")
+    assert account.enroll("sn-25", token, csr_pem("sn-25")[0])[0] == 201
+    iot = Failing(account.iot, {"delete_certificate": "DeleteConflictException"}, times=2)  # as AWS may, briefly
+    assert account.send(event(DELETE, "sn-25", {"token": token}), iot=iot)[0] == 200
+    assert iot.calls.count("delete_certificate") == 3
+    nothing_made(account, "sn-25")
