@@ -299,7 +299,7 @@ def demo(
             steps.run("Reconnect and publish", loop.reconnect_and_publish)
             steps.run("The archive rule wrote it to S3", loop.archived)
             steps.run(f"Admit serial {SERIAL} to the provisioning API", loop.admit)
-            steps.run(f"{SERIAL} enrolls over HTTPS (key made on it)", loop.enroll)
+            steps.run(f"{SERIAL} enrolls through the API (key made on it)", loop.enroll)
             steps.run(f"{SERIAL} connects and publishes", loop.enrolled_publish)
     finally:
         loop.stop()

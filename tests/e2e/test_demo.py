@@ -42,7 +42,7 @@ def test_the_demo_runs_the_whole_loop_with_a_timing_per_step_and_can_run_again(t
         assert re.match(
             r"s3://\S+/devices/jitr-demo/demo-device-1/telemetry/\d{13}_", steps["The archive rule wrote it to S3"]
         )
-        assert "certificate" in steps["demo-box-1 enrolls over HTTPS (key made on it)"]
+        assert "certificate" in steps["demo-box-1 enrolls through the API (key made on it)"]
         assert re.match(
             r"accepted on attempt 1; archived as s3://\S+/devices/jitr-demo/demo-box-1/telemetry/\d{13}_",
             steps["demo-box-1 connects and publishes"],
