@@ -19,8 +19,8 @@ from cli.progress import ProgressBar
 from cli.wiring import stack_source
 from cloud.fleet_table import fleet_table_of
 from cloud.session import make_session
+from fleet.admission import DEFAULT_CONCURRENCY, check_prefix, numbered_serials, serials_from_file
 from fleet.admission import admit as admit_serials
-from fleet.admission import check_prefix, numbered_serials, serials_from_file
 
 
 def admit(
@@ -45,6 +45,9 @@ def admit(
         str | None, typer.Option("--disable", metavar="SERIAL", help="Refuse every request for SERIAL from now on.")
     ] = None,
     list_rows: Annotated[bool, typer.Option("--list", help="List the admitted serials and their state.")] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Rows written at a time.")
+    ] = DEFAULT_CONCURRENCY,
     as_json: JsonOption = False,
 ) -> None:
     """Admit device serials to the stack's provisioning API, each with a token it enrolls with.
@@ -65,7 +68,7 @@ def admit(
     info = stack_source(session).stack(stack)
     if info is None:
         raise NotFoundError(f"There is no stack {stack}: deploy it first (PROVISIONING=api ./deploy.sh ...).")
-    table = fleet_table_of(session, info.outputs, stack)
+    table = fleet_table_of(session, info.outputs, stack, connections=concurrency)
     if list_rows:
         rows = [row.as_dict() for row in table.rows()]
         lines = [
@@ -88,7 +91,16 @@ def admit(
         serials = list(serial or [])
     path = out or Path(f"{stack}-tokens-{time.strftime('%Y%m%dT%H%M%S')}.json")
     with ProgressBar("admitting", len(serials), quiet=as_json, min_total=21) as bar:
-        admitted = admit_serials(table, stack, serials, path, rotate=rotate_token, now=int(time.time()), progress=bar)
+        admitted = admit_serials(
+            table,
+            stack,
+            serials,
+            path,
+            rotate=rotate_token,
+            now=int(time.time()),
+            concurrency=concurrency,
+            progress=bar,
+        )
     rotated = sum(item.rotated for item in admitted)
     emit(
         {

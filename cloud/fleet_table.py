@@ -146,12 +146,15 @@ class FleetTable:
                 return
 
 
-def fleet_table_of(session: Any, outputs: Mapping[str, str], stack: str) -> FleetTable:
-    """The stack's fleet table (its FleetTableName output), or one sentence saying the stack has none."""
+def fleet_table_of(session: Any, outputs: Mapping[str, str], stack: str, *, connections: int = 10) -> FleetTable:
+    """The stack's fleet table (its FleetTableName output), or one sentence saying the stack has none;
+    ``connections``: how many calls may be under way at once (botocore's pool keeps 10 by default)."""
     name = outputs.get("FleetTableName")
     if not name:
         raise NotFoundError(
             f"Stack {stack} has no provisioning API (no FleetTableName output): deploy it with "
             "PROVISIONING=api ./deploy.sh, or ProvisioningApi=true."
         )
-    return FleetTable(session.client("dynamodb"), name)
+    from botocore.config import Config
+
+    return FleetTable(session.client("dynamodb", config=Config(max_pool_connections=max(10, connections))), name)

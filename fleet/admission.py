@@ -16,8 +16,10 @@ import hashlib
 import json
 import re
 import secrets
+import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from cloud.fleet_table import FleetTable
 TOKEN_BYTES = 32
 MAX_COUNT = 1_000_000
 SERIAL_WIDTH = 6
+DEFAULT_CONCURRENCY = 16  # rows written at a time: DynamoDB answers in milliseconds, one at a time is slow
 
 
 def new_token() -> str:
@@ -92,9 +95,11 @@ def admit(
     *,
     rotate: bool,
     now: int,
+    concurrency: int = DEFAULT_CONCURRENCY,
     progress: Callable[[int], None] = lambda _n: None,
 ) -> list[Admitted]:
-    """Admit ``serials`` (rotating the tokens of those admitted already, if ``rotate``); the tokens go to ``out``."""
+    """Admit ``serials`` (rotating the tokens of those admitted already, if ``rotate``), ``concurrency`` rows
+    written at a time; the tokens go to ``out``."""
     existing = table.existing(check_serials(serials))
     if existing and not rotate:
         listed = ", ".join(sorted(existing)[:5]) + (" ..." if len(existing) > 5 else "")
@@ -105,16 +110,31 @@ def admit(
     planned = [Admitted(serial, new_token(), serial in existing) for serial in serials]
     _write_tokens(out, stack, planned)
     done: list[Admitted] = []
-    try:
-        for item in planned:
-            hashed = token_hash(item.token)
-            applied = table.rotate(item.serial, hashed) if item.rotated else table.admit(item.serial, hashed, now)
-            if not applied:
-                raise NotFoundError(
-                    f"Serial {item.serial} was {'removed' if item.rotated else 'admitted'} by someone else meanwhile."
-                )
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def write(item: Admitted) -> None:
+        if failed.is_set():
+            return  # a row failed: write no more
+        hashed = token_hash(item.token)
+        applied = table.rotate(item.serial, hashed) if item.rotated else table.admit(item.serial, hashed, now)
+        if not applied:
+            raise NotFoundError(
+                f"Serial {item.serial} was {'removed' if item.rotated else 'admitted'} by someone else meanwhile."
+            )
+        with lock:
             done.append(item)
-            progress(1)
+        progress(1)
+
+    try:
+        with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="jitr-admit") as pool:
+            futures = [pool.submit(write, item) for item in planned]
+            for future in futures:
+                try:
+                    future.result()
+                except BaseException:
+                    failed.set()
+                    raise
     except BaseException:
         for item in done:
             if not item.rotated:
