@@ -8,11 +8,15 @@
     PKI/private/root-ca.key        mode 0600, optionally encrypted
     PKI/private/intermediate-ca.key
     PKI/registration.json          written by ``jitr ca register``
+    PKI/revocations.json           written by ``jitr ca revoke`` and ``jitr ca crl``: the revoked serials and
+                                   the last CRL number (no secret in it)
+    PKI/devices/, PKI/batches/     device certificates minted here (``jitr device mint``'s default --out)
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +27,14 @@ from base.certificates import load_certificate, to_pem
 from base.errors import AlreadyExistsError, MalformedError, NotFoundError
 from base.files import FileSpec, read_bytes, write_files
 from base.keys import KeyType, PrivateKey, load_private_key, private_key_pem
+from base.manifest import read_manifest
 from ca.issue import Issuer
+from ca.revocation import Revoked
 
 METADATA = "ca.json"
 SIGNERS = ("root", "intermediate")
 REGISTRATION = "registration.json"
+REVOCATIONS = "revocations.json"
 ROOT_CERT = "certs/root-ca.pem"
 ROOT_KEY = "private/root-ca.key"
 INTERMEDIATE_CERT = "certs/intermediate-ca.pem"
@@ -145,6 +152,10 @@ class PkiStore:
             return Issuer(self._certificate(INTERMEDIATE_CERT), self._key(INTERMEDIATE_KEY, passphrase))
         return Issuer(self._certificate(ROOT_CERT), self._key(ROOT_KEY, passphrase))
 
+    def root_issuer(self, passphrase: bytes | None) -> Issuer:
+        """The root CA with its key decrypted (it signs the intermediate, and the root's CRL)."""
+        return Issuer(self._certificate(ROOT_CERT), self._key(ROOT_KEY, passphrase))
+
     def signer_key_pem(self) -> bytes:
         """The signer's key file as stored (possibly encrypted), for worker processes."""
         rel = INTERMEDIATE_KEY if self.has_intermediate() else ROOT_KEY
@@ -165,3 +176,30 @@ class PkiStore:
         files = dict(extra or {})
         files[REGISTRATION] = FileSpec(json.dumps(record, indent=2).encode() + b"\n")
         write_files(self.root, files, overwrite=True)
+
+    # -- revocation --------------------------------------------------------------------------------
+
+    def revocations(self) -> tuple[int, list[Revoked]]:
+        """The last CRL number issued and the revoked certificates (0 and none before the first)."""
+        path = self.path(REVOCATIONS)
+        if not path.exists():
+            return 0, []
+        try:
+            data = json.loads(path.read_bytes())
+            return int(data["crlNumber"]), [Revoked.from_json(item) for item in data["revoked"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedError(f"{path} is not a revocation list of 'jitr ca revoke' ({exc}).") from exc
+
+    def save_revocations(self, crl_number: int, revoked: list[Revoked]) -> None:
+        """Replace the revocation record in one step (written whole or not at all)."""
+        document = {"crlNumber": crl_number, "revoked": [item.as_json() for item in revoked]}
+        write_files(self.root, {REVOCATIONS: FileSpec(json.dumps(document, indent=1).encode() + b"\n")}, overwrite=True)
+
+    def minted(self) -> Iterator[x509.Certificate]:
+        """The device certificates minted into this folder: ``devices/certs/*.pem`` and every batch manifest."""
+        for path in sorted(self.path("devices/certs").glob("*.pem")):
+            if not path.name.endswith(".chain.pem"):
+                yield load_certificate(read_bytes(path, "device certificate"), str(path))
+        for manifest in sorted(self.path("batches").glob("*/manifest.jsonl")):
+            for entry in read_manifest(manifest):
+                yield load_certificate(entry.certificate_pem(), f"{manifest}: {entry.thing_name}")

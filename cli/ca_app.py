@@ -1,4 +1,5 @@
-"""``jitr ca …``: create a CA, inspect and verify certificates, render and register JITP templates."""
+"""``jitr ca …``: create a CA, inspect and verify certificates, render and register JITP templates; revoke
+and publish CRLs (:mod:`cli.ca_revoke`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ca.jitp_template import (
 from ca.registration import RegistrationRequest, register_ca
 from ca.store import CaMaterial, CaMetadata, PkiStore
 from ca.verify import verify_chain
+from cli import ca_revoke
 from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, open_store, passphrase
 from cloud.iot import IotApi
 
@@ -33,6 +35,8 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+app.command("revoke")(ca_revoke.revoke)
+app.command("crl")(ca_revoke.crl)
 
 
 @app.command()
