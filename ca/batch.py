@@ -105,6 +105,7 @@ class BatchRequest:
     key_type: str = KeyType.EC_P256
     workers: int = 1
     chunk: int = CHUNK
+    crl_url: str | None = None  # a CRL distribution point in every certificate
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,12 @@ class _ChunkMinter:
     ) -> None:
         issuer = Issuer(load_certificate(cert_pem), load_private_key(key_pem, passphrase, "The CA key"))
         self.prototype = DevicePrototype(
-            issuer, key_type=request.key_type, country=request.country, now=now, days=request.days
+            issuer,
+            key_type=request.key_type,
+            country=request.country,
+            now=now,
+            days=request.days,
+            crl_url=request.crl_url,
         )
         self.not_after = self.prototype.not_after.isoformat()
         self.ca_pem = to_pem(issuer.certificate)

@@ -124,8 +124,10 @@ class Issuer:
         now: dt.datetime,
         days: int,
         serial: int | None = None,
+        crl_url: str | None = None,
     ) -> x509.Certificate:
-        """A device certificate whose CN is the thing name (and C the country, when given)."""
+        """A device certificate whose CN is the thing name (and C the country, when given); ``crl_url``: where
+        its CRL is published (a CRL distribution point)."""
         check_key_strength(public_key)
         not_before, not_after = self._not_after(now, days)
         return _build(
@@ -135,13 +137,19 @@ class Issuer:
             signing_key=self.key,
             not_before=not_before,
             not_after=not_after,
-            extensions=profiles.device_extensions(public_key),
+            extensions=profiles.device_extensions(public_key, crl_url),
             aki=self._aki,
             serial=serial,
         )
 
     def sign_csr(
-        self, csr: x509.CertificateSigningRequest, *, country: str | None, now: dt.datetime, days: int
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        country: str | None,
+        now: dt.datetime,
+        days: int,
+        crl_url: str | None = None,
     ) -> x509.Certificate:
         """A device certificate for a key that never leaves the device.
 
@@ -160,6 +168,7 @@ class Issuer:
             country=str(csr_country[0].value) if csr_country else country,
             now=now,
             days=days,
+            crl_url=crl_url,
         )
 
     def issue_verification(

@@ -49,8 +49,9 @@ def mint_device(
     now: dt.datetime,
     days: int,
     key_type: KeyType | str = KeyType.EC_P256,
+    crl_url: str | None = None,
 ) -> DeviceIdentity:
     """A new key and a certificate for it, CN = ``thing_name``."""
     key = generate_key(key_type)
-    cert = issuer.issue_device(key.public_key(), thing_name, country=country, now=now, days=days)
+    cert = issuer.issue_device(key.public_key(), thing_name, country=country, now=now, days=days, crl_url=crl_url)
     return DeviceIdentity(thing_name, key, cert, issuer.certificate)

@@ -72,8 +72,15 @@ def intermediate_extensions() -> list[Extension]:
     ]
 
 
-def device_extensions(public_key: CertificatePublicKeyTypes) -> list[Extension]:
-    return [
+def check_crl_url(url: str) -> str:
+    """A CRL distribution point: an http(s) URL (RFC 5280 CRLs are fetched over HTTP, not HTTPS, as a rule)."""
+    if not url.startswith(("http://", "https://")) or len(url) > 2000 or any(c.isspace() for c in url):
+        raise InvalidInputError(f"--crl-url {url!r} must be an http:// or https:// URL without spaces.")
+    return url
+
+
+def device_extensions(public_key: CertificatePublicKeyTypes, crl_url: str | None = None) -> list[Extension]:
+    extensions = [
         Extension(x509.BasicConstraints(ca=False, path_length=None), critical=True),
         Extension(
             _key_usage(digital_signature=True, key_encipherment=isinstance(public_key, rsa.RSAPublicKey)),
@@ -81,6 +88,10 @@ def device_extensions(public_key: CertificatePublicKeyTypes) -> list[Extension]:
         ),
         Extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False),
     ]
+    if crl_url is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(check_crl_url(crl_url))], None, None, None)
+        extensions.append(Extension(x509.CRLDistributionPoints([point]), critical=False))
+    return extensions
 
 
 def verification_extensions() -> list[Extension]:

@@ -44,6 +44,7 @@ class DevicePrototype:
         country: str | None,
         now: dt.datetime,
         days: int,
+        crl_url: str | None = None,
     ) -> None:
         self._issuer = issuer
         hash_ = signature_hash(issuer.key)
@@ -51,7 +52,13 @@ class DevicePrototype:
         self._sign_args = (ec.ECDSA(hash_),) if is_ec else (padding.PKCS1v15(), hash_)
         self._sign = issuer.key.sign
         sample = issuer.issue_device(
-            generate_key(key_type).public_key(), _PROTOTYPE_CN, country=country, now=now, days=days, serial=1
+            generate_key(key_type).public_key(),
+            _PROTOTYPE_CN,
+            country=country,
+            now=now,
+            days=days,
+            serial=1,
+            crl_url=crl_url,
         )
         cert_der = sample.public_bytes(serialization.Encoding.DER)
         tbs, self._signature_algorithm, _signature = der.children(cert_der)

@@ -34,6 +34,13 @@ ManifestOption = Annotated[
         help="A mint manifest (manifest.jsonl, written by 'jitr device mint --count').",
     ),
 ]
+CountryOption = Annotated[
+    str | None, typer.Option("--country", help="Country (C) of the device certificates; default: the CA's country.")
+]
+CrlUrlOption = Annotated[
+    str | None,
+    typer.Option("--crl-url", help="Put this CRL distribution point (where 'jitr ca crl' output is published) in it."),
+]
 PassphraseEnvOption = Annotated[
     str | None,
     typer.Option(

@@ -13,18 +13,30 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from base.certificates import certificate_id, load_csr, to_pem
+from base.certificates import to_pem
 from base.config import DEFAULT_PKI_DIR
 from base.errors import InvalidInputError
-from base.files import FileSpec, read_bytes, write_files
+from base.files import write_files
 from base.keys import KeyType
 from base.names import check_country
 from ca.batch import FORMATS, BatchRequest, mint_batch, names_from_file, numbered_names
 from ca.mint import mint_device
-from cli.common import DirOption, JsonOption, ManifestOption, PassphraseEnvOption, debug_enabled, emit, open_store
+from ca.profiles import check_crl_url
+from cli.common import (
+    CountryOption,
+    CrlUrlOption,
+    DirOption,
+    JsonOption,
+    ManifestOption,
+    PassphraseEnvOption,
+    debug_enabled,
+    emit,
+    open_store,
+)
 from cli.common import passphrase as read_passphrase
 from cli.device_enroll import enroll_command, enroll_for_simulation
 from cli.device_report import check_table, count_devices, describe_result, describe_summary
+from cli.device_sign import sign_csr
 from cli.progress import ProgressBar
 from device.backoff import Backoff
 from device.check import check_manifest
@@ -39,11 +51,6 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-app.command("enroll")(enroll_command)
-
-CountryOption = Annotated[
-    str | None, typer.Option("--country", help="Country (C) of the device certificates; default: the CA's country.")
-]
 
 
 @app.command()
@@ -71,6 +78,7 @@ def mint(
         int | None, typer.Option("--days", min=1, help="Validity in days (capped at the CA's own).")
     ] = None,
     key_type: Annotated[KeyType, typer.Option("--key-type", help="Device key algorithm.")] = KeyType.EC_P256,
+    crl_url: CrlUrlOption = None,
     passphrase_env: PassphraseEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -87,6 +95,7 @@ def mint(
         raise InvalidInputError("Say what to mint: --thing NAME, --count N --prefix P, or --names FILE.")
     if fmt not in FORMATS:
         raise InvalidInputError(f"Unknown format {fmt!r}; use files or jsonl.")
+    crl_url = check_crl_url(crl_url) if crl_url is not None else None
     store, secret = open_store(directory, passphrase_env)
     metadata = store.metadata()
     country = check_country(country) if country is not None else metadata.country
@@ -94,7 +103,7 @@ def mint(
     issuer = store.signer(secret)  # decrypts the key: a wrong passphrase fails here, before anything is written
     now = dt.datetime.now(dt.UTC)
     if thing is not None:
-        identity = mint_device(issuer, thing, country=country, now=now, days=days, key_type=key_type)
+        identity = mint_device(issuer, thing, country=country, now=now, days=days, key_type=key_type, crl_url=crl_url)
         out = out or directory / "devices"
         written = write_files(out, identity.files())
         summary = identity.summary() | {"files": [str(p) for p in written]}
@@ -111,7 +120,7 @@ def mint(
         things = numbered_names(prefix, count)
         label = prefix.rstrip("-_:") or "batch"
     out = out or directory / "batches" / label
-    request = BatchRequest(out=out, fmt=fmt, country=country, days=days, key_type=key_type, workers=workers)
+    request = BatchRequest(out, fmt, country, days, key_type, workers, crl_url=crl_url)
     with ProgressBar("minting", len(things), quiet=as_json) as advance:
         result = mint_batch(
             things,
@@ -136,50 +145,8 @@ def mint(
     )
 
 
-@app.command("sign-csr")
-def sign_csr(
-    csr: Annotated[Path, typer.Option("--csr", help="The device's certificate signing request (PEM or DER).")],
-    directory: DirOption = Path(DEFAULT_PKI_DIR),
-    out: Annotated[Path | None, typer.Option("--out", help="Write the certificate here (default: stdout).")] = None,
-    chain: Annotated[
-        bool, typer.Option("--chain", help="Append the CA certificate (the chain file a device presents).")
-    ] = False,
-    country: CountryOption = None,
-    days: Annotated[
-        int | None, typer.Option("--days", min=1, help="Validity in days (capped at the CA's own).")
-    ] = None,
-    passphrase_env: PassphraseEnvOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Sign a device CSR, for devices whose key never leaves them.
-
-    The CSR's signature must verify and its CN must be a valid thing name; the CSR's country is
-    kept, else the CA's is used.
-    """
-    request = load_csr(read_bytes(csr, "CSR file"), str(csr))
-    store, secret = open_store(directory, passphrase_env)
-    metadata = store.metadata()
-    issuer = store.signer(secret)
-    cert = issuer.sign_csr(
-        request,
-        country=check_country(country) if country is not None else metadata.country,
-        now=dt.datetime.now(dt.UTC),
-        days=days or metadata.device_days,
-    )
-    pem = to_pem(cert) + (to_pem(issuer.certificate) if chain else b"")
-    if out is not None:
-        write_files(out.parent, {out.name: FileSpec(pem)})
-    if as_json:
-        emit(
-            {"certificateId": certificate_id(cert), "certificatePem": pem.decode(), "out": str(out) if out else None},
-            True,
-            "",
-        )
-    elif out is None:
-        typer.echo(pem.decode(), nl=False)
-    else:
-        typer.echo(f"Signed {out} ({certificate_id(cert)}).")
-
+app.command("sign-csr")(sign_csr)
+app.command("enroll")(enroll_command)
 
 # -- jitr device connect / simulate / check: the device side (device/) ------------------------------
 

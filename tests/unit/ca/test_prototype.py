@@ -45,3 +45,14 @@ def test_prototype_refuses_invalid_thing_names(root_issuer, now):
     prototype = DevicePrototype(root_issuer, country=None, now=now, days=1)
     with pytest.raises(InvalidThingNameError, match="Invalid thing name"):
         prototype.issue(generate_key("ec-p256").public_key(), "no spaces", 5)
+
+
+def test_a_crl_distribution_point_is_in_prototype_and_builder_certificates_alike(root_issuer, now):
+    url = "http://crl.example.com/devices.crl"
+    prototype = DevicePrototype(root_issuer, country="DE", now=now, days=30, crl_url=url)
+    device_public = generate_key("ec-p256").public_key()
+    fast = x509.load_der_x509_certificate(prototype.issue(device_public, "dev-7", 99))
+    slow = root_issuer.issue_device(device_public, "dev-7", country="DE", now=now, days=30, serial=99, crl_url=url)
+    assert fast.tbs_certificate_bytes == slow.tbs_certificate_bytes
+    points = slow.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [name.value for point in points for name in point.full_name or []] == [url]

@@ -98,3 +98,16 @@ def test_a_crl_of_an_encrypted_ca_without_its_passphrase_is_refused(jitr, tmp_pa
     result = jitr("ca", "crl", "--dir", pki, "--out", tmp_path / "crl.pem", env={"CA_SECRET": ""})
     assert result.exit_code != 0 and "passphrase" in result.output.lower()
     assert not (tmp_path / "crl.pem").exists()
+
+
+def test_minted_certificates_can_carry_the_crl_url_and_a_bad_one_is_refused(jitr, pki):
+    url = "http://crl.example.com/sensors.crl"
+    assert jitr("device", "mint", "--dir", pki, "--thing", "d1", "--crl-url", url).exit_code == 0
+    text = subprocess.run(
+        ["openssl", "x509", "-in", str(pki / "devices/certs/d1.pem"), "-noout", "-text"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "CRL Distribution Points" in text and url in text
+    refused = jitr("device", "mint", "--dir", pki, "--thing", "d2", "--crl-url", "ftp://crl.example.com/x")
+    assert refused.exit_code == 2 and "http:// or https://" in refused.output
+    assert not (pki / "devices/certs/d2.pem").exists()
