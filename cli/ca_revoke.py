@@ -20,8 +20,10 @@ from base.certificates import certificate_id, load_certificate
 from base.errors import InvalidInputError, NotFoundError
 from base.files import FileSpec, read_bytes, write_files
 from ca.revocation import REASONS, build_crl, parse_serial, revocation_of
+from ca.revocation_aws import describe_aws, revoke_in_aws
 from ca.store import PkiStore
 from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, open_store
+from cloud.iot import IotApi
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -49,13 +51,21 @@ def revoke(
         str | None, typer.Option("--serial", help="Instead of CERT: the serial (hex) of a certificate minted in --dir.")
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help=f"RFC 5280 reason: {', '.join(REASONS)}.")] = "unspecified",
+    aws: Annotated[
+        bool,
+        typer.Option(
+            "--aws", help="Also in AWS IoT: a device certificate REVOKED; the intermediate's registration INACTIVE."
+        ),
+    ] = False,
     directory: DirOption = Path(config.DEFAULT_PKI_DIR),
     as_json: JsonOption = False,
 ) -> None:
     """Record that a certificate of this CA is revoked; 'jitr ca crl' then lists it.
 
     CERT must be signed by the CA in --dir (the CA that signs devices, or its root for the intermediate).
-    Revoking a certificate again changes nothing. The record is PKI/revocations.json.
+    Revoking a certificate again changes nothing. The record is PKI/revocations.json. With --aws the
+    device certificate is set REVOKED in AWS IoT (for good), or, for the intermediate, its CA registration
+    INACTIVE with auto-registration off, and the devices still ACTIVE under it are counted.
     """
     if (cert is None) == (serial is None):
         raise InvalidInputError("Say what to revoke: a certificate file, or --serial S, one of the two.")
@@ -81,7 +91,12 @@ def revoke(
         message = f"Revoked {known.subject} (serial {known.serial:x}, {known.reason}); run 'jitr ca crl' to publish it."
     else:
         message = f"{known.subject} (serial {known.serial:x}) was already revoked on {known.revoked_at:%Y-%m-%d}."
-    emit(known.as_json(), as_json, message)
+    report = known.as_json()
+    if aws:
+        result = revoke_in_aws(IotApi.connect(), target)
+        report |= {key: value for key, value in result.items() if key != "certificateId"}
+        message = f"{message}\n{describe_aws(result)}"
+    emit(report, as_json, message)
 
 
 def crl(
