@@ -84,11 +84,15 @@ class RegionServer:
         self.broker.start()
         publish = functools.partial(self.broker.publish, wait=False)  # hooks never wait for the loop
         self.core.publish = publish
+        self.core.disconnect_client = self.broker.disconnect_client
         self.rules.publish = publish
         port = self.broker.port
         assert port is not None  # start() returns once the broker is bound
         return RegionServices(
-            mqtt_endpoint=(ENDPOINT_HOST, port), data_publish=self._data_publish, lambda_runtime=self.lambdas
+            mqtt_endpoint=(ENDPOINT_HOST, port),
+            data_publish=self._data_publish,
+            lambda_runtime=self.lambdas,
+            certificate_changed=self.core.certificate_changed,
         )
 
     def _data_publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:

@@ -33,6 +33,8 @@ class RegionServices:
     mqtt_endpoint: tuple[str, int] | None = None
     data_publish: Callable[[str, bytes, int, bool], None] | None = None
     lambda_runtime: Any = None
+    # told of a certificate's new status (UpdateCertificate), so the broker can close its connections
+    certificate_changed: Callable[[str, str], int] | None = None
 
 
 class ApiSettings:

@@ -102,6 +102,9 @@ def update_certificate_handler(call: Call) -> dict[str, Any]:
         raise InvalidRequest("newStatus is required.")
     with call.state.lock:
         update_certificate(call.backend, call.path["certificateId"], status)
+    services = call.settings.services(call.region)  # outside the lock: the broker's hooks read the registry
+    if services is not None and services.certificate_changed is not None:
+        services.certificate_changed(call.path["certificateId"], status)
     return {}
 
 

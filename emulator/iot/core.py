@@ -18,6 +18,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,6 +65,9 @@ class IotCore:
         self.settings = settings or CoreSettings()
         self.templates = JitpProvisioner(registry)
         self._policies: dict[tuple[str, str], policy.Policy] = {}
+        self.disconnect_client: Callable[[str], bool] = lambda _client_id: False  # Broker.disconnect_client once up
+        self._connected: dict[str, set[str]] = {}  # certificateId -> the client ids connected with it now
+        self._connected_lock = threading.Lock()
 
     def hooks(self) -> BrokerHooks:
         return BrokerHooks(
@@ -218,11 +222,35 @@ class IotCore:
             self.forward(info, topic, payload)
 
     def on_connected(self, info: SessionInfo) -> None:
+        principal = info.attributes.get("principal")
+        if principal:
+            with self._connected_lock:
+                self._connected.setdefault(principal, set()).add(info.client_id)
         self._presence("connected", info)
 
     def on_disconnect(self, info: SessionInfo) -> None:
+        principal = info.attributes.get("principal")
+        if principal:
+            with self._connected_lock:
+                clients = self._connected.get(principal, set())
+                clients.discard(info.client_id)
+                if not clients:
+                    self._connected.pop(principal, None)
         if "ctx" in info.attributes:  # only sessions that were accepted were ever "connected"
             self._presence("disconnected", info)
+
+    def certificate_changed(self, certificate_id: str, status: str) -> int:
+        """A certificate's new status (UpdateCertificate). AWS IoT disconnects every device connected with a
+        certificate that leaves ACTIVE ("within a few minutes", UpdateCertificate's reference says; here at
+        once); how many connections were closed."""
+        if status == ACTIVE:
+            return 0
+        with self._connected_lock:
+            clients = sorted(self._connected.get(certificate_id, ()))
+        closed = sum(bool(self.disconnect_client(client)) for client in clients)
+        if closed:
+            log.info("certificate %s is %s: disconnected %d client(s)", certificate_id, status, closed)
+        return closed
 
     def _presence(self, event_type: str, info: SessionInfo) -> None:
         reason = info.disconnect_reason.value if info.disconnect_reason else None

@@ -4,6 +4,7 @@ intermediate's registration goes INACTIVE with its still-ACTIVE devices counted.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -50,3 +51,20 @@ def test_a_certificate_aws_iot_does_not_know_is_revoked_locally_and_said_so(jitr
     result = jitr("ca", "revoke", cert, "--dir", pki, "--aws")
     assert result.exit_code == 0 and "AWS IoT does not know it" in result.output
     assert (pki / "revocations.json").exists()
+
+
+@pytest.mark.parametrize("status", ["REVOKED", "INACTIVE"])
+def test_a_connected_device_whose_certificate_leaves_active_is_disconnected(jitr, pki, emulator, aws, status):
+    register_ca(jitr, pki, "--jitp", "--role-arn", JITP_ROLE)
+    chain, key = mint(jitr, pki, "dev-1")
+    keeper_chain, keeper_key = mint(jitr, pki, "dev-2")
+    client, _history = Device(emulator, chain, key, "dev-1").connect_until_accepted()
+    keeper, _ = Device(emulator, keeper_chain, keeper_key, "dev-2").connect_until_accepted()
+    gone = threading.Event()
+    client.on_disconnect = lambda *_args: gone.set()
+    aws.client("iot").update_certificate(certificateId=certificate_id_of(chain), newStatus=status)
+    assert gone.wait(10)  # AWS IoT closes the connections of a certificate that is no longer ACTIVE
+    assert keeper.is_connected()  # and no other
+    client.loop_stop()
+    keeper.disconnect()
+    keeper.loop_stop()
