@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from base.certificates import certificate_id
 from base.errors import InvalidInputError
@@ -84,6 +85,17 @@ def parse_serial(text: str) -> int:
     if serial <= 0:
         raise InvalidInputError(f"Serial {text!r} is not a positive number.")
     return serial
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``cert`` directly (and ``cert`` is not ``issuer`` itself)."""
+    if cert == issuer:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def revocation_of(cert: x509.Certificate, issuer: x509.Certificate, *, now: dt.datetime, reason: str) -> Revoked:

@@ -13,15 +13,8 @@ from typing import Any
 
 from cryptography import x509
 
-from base.certificates import certificate_id
+from base.certificates import certificate_id, is_ca
 from cloud.iot import IotApi
-
-
-def is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
 
 
 def revoke_in_aws(api: IotApi, cert: x509.Certificate) -> dict[str, Any]:

@@ -195,6 +195,15 @@ class PkiStore:
         document = {"crlNumber": crl_number, "revoked": [item.as_json() for item in revoked]}
         write_files(self.root, {REVOCATIONS: FileSpec(json.dumps(document, indent=1).encode() + b"\n")}, overwrite=True)
 
+    def minted_with_serial(self, serial: int) -> x509.Certificate:
+        """The certificate minted into this folder with ``serial``, or :class:`NotFoundError`."""
+        for cert in self.minted():
+            if cert.serial_number == serial:
+                return cert
+        raise NotFoundError(
+            f"No certificate minted in {self.root} has serial {serial:x}; revoke it by its certificate file instead."
+        )
+
     def minted(self) -> Iterator[x509.Certificate]:
         """The device certificates minted into this folder: ``devices/certs/*.pem`` and every batch manifest."""
         for path in sorted(self.path("devices/certs").glob("*.pem")):

@@ -11,36 +11,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from base import config
 from base.certificates import certificate_id, load_certificate
-from base.errors import InvalidInputError, NotFoundError
+from base.errors import InvalidInputError
 from base.files import FileSpec, read_bytes, write_files
-from ca.revocation import REASONS, build_crl, parse_serial, revocation_of
+from ca.revocation import REASONS, build_crl, issued_by, parse_serial, revocation_of
 from ca.revocation_aws import describe_aws, revoke_in_aws
 from ca.store import PkiStore
 from cli.common import DirOption, JsonOption, PassphraseEnvOption, emit, open_store
 from cloud.iot import IotApi
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _find_minted(store: PkiStore, serial: int) -> x509.Certificate:
-    for cert in store.minted():
-        if cert.serial_number == serial:
-            return cert
-    raise NotFoundError(
-        f"No certificate minted in {store.root} has serial {serial:x}; revoke it by its certificate file instead."
-    )
 
 
 def revoke(
@@ -73,7 +54,7 @@ def revoke(
     signer, root = store.signer_certificate(), store.root_certificate()
     if cert is not None:
         target = load_certificate(read_bytes(cert, "certificate file"), str(cert))
-        issuers = [ca for ca in (signer, root) if target != ca and _issued_by(target, ca)]
+        issuers = [ca for ca in (signer, root) if issued_by(target, ca)]
         if not issuers:
             raise InvalidInputError(
                 f"{cert} ({target.subject.rfc4514_string()}) was not issued by the CA in {directory}; "
@@ -81,7 +62,7 @@ def revoke(
             )
         issuer = issuers[0]
     else:
-        target, issuer = _find_minted(store, parse_serial(serial or "")), signer
+        target, issuer = store.minted_with_serial(parse_serial(serial or "")), signer
     now = dt.datetime.now(dt.UTC)
     number, revoked = store.revocations()
     known = next((r for r in revoked if r.serial == target.serial_number), None)
