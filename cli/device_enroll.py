@@ -90,8 +90,9 @@ def enroll_command(
 
 
 def enroll_for_simulation(tokens: Path, api: str, out: Path, *, concurrency: int, as_json: bool) -> Path:
-    with ProgressBar("enrolling", len(read_tokens(tokens)), quiet=as_json) as bar:
-        summary = enroll_batch(Requests(), api, tokens, out, concurrency=concurrency, progress=lambda _ok: bar())
+    pairs = read_tokens(tokens)
+    with ProgressBar("enrolling", len(pairs), quiet=as_json) as bar:
+        summary = enroll_batch(Requests(), api, pairs, out, concurrency=concurrency, progress=lambda _ok: bar())
     if not as_json:
         typer.echo(f"Enrolled {summary.enrolled} of {summary.devices} devices into {out}.", err=True)
         for example in summary.examples:

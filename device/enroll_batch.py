@@ -43,14 +43,14 @@ def read_tokens(path: Path) -> list[tuple[str, str]]:
 def enroll_batch(
     requests: Requests,
     api: str,
-    tokens: Path,
+    pairs: list[tuple[str, str]],
     out: Path,
     *,
     concurrency: int = 16,
     progress: Callable[[bool], None] = lambda _ok: None,
 ) -> EnrollSummary:
-    """Enroll every device of ``tokens``; write OUT/manifest.jsonl listing those that got a certificate."""
-    pairs = read_tokens(tokens)
+    """Enroll every (serial, token) of ``pairs`` (:func:`read_tokens`); write OUT/manifest.jsonl listing those
+    that got a certificate."""
     summary = EnrollSummary(devices=len(pairs))
 
     def one(pair: tuple[str, str]) -> dict | str:
