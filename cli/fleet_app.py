@@ -39,10 +39,10 @@ from fleet.requests import (
     RegisterRequest,
 )
 from fleet.reset import (
-    PROVISIONED_BY,
     check_archive_bucket,
     plan_manifest_reset,
     plan_reset,
+    provisioned_things,
     reset_fleet,
     reset_manifest,
     reset_provisioned,
@@ -148,7 +148,7 @@ def reset(
     has_api = info is not None and "FleetTableName" in info.outputs  # the provisioning API: its devices go too
     api = IotApi.connect() if ca_id is not None or has_api else None
     plan = plan_reset(api, ca_id) if api is not None and ca_id is not None else None
-    provisioned = api.things_with(PROVISIONED_BY, stack) if api is not None and has_api else []
+    provisioned = provisioned_things(api, stack) if api is not None and has_api else []
     emptying = None if bucket_gone else bucket
     if not yes and ((plan is not None and not plan.is_empty(keep_ca=keep_ca)) or emptying is not None or provisioned):
         if plan is not None:
@@ -169,7 +169,7 @@ def reset(
             report |= reset_fleet(api, ca_id, keep_ca=keep_ca, stack_policy=policy, progress=advance)
     if provisioned and api is not None:
         with ProgressBar("deleting", len(provisioned), quiet=as_json, min_total=21) as advance:
-            report["provisioningApi"] = reset_provisioned(api, stack, progress=advance)
+            report["provisioningApi"] = reset_provisioned(api, provisioned, progress=advance)
     report["bucket"] = bucket
     report["objectsDeleted"] = (empty_bucket(s3, emptying) or 0) if emptying is not None else 0
     report["bucketGone"] = bucket_gone

@@ -162,10 +162,15 @@ def reset_fleet(
 PROVISIONED_BY = "provisioningStack"  # the thing attribute the provisioning API's template sets
 
 
-def reset_provisioned(api: IotApi, stack: str, *, progress: Callable[[int], None] = lambda n: None) -> dict:
-    """Delete what the stack's provisioning API registered: its things and every certificate attached to them."""
+def provisioned_things(api: IotApi, stack: str) -> list[str]:
+    """The things the stack's provisioning API registered (their ``provisioningStack`` attribute)."""
+    return api.things_with(PROVISIONED_BY, stack)
+
+
+def reset_provisioned(api: IotApi, things: list[str], *, progress: Callable[[int], None] = lambda n: None) -> dict:
+    """Delete ``things`` (:func:`provisioned_things`) and every certificate attached to them."""
     report: dict = {"certificatesDeleted": [], "thingsDeleted": []}
-    for thing in api.things_with(PROVISIONED_BY, stack):
+    for thing in things:
         for arn in api.list_thing_principals(thing):
             if ":cert/" not in arn:
                 continue
