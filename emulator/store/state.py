@@ -7,6 +7,7 @@ and identities. Compound changes (check, then insert) hold the region's lock.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,8 +64,14 @@ class StateStore:
             return state
 
     def clear(self) -> None:
+        """Forget everything. Each region's state is emptied in place: the broker's hooks and the rules engine
+        hold a region's RegionState from their start, and must see the templates made after a reset."""
         with self._lock:
-            self._regions.clear()
+            for state in self._regions.values():
+                empty = RegionState(lock=state.lock)
+                with state.lock:
+                    for name in (item.name for item in dataclasses.fields(RegionState) if item.name != "lock"):
+                        setattr(state, name, getattr(empty, name))
 
     def regions(self) -> dict[tuple[str, str], RegionState]:
         """Every region's state by (account, region): what a snapshot saves."""
