@@ -1,7 +1,7 @@
-"""What the emulator runs for each region it serves: an MQTT broker (the region's data endpoint), the
-rules engine of the region's topic rules, the Lambda runtime of its functions, and API Gateway for its
-APIs, each on a loopback port of its own. The AWS API endpoint is one for every region (the region is
-in each request's signature), as ``AWS_ENDPOINT_URL`` is one URL.
+"""What the emulator runs for each region it serves: an MQTT broker (the region's data endpoint) with the
+fleet provisioning MQTT API, the rules engine of the region's topic rules, the Lambda runtime of its
+functions, and API Gateway for its APIs, each on a loopback port of its own. The AWS API endpoint is one
+for every region (the region is in each request's signature), as ``AWS_ENDPOINT_URL`` is one URL.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from emulator.api.calls import RegionServices
 from emulator.api.server import EmulatorApi
 from emulator.apigateway.server import ApiGateway
 from emulator.iot.core import CoreSettings, IotCore
+from emulator.iot.fleet_provisioning import FleetProvisioning
 from emulator.lambdas.runtime import LambdaRuntime
 from emulator.mqtt.broker import Broker, BrokerNotRunningError
 from emulator.mqtt.hooks import BrokerHooks
@@ -48,6 +49,7 @@ class RegionServer:
         self.lambdas: LambdaRuntime | None = None
         self.core: IotCore | None = None
         self.gateway: ApiGateway | None = None
+        self.fleet: FleetProvisioning | None = None
 
     def start(self) -> RegionServices:
         """Start everything (on failure, stop what started); what the API answers this region with."""
@@ -79,7 +81,9 @@ class RegionServer:
             jitp_drops_first_connect=settings.jitp_drops_first_connect,
         )
         self.core = IotCore(registry, on_message=self.rules.handle, settings=core_settings)
-        hooks = _touching(self.core.hooks(), self.api.store.touch)
+        self.fleet = FleetProvisioning(registry, invoke=self.lambdas.invoke)
+        hooks = dataclasses.replace(self.core.hooks(), on_request=self.fleet.answer)
+        hooks = _touching(hooks, self.api.store.touch)
         self.broker = Broker(hooks, state_dir=settings.state_dir, port=settings.mqtt_port)
         self.broker.start()
         publish = functools.partial(self.broker.publish, wait=False)  # hooks never wait for the loop
@@ -109,6 +113,9 @@ class RegionServer:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        if self.fleet is not None:
+            self.fleet.close()
+            self.fleet = None
         if self.lambdas is not None:
             self.lambdas.close()
             self.lambdas = None
@@ -154,5 +161,6 @@ def _touching(hooks: BrokerHooks, touch: Callable[[], None]) -> BrokerHooks:
         hooks,
         on_connect=after(hooks.on_connect),
         on_message=after(hooks.on_message),
+        on_request=after(hooks.on_request),
         on_disconnect=after(hooks.on_disconnect),
     )

@@ -1,5 +1,6 @@
-"""Certificates AWS IoT issues itself: CreateCertificateFromCsr, and RegisterThing with a
-``CertificateSigningRequest`` (fleet provisioning, the provisioning API).
+"""Certificates AWS IoT issues itself: CreateCertificateFromCsr, RegisterThing with a
+``CertificateSigningRequest`` (the provisioning API), and the fleet provisioning MQTT API's
+CreateKeysAndCertificate and CreateCertificateFromCsr.
 
 AWS signs these with a CA of its own that nobody registers; devices present the leaf alone and AWS
 IoT knows it by its id. The emulator does the same with an issuer it makes once per process: the
@@ -22,6 +23,7 @@ import threading
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ca import profiles
@@ -82,19 +84,24 @@ class AwsIssuer:
 
     def sign(self, csr: x509.CertificateSigningRequest, *, now: dt.datetime) -> x509.Certificate:
         """A device certificate for the CSR's key and subject (a new serial each time)."""
+        return self.issue(csr.public_key(), csr.subject if len(csr.subject) else DEFAULT_SUBJECT, now=now)
+
+    def issue(
+        self, public_key: CertificatePublicKeyTypes, subject: x509.Name = DEFAULT_SUBJECT, *, now: dt.datetime
+    ) -> x509.Certificate:
+        """A device certificate for ``public_key`` (CreateKeysAndCertificate: a key AWS IoT made)."""
         not_before, _ = profiles.validity(now, 1)
-        subject = csr.subject if len(csr.subject) else DEFAULT_SUBJECT
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(ISSUER_NAME)
-            .public_key(csr.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before)
             .not_valid_after(NOT_AFTER)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(profiles.ski(csr.public_key()), critical=False)
+            .add_extension(profiles.ski(public_key), critical=False)
             .add_extension(self._aki, critical=False)
             .sign(self._key, hashes.SHA256())
         )

@@ -1,9 +1,10 @@
 """amqtt's broker made to behave like AWS IoT Core; :mod:`emulator.mqtt.broker` runs it for synchronous callers.
 
 AWS IoT Core's own rules apply whatever the hooks say: QoS 0 and 1 only, no client publishes to ``$`` topics
-other than ``$aws/...`` nor to ``$aws/events/...``, wills go through ``on_publish`` and the rules like any
-message, a newer connection with the same client id closes the older one, and a client silent for 1.5 times
-its keep-alive is disconnected.
+other than ``$aws/...`` nor to ``$aws/events/...``, requests to AWS IoT itself (``$aws/certificates/...``,
+``$aws/provisioning-templates/...``) are answered by ``on_request`` to the requesting connection alone,
+wills go through ``on_publish`` and the rules like any message, a newer connection with the same client id
+closes the older one, and a client silent for 1.5 times its keep-alive is disconnected.
 
 amqtt speaks MQTT 3.1.1 only (MQTT 5 clients get CONNACK 0x84). Its connect, publish, subscribe, delivery and
 disconnect paths are overridden (its plugin API cannot drop a connection without CONNACK nor disconnect a
@@ -41,6 +42,7 @@ MAX_OPENING = 256  # connections in their handshake or before their CONNECT; mor
 CLOSE_TIMEOUT = 5.0
 KEEP_ALIVE_FACTOR = 1.5
 CLIENT_FORBIDDEN_PREFIXES = ("$aws/events/",)  # published by AWS IoT itself, never by a client
+SERVICE_PREFIXES = ("$aws/certificates/", "$aws/provisioning-templates/")  # requests AWS IoT answers itself
 
 
 @dataclass(eq=False)
@@ -303,9 +305,13 @@ class _AwsIotBroker(_AmqttBroker):
         topic, payload, qos = message.topic, bytes(message.data), message.qos or 0
         retain = bool(message.publish_packet and message.publish_packet.retain_flag)
         if await self._may_publish(link.info, topic, payload, qos, retain):
-            await self._route(session, link.info, topic, payload, qos, retain)
+            answers = await self._serve(link.info, topic, payload)
+            if answers is None:
+                await self._route(session, link.info, topic, payload, qos, retain)
             if isinstance(handler, ConnectionHandler):
                 await handler.acknowledge(message)
+            for answer_topic, answer in answers or ():
+                await self._answer(session, handler, answer_topic, answer)
         else:
             log.info("Client %s may not publish to %r (QoS %s): disconnecting it", session.client_id, topic, qos)
             await self._close(link, handler, DisconnectReason.AUTHORIZATION_ERROR)
@@ -317,6 +323,31 @@ class _AwsIotBroker(_AmqttBroker):
         if topic.startswith("$") and (not topic.startswith("$aws/") or topic.startswith(CLIENT_FORBIDDEN_PREFIXES)):
             return False
         return await self.dispatch.allowed(self.dispatch.hooks.on_publish, info, topic, payload, qos, retain)
+
+    async def _serve(self, info: SessionInfo, topic: str, payload: bytes) -> list[tuple[str, bytes]] | None:
+        """A request to AWS IoT itself (the fleet provisioning MQTT API): ``on_request``'s answers, or None when
+        the topic is not one it serves (then the message is routed as any other)."""
+        if not topic.startswith(SERVICE_PREFIXES):
+            return None
+        return await self.dispatch.answer(info, topic, payload)
+
+    async def _answer(self, session: Any, handler: Any, topic: str, payload: bytes) -> None:
+        """An answer to this connection alone (AWS: "through the same MQTT connection used to publish the
+        request"), if it subscribes to a filter matching ``topic`` and may receive it; else it is lost, as
+        AWS IoT's documentation warns a client that publishes before it subscribes."""
+        granted = [
+            qos
+            for topic_filter, subscriptions in list(self._subscriptions.items())
+            if topic_filter == topic or (_is_wildcard(topic_filter) and self._matches(topic, topic_filter))
+            for subscriber, qos in subscriptions
+            if subscriber is session
+        ]
+        if not granted or not await self._topic_filtering(session, topic, Action.RECEIVE):
+            log.info("Client %s does not subscribe to %s: its answer is dropped", session.client_id, topic)
+            return
+        delivery = asyncio.ensure_future(handler.mqtt_publish(topic, payload, min(max(granted), MAX_QOS), retain=False))
+        self._background.add(delivery)
+        delivery.add_done_callback(self._delivered)
 
     async def _route(
         self, session: Any, info: SessionInfo | None, topic: str, payload: bytes, qos: int, retain: bool

@@ -11,6 +11,11 @@ The broker (:mod:`emulator.mqtt.broker`) knows nothing of certificates' status, 
   message reaches no subscriber and no rule. ``on_subscribe(info, topic_filter) -> bool``: False is SUBACK 0x80.
   ``can_receive(info, topic) -> bool``: asked per subscriber before each delivery (iot:Receive). These three
   run on the broker's loop: keep them fast and free of I/O (resolve what they need in ``on_connect``).
+- ``on_request(info, topic, payload) -> [(topic, payload), ...] | None`` for an allowed publish to a topic
+  AWS IoT serves itself (``$aws/certificates/...``, ``$aws/provisioning-templates/...``: the fleet
+  provisioning MQTT API): the answers go to this connection only, to the filters it subscribes to (and
+  may receive); None means the topic is not served, and the message is routed as any other. It runs in a
+  thread pool, and the connection's next message waits for it.
 - ``on_connected(info)``, ``on_message(info, topic, payload)`` (every accepted publish; ``info`` is None for
   ``Broker.publish``) and ``on_disconnect(info)`` are events, run in order on one worker thread.
 
@@ -34,6 +39,8 @@ from enum import Enum, StrEnum
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+REQUEST_WORKERS = 4  # on_request calls at once (each may wait for a pre-provisioning hook, up to 5 s)
 
 
 class ConnectDecision(Enum):
@@ -84,6 +91,7 @@ class BrokerHooks:
     on_subscribe: Callable[[SessionInfo, str], Any] | None = None
     can_receive: Callable[[SessionInfo, str], Any] | None = None
     on_message: Callable[[SessionInfo | None, str, bytes], Any] | None = None
+    on_request: Callable[[SessionInfo, str, bytes], list[tuple[str, bytes]] | None] | None = None
     on_disconnect: Callable[[SessionInfo], Any] | None = None
 
 
@@ -94,6 +102,7 @@ class HookDispatch:
         self.hooks = hooks
         self._loop = loop
         self._connect_pool = ThreadPoolExecutor(connect_workers, thread_name_prefix="mqtt-connect")
+        self._request_pool = ThreadPoolExecutor(REQUEST_WORKERS, thread_name_prefix="mqtt-request")
         self._events = _EventThread()
         self.tasks: set[asyncio.Task] = set()
 
@@ -108,6 +117,19 @@ class HookDispatch:
         except Exception:
             log.exception("on_connect failed for client %s; refusing it", info.client_id)
             return ConnectDecision.REFUSE
+
+    async def answer(self, info: SessionInfo, topic: str, payload: bytes) -> list[tuple[str, bytes]] | None:
+        """``on_request``'s answers to a publish (None: not a topic it serves). A failing hook answers nothing."""
+        hook = self.hooks.on_request
+        if hook is None:
+            return None
+        try:
+            if inspect.iscoroutinefunction(hook):
+                return await hook(info, topic, payload)
+            return await self._loop.run_in_executor(self._request_pool, hook, info, topic, payload)
+        except Exception:
+            log.exception("on_request failed for client %s on %s", info.client_id, topic)
+            return []
 
     async def allowed(self, hook: Callable[..., Any] | None, *args: Any) -> bool:
         if hook is None:
@@ -131,6 +153,7 @@ class HookDispatch:
 
     def close(self) -> None:
         self._connect_pool.shutdown(wait=False, cancel_futures=True)
+        self._request_pool.shutdown(wait=False, cancel_futures=True)
         self._events.close()
 
 
