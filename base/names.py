@@ -48,3 +48,13 @@ def check_stack_name(name: str) -> str:
             f"Invalid stack name {name!r}: use letters, digits and hyphens, starting with a letter (at most 128)."
         )
     return name
+
+
+TEMPLATE_NAME_RE = re.compile(r"[0-9A-Za-z_-]{1,36}")
+
+
+def check_template_name(name: str) -> str:
+    """A provisioning template name as AWS IoT accepts it: 1 to 36 letters, digits, '_' or '-'."""
+    if not TEMPLATE_NAME_RE.fullmatch(name):
+        raise InvalidInputError(f"Invalid template name {name!r}: use 1 to 36 letters, digits, '_' or '-'.")
+    return name

@@ -146,3 +146,18 @@ def open_store(directory: Path, var: str | None) -> tuple[PkiStore, bytes | None
     probe = PkiStore(directory)
     name = var or probe.metadata().passphrase_env or config.ENV_CA_PASSPHRASE
     return PkiStore(directory, passphrase_var=name), passphrase(name)
+
+
+EndpointOption = Annotated[
+    str, typer.Option("--endpoint", help="The MQTT endpoint HOST[:PORT] (port 8883 by default; 443 uses ALPN).")
+]
+RootCaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root-ca",
+        exists=True,
+        dir_okay=False,
+        help="Trust this CA for the endpoint (the emulator's endpoint-ca.pem); default: the system store, "
+        "which has Amazon Root CA 1.",
+    ),
+]

@@ -1,5 +1,6 @@
 """``jitr device mint`` and ``jitr device sign-csr``: device identities from the CA; ``enroll`` (one from the
-provisioning API, :mod:`cli.device_enroll`); ``connect``, ``simulate`` and ``check``."""
+provisioning API, :mod:`cli.device_enroll`); ``provision`` (one by claim over MQTT, :mod:`cli.device_provision`);
+``connect``, ``simulate`` and ``check``."""
 
 from __future__ import annotations
 
@@ -26,15 +27,18 @@ from cli.common import (
     CountryOption,
     CrlUrlOption,
     DirOption,
+    EndpointOption,
     JsonOption,
     ManifestOption,
     PassphraseEnvOption,
+    RootCaOption,
     debug_enabled,
     emit,
     open_store,
 )
 from cli.common import passphrase as read_passphrase
 from cli.device_enroll import enroll_command, enroll_for_simulation
+from cli.device_provision import provision_command
 from cli.device_report import check_table, count_devices, describe_result, describe_summary
 from cli.device_sign import sign_csr
 from cli.progress import ProgressBar
@@ -47,7 +51,8 @@ from device.identity import chain_warning, identity_from_files
 from device.simulate import simulate_manifest
 
 app = typer.Typer(
-    help="Mint device certificates, sign CSRs, enroll over HTTPS, and connect, simulate or check devices.",
+    help="Mint device certificates, sign CSRs, enroll over HTTPS, provision by claim over MQTT, and connect, "
+    "simulate or check devices.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -147,22 +152,10 @@ def mint(
 
 app.command("sign-csr")(sign_csr)
 app.command("enroll")(enroll_command)
+app.command("provision")(provision_command)
 
 # -- jitr device connect / simulate / check: the device side (device/) ------------------------------
 
-EndpointOption = Annotated[
-    str, typer.Option("--endpoint", help="The MQTT endpoint HOST[:PORT] (port 8883 by default; 443 uses ALPN).")
-]
-RootCaOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--root-ca",
-        exists=True,
-        dir_okay=False,
-        help="Trust this CA for the endpoint (the emulator's endpoint-ca.pem); default: the system store, "
-        "which has Amazon Root CA 1.",
-    ),
-]
 TopicRootOption = Annotated[
     str,
     typer.Option(

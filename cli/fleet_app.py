@@ -1,5 +1,6 @@
 """``jitr fleet …``: a deployed stack and its fleet: describe the stack, find the endpoint, register a
-minted batch up front, admit serials to the provisioning API (:mod:`cli.fleet_admit`), reset the fleet.
+minted batch up front, admit serials to the provisioning API (:mod:`cli.fleet_admit`), set up fleet
+provisioning by claim (:mod:`cli.fleet_claim`), reset the fleet.
 
 describe, endpoint and reset are what ``deploy.sh`` and ``delete.sh`` call. A stack is looked up in
 CloudFormation, or in the local emulator when AWS_ENDPOINT_URL is set (where ``jitr local deploy``
@@ -20,7 +21,7 @@ from base.errors import InvalidInputError, JitrError, NotFoundError
 from base.files import read_bytes
 from base.names import check_stack_name
 from ca.store import PkiStore
-from cli import fleet_admit
+from cli import fleet_admit, fleet_claim
 from cli.common import JsonOption, ManifestOption, emit
 from cli.progress import ProgressBar
 from cli.wiring import stack_source
@@ -51,12 +52,13 @@ from fleet.reset import (
 
 app = typer.Typer(
     help="Describe a deployed stack, find its endpoint, register a minted batch up front, admit serials to the "
-    "provisioning API, and reset a fleet.",
+    "provisioning API, set up provisioning by claim, and reset a fleet.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 
 app.command("admit")(fleet_admit.admit)
+app.command("claim")(fleet_claim.claim)
 
 StackOption = Annotated[str, typer.Option("--stack", help="The stack name (deploy.sh's STACK).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]

@@ -290,6 +290,50 @@ class IotApi:
             return False
         return self._unless_exists("create_policy", policyName=name, policyDocument=document)
 
+    def describe_provisioning_template(self, name: str) -> dict | None:
+        """The provisioning template ``name`` as AWS IoT describes it, or None if there is none."""
+        try:
+            return self.call("describe_provisioning_template", templateName=name)
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":
+                return None
+            raise
+
+    def create_provisioning_template(self, name: str, body: str, *, role_arn: str, hook: dict | None) -> str:
+        """Create an enabled FLEET_PROVISIONING template; its ARN."""
+        params: dict[str, Any] = {"preProvisioningHook": hook} if hook else {}
+        answer = self.call(
+            "create_provisioning_template",
+            templateName=name,
+            templateBody=body,
+            provisioningRoleArn=role_arn,
+            enabled=True,
+            type="FLEET_PROVISIONING",
+            **params,
+        )
+        return answer["templateArn"]
+
+    def update_provisioning_template(self, name: str, **params: Any) -> None:
+        self.call("update_provisioning_template", templateName=name, **params)
+
+    def delete_provisioning_template(self, name: str) -> bool:
+        return self._unless_missing("delete_provisioning_template", templateName=name)
+
+    def create_keys_and_certificate(self) -> dict:
+        """An ACTIVE certificate and its key pair, made by AWS IoT (``certificateId``, ``certificateArn``,
+        ``certificatePem``, ``keyPair.PrivateKey``)."""
+        return self.call("create_keys_and_certificate", setAsActive=True)
+
+    def certificate_status(self, certificate_id: str) -> str | None:
+        """The certificate's status, or None if AWS IoT does not have it."""
+        try:
+            answer = self.call("describe_certificate", certificateId=certificate_id)
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":
+                return None
+            raise
+        return answer["certificateDescription"]["status"]
+
     def list_certificates(self) -> list[dict]:
         """Every certificate of the account (``certificateId``, ``certificateArn``, ``status``)."""
         return self._pages("list_certificates", "certificates", "marker", "nextMarker")

@@ -161,6 +161,25 @@ def run_device(
     return result
 
 
+def open_session(
+    identity: DeviceIdentity,
+    endpoint: Endpoint,
+    *,
+    root_ca: Path | None = None,
+    client_id: str | None = None,
+    options: ConnectOptions | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rand: Callable[[], float] = random.random,
+    clock: Callable[[], float] = time.monotonic,
+) -> Connection:
+    """An accepted connection of ``identity`` (retried as :func:`run_device` retries), for a device that has
+    more to say than telemetry (``jitr device provision``); the caller closes it. Raises a DeviceError."""
+    run = _Run(options or ConnectOptions(), None, sleep, rand, clock)
+    client_id = client_id or identity.thing_name
+    result = DeviceResult(identity.thing_name, client_id, str(endpoint), "")
+    return run.connect(client_context(identity, endpoint, root_ca), endpoint, result)
+
+
 @dataclass
 class _Run:
     """One device's run: its patience, its report callback, its clock; timed from ``start``."""

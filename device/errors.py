@@ -17,6 +17,7 @@ code  reason                     meaning
 16    ``certificate-expired``    the certificate is expired or not yet valid (found before connecting)
 17    ``connection-rejected``    CONNACK "unsupported protocol" or "identifier rejected"
 18    ``enrollment-refused``     ``enroll``: the provisioning API refused the device (4xx, its sentence)
+19    ``provisioning-rejected``  ``provision``/``rotate``: AWS IoT answered ``.../rejected`` (its message)
 20    ``devices-failed``         ``simulate``/``check``: at least one device failed
 ====  =========================  ===========================================================
 """
@@ -93,6 +94,13 @@ class EnrollmentRefusedError(DeviceError, AwsError):
 
     reason = "enrollment-refused"
     exit_code = ExitStatus.ENROLLMENT_REFUSED
+
+
+class ProvisioningRejectedError(DeviceError, AwsError):
+    """Fleet provisioning over MQTT answered on ``.../rejected``: a bad token, CSR or template, a refusing hook."""
+
+    reason = "provisioning-rejected"
+    exit_code = ExitStatus.PROVISIONING_REJECTED
 
 
 class UnexpectedDeviceError(DeviceError):

@@ -1,0 +1,249 @@
+"""Fleet provisioning by claim, the account's side (``jitr fleet claim``): a FLEET_PROVISIONING template,
+a claim policy, and a claim certificate with its key, set up in one step.
+
+Devices that ship with the claim certificate connect with it, get a certificate of their own over MQTT
+(``jitr device provision``) and are provisioned by the template: the thing named after the
+``SerialNumber`` parameter and marked with the stack (``provisioningStack``, which ``jitr fleet reset``
+looks for), the certificate ACTIVE with the stack's device policy. A thing of that name that exists
+already is not taken over: the template's ``OverrideSettings`` say FAIL. That guard is the template's
+only one: a pre-provisioning hook (``--hook``) is where a fleet checks a serial against its allow-list,
+and every fleet that ships a claim certificate should have one (a claim certificate is shared and will
+leak). The claim policy lets a claim certificate connect and use the provisioning topics of this
+template, nothing else.
+
+A re-run reuses what exists: the template (its hook updated if another is given), the policy, and the
+claim certificate whose files are in the output folder and which AWS IoT still has ACTIVE. When a step
+fails, what this run created is removed again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from base.errors import AlreadyExistsError, InvalidInputError, JitrError, NotFoundError
+from base.files import FileSpec, read_bytes, write_files
+from cloud.iot import IotApi
+from cloud.stacks import StackInfo
+
+log = logging.getLogger(__name__)
+
+OWNER_ATTRIBUTE = "provisioningStack"  # as the provisioning API's things: jitr fleet reset finds both
+HOOK_PAYLOAD_VERSION = "2020-04-01"
+CERTIFICATE_FILE, KEY_FILE, INFO_FILE = "claim.cert.pem", "claim.private.key", "claim.json"
+
+
+def template_body(stack: StackInfo) -> str:
+    """The claim template: thing named SerialNumber (never an existing one), certificate ACTIVE, device policy."""
+    if not stack.device_policy:
+        raise NotFoundError(f"The stack {stack.name} has no DevicePolicyName output; deploy it with deploy.sh.")
+    template: dict[str, Any] = {
+        "Parameters": {"SerialNumber": {"Type": "String"}, "AWS::IoT::Certificate::Id": {"Type": "String"}},
+        "Resources": {
+            "thing": {
+                "Type": "AWS::IoT::Thing",
+                "Properties": {"ThingName": {"Ref": "SerialNumber"}, "AttributePayload": {OWNER_ATTRIBUTE: stack.name}},
+                "OverrideSettings": {"AttributePayload": "FAIL"},
+            },
+            "certificate": {
+                "Type": "AWS::IoT::Certificate",
+                "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
+            },
+            "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": stack.device_policy}},
+        },
+    }
+    topic_root = stack.outputs.get("DeviceTopicRoot")
+    if topic_root:
+        template["DeviceConfiguration"] = {"topicRoot": topic_root}
+    return json.dumps(template, separators=(",", ":"))
+
+
+def claim_policy(arn_prefix: str, template: str) -> str:
+    """What a claim certificate may do: connect, and this template's provisioning topics (``arn_prefix`` is
+    ``arn:aws:iot:REGION:ACCOUNT``)."""
+    topics = [
+        "$aws/certificates/create/*",
+        "$aws/certificates/create-from-csr/*",
+        f"$aws/provisioning-templates/{template}/provision/*",
+    ]
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn_prefix}:client/*"},
+                {
+                    "Effect": "Allow",
+                    "Action": ["iot:Publish", "iot:Receive"],
+                    "Resource": [f"{arn_prefix}:topic/{topic}" for topic in topics],
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": "iot:Subscribe",
+                    "Resource": [f"{arn_prefix}:topicfilter/{topic}" for topic in topics],
+                },
+            ],
+        },
+        indent=1,
+    )
+
+
+@dataclass
+class ClaimSetup:
+    stack: str
+    template: str
+    template_arn: str
+    policy: str
+    certificate_id: str
+    certificate: Path
+    key: Path
+    hook: str | None
+    created: list[str] = field(default_factory=list)  # what this run made: template, policy, certificate
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "templateName": self.template,
+            "templateArn": self.template_arn,
+            "claimPolicy": self.policy,
+            "certificateId": self.certificate_id,
+            "certificate": str(self.certificate),
+            "key": str(self.key),
+            "hook": self.hook,
+            "created": self.created,
+        }
+
+
+@dataclass
+class _Undo:
+    steps: list[tuple[str, Callable[[], Any]]] = field(default_factory=list)
+
+    def push(self, what: str, step: Callable[[], Any]) -> None:
+        self.steps.append((what, step))
+
+    def run(self) -> list[str]:
+        """Undo newest first; what could not be undone."""
+        left = []
+        for what, step in reversed(self.steps):
+            try:
+                step()
+            except JitrError as exc:
+                log.warning("could not undo %s: %s", what, exc)
+                left.append(what)
+        return left
+
+
+def set_up_claim(iot: IotApi, stack: StackInfo, template: str, out: Path, *, hook_arn: str | None = None) -> ClaimSetup:
+    """Make (or find) the template, the claim policy and the claim certificate; write the certificate and
+    key (0600) and ``claim.json`` to ``out``."""
+    role = stack.outputs.get("ProvisioningRoleArn")
+    if not role:
+        raise NotFoundError(f"The stack {stack.name} has no ProvisioningRoleArn output; redeploy it with deploy.sh.")
+    body = template_body(stack)
+    hook = {"targetArn": hook_arn, "payloadVersion": HOOK_PAYLOAD_VERSION} if hook_arn else None
+    undo = _Undo()
+    created: list[str] = []
+    try:
+        existing = iot.describe_provisioning_template(template)
+        if existing is None:
+            template_arn = iot.create_provisioning_template(template, body, role_arn=role, hook=hook)
+            undo.push(f"template {template}", lambda: iot.delete_provisioning_template(template))
+            created.append("template")
+        else:
+            template_arn = _reuse_template(iot, existing, template, body, hook)
+        policy = f"{template}-claim"
+        if iot.ensure_policy(policy, claim_policy(template_arn.split(":provisioningtemplate/")[0], template)):
+            undo.push(f"policy {policy}", lambda: iot.delete_policy(policy))
+            created.append("policy")
+        cert_id, cert_path, key_path = _claim_certificate(iot, out, template, policy, undo, created)
+    except BaseException:
+        left = undo.run()
+        if left:
+            log.warning("left behind after the failure: %s", ", ".join(left))
+        raise
+    return ClaimSetup(
+        stack=stack.name,
+        template=template,
+        template_arn=template_arn,
+        policy=policy,
+        certificate_id=cert_id,
+        certificate=cert_path,
+        key=key_path,
+        hook=hook_arn,
+        created=created,
+    )
+
+
+def _reuse_template(iot: IotApi, existing: dict, name: str, body: str, hook: dict | None) -> str:
+    if existing.get("type") != "FLEET_PROVISIONING":
+        raise AlreadyExistsError(f"A provisioning template {name} exists and is not a fleet provisioning one.")
+    if json.loads(existing.get("templateBody") or "{}") != json.loads(body):
+        raise AlreadyExistsError(
+            f"A provisioning template {name} exists with another body; pick another --template, or delete it "
+            f"(aws iot delete-provisioning-template --template-name {name})."
+        )
+    changes: dict[str, Any] = {}
+    if not existing.get("enabled"):
+        changes["enabled"] = True
+    if hook and (existing.get("preProvisioningHook") or {}).get("targetArn") != hook["targetArn"]:
+        changes["preProvisioningHook"] = hook
+    if changes:
+        iot.update_provisioning_template(name, **changes)
+    return existing["templateArn"]
+
+
+def _claim_certificate(
+    iot: IotApi, out: Path, template: str, policy: str, undo: _Undo, created: list[str]
+) -> tuple[str, Path, Path]:
+    cert_path, key_path, info_path = out / CERTIFICATE_FILE, out / KEY_FILE, out / INFO_FILE
+    if info_path.exists():
+        info = _read_info(info_path)
+        if info.get("templateName") != template:
+            raise AlreadyExistsError(
+                f"{out} holds the claim certificate of template {info.get('templateName')}; use another --out."
+            )
+        cert_id = str(info.get("certificateId") or "")
+        status = iot.certificate_status(cert_id) if cert_id else None
+        if status != "ACTIVE" or not cert_path.exists() or not key_path.exists():
+            raise InvalidInputError(
+                f"The claim certificate in {out} is {status or 'unknown to AWS IoT'} or its files are missing; "
+                "move the folder away to make a new one."
+            )
+        iot.attach_policy(policy, str(info["certificateArn"]))
+        return cert_id, cert_path, key_path
+    if cert_path.exists() or key_path.exists():
+        raise AlreadyExistsError(f"{out} holds claim files without {INFO_FILE}; move them away first.")
+    made = iot.create_keys_and_certificate()
+    cert_id, arn = made["certificateId"], made["certificateArn"]
+
+    def retire() -> None:
+        iot.detach_policy(policy, arn)
+        iot.update_certificate(cert_id, "INACTIVE")
+        iot.delete_certificate(cert_id)
+
+    undo.push(f"claim certificate {cert_id}", retire)
+    iot.attach_policy(policy, arn)
+    info = {"templateName": template, "certificateId": cert_id, "certificateArn": arn, "policy": policy}
+    write_files(
+        out,
+        {
+            CERTIFICATE_FILE: FileSpec(made["certificatePem"].encode()),
+            KEY_FILE: FileSpec(made["keyPair"]["PrivateKey"].encode(), private=True),
+            INFO_FILE: FileSpec((json.dumps(info, indent=1) + "\n").encode()),
+        },
+    )
+    created.append("certificate")
+    return cert_id, cert_path, key_path
+
+
+def _read_info(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(read_bytes(path, "claim description"))
+    except ValueError:
+        raise InvalidInputError(f"{path} is not JSON; move the folder away to make a new claim.") from None
+    if not isinstance(info, dict):
+        raise InvalidInputError(f"{path} is not a claim description; move the folder away to make a new claim.")
+    return info
