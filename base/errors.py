@@ -35,6 +35,7 @@ class ExitStatus(IntEnum):
     ENROLLMENT_REFUSED = 18
     PROVISIONING_REJECTED = 19
     DEVICES_FAILED = 20
+    ROTATION_INCOMPLETE = 21
 
 
 class JitrError(Exception):

@@ -1,6 +1,6 @@
 """``jitr device mint`` and ``jitr device sign-csr``: device identities from the CA; ``enroll`` (one from the
 provisioning API, :mod:`cli.device_enroll`); ``provision`` (one by claim over MQTT, :mod:`cli.device_provision`);
-``connect``, ``simulate`` and ``check``."""
+``rotate`` (a new certificate over MQTT, :mod:`cli.device_rotate`); ``connect``, ``simulate`` and ``check``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ from cli.common import passphrase as read_passphrase
 from cli.device_enroll import enroll_command, enroll_for_simulation
 from cli.device_provision import provision_command
 from cli.device_report import check_table, count_devices, describe_result, describe_summary
+from cli.device_rotate import rotate_command
 from cli.device_sign import sign_csr
 from cli.progress import ProgressBar
 from device.backoff import Backoff
@@ -51,8 +52,8 @@ from device.identity import chain_warning, identity_from_files
 from device.simulate import simulate_manifest
 
 app = typer.Typer(
-    help="Mint device certificates, sign CSRs, enroll over HTTPS, provision by claim over MQTT, and connect, "
-    "simulate or check devices.",
+    help="Mint device certificates, sign CSRs, enroll over HTTPS, provision by claim and rotate over MQTT, and "
+    "connect, simulate or check devices.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -153,6 +154,7 @@ def mint(
 app.command("sign-csr")(sign_csr)
 app.command("enroll")(enroll_command)
 app.command("provision")(provision_command)
+app.command("rotate")(rotate_command)
 
 # -- jitr device connect / simulate / check: the device side (device/) ------------------------------
 

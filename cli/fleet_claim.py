@@ -13,11 +13,13 @@ import typer
 from base.errors import NotFoundError
 from base.names import check_stack_name, check_template_name
 from cli.common import JsonOption, emit
+from cli.progress import ProgressBar
 from cli.wiring import stack_source
 from cloud.functions import allow_iot_hook
 from cloud.iot import IotApi
 from cloud.session import make_session
-from fleet.claim import set_up_claim
+from cloud.stacks import StackInfo
+from fleet.claim import set_up_claim, set_up_rotation
 
 
 def claim(
@@ -30,6 +32,10 @@ def claim(
     out: Annotated[
         Path | None, typer.Option("--out", help="Where the claim certificate and key go; default claim-TEMPLATE/.")
     ] = None,
+    rotation: Annotated[
+        bool,
+        typer.Option("--rotation", help="Set up TEMPLATE for certificate rotation (jitr device rotate) instead."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Set up fleet provisioning by claim: a template, a claim policy, a claim certificate and its key.
@@ -42,6 +48,12 @@ def claim(
     leak: give a --hook, a Lambda function that checks each serial (AWS IoT invokes it with the
     request and provisions only when it answers {"allowProvisioning": true} within 5 s).
 
+    With --rotation, TEMPLATE is a rotation template instead: it keeps the thing and gives it the
+    new certificate, with the stack's RotationHookFunction as its hook (only a thing's own ACTIVE
+    certificate may ask), and a rotation policy (CreateCertificateFromCsr and this template's topics)
+    is attached to every certificate that has the stack's device policy. Re-run it after more devices
+    are activated: it attaches the policy to them too.
+
     Re-running reuses the template (updating its hook), the policy and the certificate in --out.
     When a step fails, what the run created is removed again.
     """
@@ -51,6 +63,9 @@ def claim(
     info = stack_source(session).stack(stack)
     if info is None:
         raise NotFoundError(f"There is no stack {stack}: deploy it first (./deploy.sh ...).")
+    if rotation:
+        _rotation(session, info, template, hook, as_json)
+        return
     hook_arn = allow_iot_hook(session, hook, template) if hook else None
     folder = out or Path(f"claim-{template}")
     setup = set_up_claim(IotApi.connect(), info, template, folder, hook_arn=hook_arn)
@@ -63,3 +78,25 @@ def claim(
         + f".\nClaim certificate: {setup.certificate}\nClaim key:         {setup.key} (mode 0600)\n"
         + f"Claim policy:      {setup.policy}\nMade: {made}.",
     )
+
+
+def _rotation(session, info: StackInfo, template: str, hook: str | None, as_json: bool) -> None:
+    function = hook or info.outputs.get("RotationHookFunctionName")
+    if not function:
+        raise NotFoundError(f"The stack {info.name} has no RotationHookFunctionName output; redeploy it (./deploy.sh).")
+    hook_arn = allow_iot_hook(session, function, template)
+    iot = IotApi.connect()
+    with ProgressBar("attaching the rotation policy", None, quiet=as_json) as bar:
+        setup = set_up_rotation(iot, info, template, hook_arn=hook_arn, progress=lambda _n, total: _advance(bar, total))
+    emit(
+        setup.as_dict(),
+        as_json,
+        f"Template {setup.template} rotates the certificates of {info.name}'s devices (hook {function}).\n"
+        f"Rotation policy {setup.policy} is on {setup.attached} certificates. "
+        f"Made: {', '.join(setup.created) or 'nothing new'}.",
+    )
+
+
+def _advance(bar: ProgressBar, total: int) -> None:
+    bar.start(total)
+    bar.advance()

@@ -19,6 +19,7 @@ code  reason                     meaning
 18    ``enrollment-refused``     ``enroll``: the provisioning API refused the device (4xx, its sentence)
 19    ``provisioning-rejected``  ``provision``/``rotate``: AWS IoT answered ``.../rejected`` (its message)
 20    ``devices-failed``         ``simulate``/``check``: at least one device failed
+21    ``rotation-incomplete``    ``rotate``: the new certificate works, the old one is still accepted
 ====  =========================  ===========================================================
 """
 
@@ -101,6 +102,13 @@ class ProvisioningRejectedError(DeviceError, AwsError):
 
     reason = "provisioning-rejected"
     exit_code = ExitStatus.PROVISIONING_REJECTED
+
+
+class RotationIncompleteError(DeviceError):
+    """A rotation whose new certificate works and is saved, while the old one is still accepted."""
+
+    reason = "rotation-incomplete"
+    exit_code = ExitStatus.ROTATION_INCOMPLETE
 
 
 class UnexpectedDeviceError(DeviceError):

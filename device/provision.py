@@ -166,7 +166,7 @@ def provision(
     serial = parameters.get("SerialNumber")
     name_hint = check_thing_name(serial) if serial else None
     if name_hint is not None:
-        _refuse_existing(out, name_hint)
+        refuse_existing(out, name_hint)
     options = options or ConnectOptions()
     client_id = client_id or name_hint or f"claim-{secrets.token_hex(4)}"
     connection = open_session(claim, endpoint, root_ca=root_ca, client_id=client_id, options=options)
@@ -235,7 +235,7 @@ def prove(
     return result.outcome
 
 
-def _refuse_existing(out: Path, thing: str) -> None:
+def refuse_existing(out: Path, thing: str) -> None:
     existing = [path for path in device_files(out, thing) if path.exists()]
     if existing:
         raise AlreadyExistsError(f"{existing[0]} already exists: {thing} has an identity in {out} already.")

@@ -62,6 +62,55 @@ def template_body(stack: StackInfo) -> str:
     return json.dumps(template, separators=(",", ":"))
 
 
+def rotation_template_body(stack: StackInfo, rotation_policy: str) -> str:
+    """The rotation template: the thing kept as it is (ThingName, which the stack's rotation hook checks is
+    the requesting certificate's own), the new certificate ACTIVE with the device and rotation policies."""
+    if not stack.device_policy:
+        raise NotFoundError(f"The stack {stack.name} has no DevicePolicyName output; deploy it with deploy.sh.")
+    template: dict[str, Any] = {
+        "Parameters": {"ThingName": {"Type": "String"}, "AWS::IoT::Certificate::Id": {"Type": "String"}},
+        "Resources": {
+            "thing": {
+                "Type": "AWS::IoT::Thing",
+                "Properties": {"ThingName": {"Ref": "ThingName"}},
+                "OverrideSettings": {"AttributePayload": "DO_NOTHING"},
+            },
+            "certificate": {
+                "Type": "AWS::IoT::Certificate",
+                "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
+            },
+            "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": stack.device_policy}},
+            "rotationPolicy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": rotation_policy}},
+        },
+        "DeviceConfiguration": {"topicRoot": stack.outputs.get("DeviceTopicRoot") or f"devices/{stack.name}"},
+    }
+    return json.dumps(template, separators=(",", ":"))
+
+
+def rotation_policy(arn_prefix: str, template: str) -> str:
+    """What a device certificate needs beyond the device policy to rotate: a certificate from a CSR, and this
+    template's RegisterThing (no iot:Connect: the device policy gives that)."""
+    topics = ["$aws/certificates/create-from-csr/*", f"$aws/provisioning-templates/{template}/provision/*"]
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["iot:Publish", "iot:Receive"],
+                    "Resource": [f"{arn_prefix}:topic/{topic}" for topic in topics],
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": "iot:Subscribe",
+                    "Resource": [f"{arn_prefix}:topicfilter/{topic}" for topic in topics],
+                },
+            ],
+        },
+        indent=1,
+    )
+
+
 def claim_policy(arn_prefix: str, template: str) -> str:
     """What a claim certificate may do: connect, and this template's provisioning topics (``arn_prefix`` is
     ``arn:aws:iot:REGION:ACCOUNT``)."""
@@ -175,6 +224,69 @@ def set_up_claim(iot: IotApi, stack: StackInfo, template: str, out: Path, *, hoo
         hook=hook_arn,
         created=created,
     )
+
+
+@dataclass
+class RotationSetup:
+    stack: str
+    template: str
+    template_arn: str
+    policy: str
+    hook: str
+    attached: int  # device certificates the rotation policy was attached to (or already had it)
+    created: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "templateName": self.template,
+            "templateArn": self.template_arn,
+            "rotationPolicy": self.policy,
+            "hook": self.hook,
+            "certificates": self.attached,
+            "created": self.created,
+        }
+
+
+def set_up_rotation(
+    iot: IotApi,
+    stack: StackInfo,
+    template: str,
+    *,
+    hook_arn: str,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> RotationSetup:
+    """Make (or find) the rotation policy and template (its hook the stack's), and attach the policy to every
+    certificate that has the stack's device policy. A re-run attaches it to devices activated since."""
+    role = stack.outputs.get("ProvisioningRoleArn")
+    if not role or not stack.device_policy:
+        raise NotFoundError(f"The stack {stack.name} lacks the ProvisioningRoleArn or DevicePolicyName output.")
+    policy = f"{template}-rotation"
+    body = rotation_template_body(stack, policy)
+    hook = {"targetArn": hook_arn, "payloadVersion": HOOK_PAYLOAD_VERSION}
+    arn_prefix = hook_arn.split(":")  # arn:aws:lambda:REGION:ACCOUNT:function:NAME
+    prefix = f"arn:aws:iot:{arn_prefix[3]}:{arn_prefix[4]}"
+    undo = _Undo()
+    created: list[str] = []
+    try:
+        if iot.ensure_policy(policy, rotation_policy(prefix, template)):
+            undo.push(f"policy {policy}", lambda: iot.delete_policy(policy))
+            created.append("policy")
+        existing = iot.describe_provisioning_template(template)
+        if existing is None:
+            template_arn = iot.create_provisioning_template(template, body, role_arn=role, hook=hook)
+            undo.push(f"template {template}", lambda: iot.delete_provisioning_template(template))
+            created.append("template")
+        else:
+            template_arn = _reuse_template(iot, existing, template, body, hook)
+    except BaseException:
+        undo.run()
+        raise
+    targets = iot.list_targets_for_policy(stack.device_policy)
+    for number, target in enumerate(targets, 1):
+        iot.attach_policy(policy, target)  # attaching twice is no error
+        progress(number, len(targets))
+    return RotationSetup(stack.name, template, template_arn, policy, hook_arn, len(targets), created)
 
 
 def _reuse_template(iot: IotApi, existing: dict, name: str, body: str, hook: dict | None) -> str:

@@ -38,6 +38,8 @@ def translated(monkeypatch) -> dict:
     template = yaml_parse(TEMPLATE_PATH.read_text())
     template["Resources"]["ActivationFunction"]["Properties"]["CodeUri"] = "s3://bucket/activation.zip"
     template["Resources"]["ProvisioningFunction"]["Properties"]["CodeUri"] = "s3://bucket/provisioning.zip"
+    for name in ("RotationHookFunction", "RotationRetireFunction"):
+        template["Resources"][name]["Properties"]["CodeUri"] = "s3://bucket/rotation.zip"
     return transform(template, {}, _ManagedPolicies())
 
 
@@ -89,6 +91,12 @@ def test_the_resources_are_there():
         "FleetTable": "AWS::DynamoDB::Table",
         "RegionMapParameter": "AWS::SSM::Parameter",
         "ApiUrlParameter": "AWS::SSM::Parameter",
+        "RotationHookFunction": "AWS::Serverless::Function",
+        "RotationHookFunctionLogGroup": "AWS::Logs::LogGroup",
+        "RotationRetireFunction": "AWS::Serverless::Function",
+        "RotationRetireFunctionLogGroup": "AWS::Logs::LogGroup",
+        "RotationRule": "AWS::IoT::TopicRule",
+        "RotationInvokePermission": "AWS::Lambda::Permission",
     }
     assert set(TEMPLATE["Outputs"]) >= {
         "ArchiveBucketName",
@@ -261,6 +269,27 @@ def test_the_provisioning_function_may_call_exactly_the_operations_its_code_call
     # RegisterThing runs the template with the caller's rights: it creates things and certificates from CSRs
     actions |= {"iot:CreateThing", "iot:CreateCertificateFromCsr"}
     assert _allowed(translated, "ProvisioningFunctionRole") == actions
+
+
+def test_the_rotation_functions_may_call_exactly_the_operations_their_handlers_call(translated):
+    code = (FUNCTION_DIR.parent / "rotation" / "app.py").read_text()
+    hook, retire = code.split("def hook_handler")[1].split("def retire_handler")
+    helpers = code.split("def hook_handler")[0]
+
+    def actions(handler: str) -> set[str]:
+        used = {name for name in re.findall(r"\b(_certificate|_principals|_policies)\(", handler)}
+        text = handler + "".join(helpers.split(f"def {name}(")[1].split("\ndef ")[0] for name in used)
+        return {f"iot:{op.title().replace('_', '')}" for op in re.findall(r"\biot\.([a-z]+(?:_[a-z]+)+)\b", text)}
+
+    assert actions(hook) == {"iot:DescribeCertificate", "iot:ListThingPrincipals", "iot:ListAttachedPolicies"}
+    assert _allowed(translated, "RotationHookFunctionRole") == actions(hook)
+    assert _allowed(translated, "RotationRetireFunctionRole") == actions(retire)
+    assert actions(retire) == {
+        "iot:DescribeCertificate",
+        "iot:ListThingPrincipals",
+        "iot:UpdateCertificate",
+        "iot:DetachThingPrincipal",
+    }
 
 
 def test_the_function_may_write_claims_in_its_own_table_only():

@@ -21,8 +21,9 @@ BINDINGS = {
     "ArchiveRoleArn": {"Fn::GetAtt": ["ArchiveRuleRole", "Arn"]},
     "ErrorLogGroupName": {"Ref": "RuleErrorLogGroup"},
     "ErrorRoleArn": {"Fn::GetAtt": ["RuleErrorRole", "Arn"]},
+    "RetireFunctionArn": {"Fn::GetAtt": ["RotationRetireFunction", "Arn"]},
 }
-RESOURCES = {"registration": "RegistrationRule", "archive": "ArchiveRule"}
+RESOURCES = {"registration": "RegistrationRule", "archive": "ArchiveRule", "rotation": "RotationRule"}
 CA_ID = "ab" * 32
 VALUES = {
     "CaCertificateId": CA_ID,
@@ -71,7 +72,7 @@ def test_render_names_a_missing_value():
 
 
 def test_an_unknown_rule_is_named():
-    with pytest.raises(rules.RuleDefinitionError, match="registration, archive"):
+    with pytest.raises(rules.RuleDefinitionError, match="registration, archive, rotation"):
         rules.load("telemetry")
 
 
