@@ -1,5 +1,9 @@
-"""Fleet provisioning by claim, the account's side (``jitr fleet claim``): a FLEET_PROVISIONING template,
-a claim policy, and a claim certificate with its key, set up in one step.
+"""Fleet provisioning by claim and rotation, the account's side (``jitr fleet claim [--rotation]``).
+
+By claim: a FLEET_PROVISIONING template, a claim policy, and a claim certificate with its key, set up in
+one step (:func:`set_up_claim`). For rotation (:func:`set_up_rotation`): a rotation template that keeps the
+thing and gives it the new certificate, with the stack's rotation hook, and a rotation policy attached to
+the stack's device certificates (docs/lifecycle.md).
 
 Devices that ship with the claim certificate connect with it, get a certificate of their own over MQTT
 (``jitr device provision``) and are provisioned by the template: the thing named after the
