@@ -45,6 +45,8 @@ command -v "$JITR" >/dev/null || die "'$JITR' not found: run 'make deps' and use
 
 step "resetting the fleet of stack $STACK and emptying $BUCKET"
 "$JITR" fleet reset --stack "$STACK" --dir "$PKI" --bucket "$BUCKET" --yes ${keep_ca[@]+"${keep_ca[@]}"}
+step "turning AWS IoT logging off if it uses the stack's role"
+"$JITR" fleet logging --stack "$STACK" --off >/dev/null
 
 described=$("$JITR" fleet describe --stack "$STACK" --json)
 if [[ $described != *'"exists": true'* ]]; then

@@ -106,6 +106,10 @@ ca_id=$("$JITR" ca show --json "$signer" | json_field 0.certificateId)
 
 deploy_stack "$ca_id"
 
+# AWS IoT's own logs (one setting per account and region): on with the stack's role, unless on already.
+step "turning AWS IoT logging on unless it is"
+"$JITR" fleet logging --stack "$STACK" >/dev/null
+
 # The stack's devices publish under devices/<stack>/<thing>/: their policy allows only that, and only this
 # stack's archive rule hears it, so two stacks in one account keep their telemetry apart.
 topic_root=$("$JITR" fleet describe --stack "$STACK" --json | json_field outputs.DeviceTopicRoot)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli import ca_app, demo, device_app, fleet_app
+from cli import audit, ca_app, demo, device_app, fleet_app
 from cli.common import JitrGroup, handle_signals, set_debug
 from cli.local_app import app as local_app
 
@@ -23,6 +23,7 @@ app.add_typer(device_app.app, name="device")
 app.add_typer(local_app, name="local")
 app.add_typer(fleet_app.app, name="fleet")
 app.command("demo")(demo.demo)
+app.command("audit")(audit.audit_command)
 
 
 @app.callback()

@@ -37,7 +37,7 @@ def provision_command(
     key_type: Annotated[KeyType, typer.Option("--key-type", help="With --csr: the key made.")] = KeyType.EC_P256,
     root_ca: RootCaOption = None,
     client_id: Annotated[
-        str | None, typer.Option("--client-id", help="The claim connection's client id; default the SerialNumber.")
+        str | None, typer.Option("--client-id", help="The claim connection's client id; default TEMPLATE-SERIAL.")
     ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer.")

@@ -31,6 +31,7 @@ from cloud.s3 import S3Api, bucket_exists, empty_bucket
 from cloud.session import make_session
 from cloud.stacks import StackInfo
 from fleet.devices import FAILED, manifest_ca
+from fleet.iot_logging import ensure_logging, release_logging
 from fleet.register import register_fleet
 from fleet.requests import (
     DEFAULT_CONCURRENCY,
@@ -86,6 +87,38 @@ def endpoint(as_json: JsonOption = False) -> None:
     """Print the ATS data endpoint devices connect to (HOST, or HOST:PORT on the local emulator)."""
     address = IotApi.connect().data_endpoint()
     emit({"endpoint": address}, as_json, address)
+
+
+@app.command("logging")
+def logging_command(
+    stack: StackOption,
+    off: Annotated[bool, typer.Option("--off", help="Turn it off, if it uses this stack's role (delete.sh).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Turn AWS IoT's v2 logging on (level ERROR, the stack's IotLoggingRole) unless it is on already.
+
+    Logging is one setting per account and region: a configuration that is on is left as it is,
+    whoever made it. deploy.sh runs this; delete.sh runs it with --off, which turns logging off only
+    when it uses this stack's role (which goes with the stack). Device Defender's
+    LOGGING_DISABLED_CHECK (jitr audit) is what it answers.
+    """
+    info = lookup_stack(stack)
+    if info is None:
+        if off:  # the stack is gone already: its role with it; nothing of ours to turn off
+            emit({"stack": stack, "logging": "unchanged"}, as_json, f"There is no stack {stack}; logging unchanged.")
+            return
+        raise NotFoundError(f"There is no stack {stack}: deploy it first (./deploy.sh ...).")
+    role = info.outputs.get("IotLoggingRoleArn")
+    if not role:
+        raise NotFoundError(f"The stack {stack} has no IotLoggingRoleArn output; redeploy it with deploy.sh.")
+    if off:
+        done = release_logging(IotApi.connect(), role)
+        said = "is now off (it used this stack's role)" if done else "does not use this stack's role; unchanged"
+        emit({"stack": stack, "logging": "disabled" if done else "unchanged"}, as_json, f"AWS IoT logging {said}.")
+        return
+    outcome = ensure_logging(IotApi.connect(), role)
+    said = "was on already; left as it is" if outcome == "kept" else f"is now on (ERROR, role {role})"
+    emit({"stack": stack, "logging": outcome, "roleArn": role}, as_json, f"AWS IoT logging {said}.")
 
 
 @app.command()
@@ -147,10 +180,9 @@ def reset(
     store = PkiStore(directory) if directory is not None else None
     folder_ca = certificate_id(store.signer_certificate()) if store is not None and store.exists() else None
     ca_id = stack_ca_id(stack, info, folder_ca)
-    has_api = info is not None and "FleetTableName" in info.outputs  # the provisioning API: its devices go too
-    api = IotApi.connect() if ca_id is not None or has_api else None
+    api = IotApi.connect() if ca_id is not None or info is not None else None
     plan = plan_reset(api, ca_id) if api is not None and ca_id is not None else None
-    provisioned = provisioned_things(api, stack) if api is not None and has_api else []
+    provisioned = provisioned_things(api, stack) if api is not None else []  # the API's, and claim's
     emptying = None if bucket_gone else bucket
     if not yes and ((plan is not None and not plan.is_empty(keep_ca=keep_ca)) or emptying is not None or provisioned):
         if plan is not None:
@@ -159,7 +191,8 @@ def reset(
             question = f"This deletes every object version in bucket {emptying}; continue?"
         if provisioned:
             question = (
-                f"{question[:-1]} It also deletes the {len(provisioned)} devices the provisioning API registered?"
+                f"{question[:-1]} It also deletes the {len(provisioned)} devices the provisioning API or fleet "
+                "provisioning by claim registered?"
             )
         if not typer.confirm(question, err=True):
             typer.echo("Aborted; nothing was deleted.", err=True)

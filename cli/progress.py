@@ -50,8 +50,8 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.stop()
 
-    def start(self, total: int) -> None:
-        """The amount of work, once known."""
+    def start(self, total: int | None) -> None:
+        """The amount of work, once known (None: it is not known; the bar counts without an end)."""
         if self.bar is not None and self.task is None:
             self.task = self.bar.add_task(self.label, total=total, failed="")
 

@@ -168,7 +168,7 @@ def provision(
     if name_hint is not None:
         refuse_existing(out, name_hint)
     options = options or ConnectOptions()
-    client_id = client_id or name_hint or f"claim-{secrets.token_hex(4)}"
+    client_id = client_id or f"{template}-{name_hint or secrets.token_hex(4)}"  # the claim policy's client ids
     connection = open_session(claim, endpoint, root_ca=root_ca, client_id=client_id, options=options)
     try:
         requests = Requests(connection, str(endpoint), timeout)

@@ -116,8 +116,9 @@ def rotation_policy(arn_prefix: str, template: str) -> str:
 
 
 def claim_policy(arn_prefix: str, template: str) -> str:
-    """What a claim certificate may do: connect, and this template's provisioning topics (``arn_prefix`` is
-    ``arn:aws:iot:REGION:ACCOUNT``)."""
+    """What a claim certificate may do: connect with a client id that starts with ``TEMPLATE-`` (what ``jitr
+    device provision`` uses), and this template's provisioning topics (``arn_prefix`` is
+    ``arn:aws:iot:REGION:ACCOUNT``). Never every client id: ``jitr audit`` would call that overly permissive."""
     topics = [
         "$aws/certificates/create/*",
         "$aws/certificates/create-from-csr/*",
@@ -127,7 +128,7 @@ def claim_policy(arn_prefix: str, template: str) -> str:
         {
             "Version": "2012-10-17",
             "Statement": [
-                {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn_prefix}:client/*"},
+                {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn_prefix}:client/{template}-*"},
                 {
                     "Effect": "Allow",
                     "Action": ["iot:Publish", "iot:Receive"],

@@ -22,6 +22,7 @@ from emulator.api import (
     ca_registration,
     devices,
     endpoint,
+    logging_options,
     provisioning_templates,
     register_thing,
     registration_tasks,
@@ -48,6 +49,7 @@ HANDLERS = {
     **registration_tasks.HANDLERS,
     **register_thing.HANDLERS,
     **topic_rules.HANDLERS,
+    **logging_options.HANDLERS,
 }
 
 

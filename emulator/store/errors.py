@@ -44,6 +44,13 @@ class ResourceNotFound(IotServiceError):
     status = 404
 
 
+class NotConfigured(IotServiceError):
+    """The account has not configured it (GetV2LoggingOptions before any SetV2LoggingOptions)."""
+
+    code = "NotConfiguredException"
+    status = 404
+
+
 class SqlParse(IotServiceError):
     """A topic rule's SQL statement does not parse (CreateTopicRule, ReplaceTopicRule)."""
 

@@ -35,6 +35,7 @@ class RegionState:
     registration_tasks: dict[str, RegistrationTask] = field(default_factory=dict)
     identity_roles: dict[str, dict[str, Any]] = field(default_factory=dict)  # identity pool id -> roles
     identities: dict[str, Identity] = field(default_factory=dict)  # by identity id
+    logging_options: dict[str, Any] | None = None  # SetV2LoggingOptions' last call; None: never configured
 
 
 class StateStore:

@@ -97,6 +97,7 @@ def test_the_resources_are_there():
         "RotationRetireFunctionLogGroup": "AWS::Logs::LogGroup",
         "RotationRule": "AWS::IoT::TopicRule",
         "RotationInvokePermission": "AWS::Lambda::Permission",
+        "IotLoggingRole": "AWS::IAM::Role",
     }
     assert set(TEMPLATE["Outputs"]) >= {
         "ArchiveBucketName",
@@ -302,6 +303,18 @@ def test_the_function_may_write_claims_in_its_own_table_only():
     }
     ttl = RESOURCES["ActivationClaims"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expiresAt", "Enabled": True}
+
+
+def test_the_logging_role_may_only_write_aws_iots_own_log_group(translated):
+    assert _allowed(translated, "IotLoggingRole") == {
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "logs:PutMetricFilter",
+        "logs:PutRetentionPolicy",
+    }
+    statement = RESOURCES["IotLoggingRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
+    assert statement["Resource"]["Fn::Sub"].endswith(":log-group:AWSIotLogsV2:*")
 
 
 def test_the_rule_roles_may_only_write_where_the_rules_write(translated):
