@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
@@ -163,6 +164,39 @@ def page(items: Sequence[T], token: str | None, size: int) -> tuple[list[T], str
             raise InvalidRequest("The pagination token is not valid.") from None
     end = start + size
     return list(items[start:end]), base64.b64encode(str(end).encode()).decode() if end < len(items) else None
+
+
+def walk_page(
+    values: Callable[[], Iterable[T]], token: str | None, size: int, key: Callable[[T], str]
+) -> tuple[list[T], str | None]:
+    """One page of a long sequence (``values()`` gives it afresh, walked lazily: a page costs its offset, not
+    the whole sequence's copy) and the next page's token, which holds the offset and the key of the last item given.
+    When items came or went before that offset, the last item is looked for again, so no item is given
+    twice or skipped; a token whose item is gone altogether is refused."""
+    offset, last = 0, None
+    if token:
+        try:
+            decoded = json.loads(base64.b64decode(token, validate=True))
+            offset, last = int(decoded["o"]), str(decoded["k"])
+        except (ValueError, KeyError, TypeError):
+            raise InvalidRequest("The pagination token is not valid.") from None
+    items = iter(values())
+    if offset:
+        previous = next(itertools.islice(items, offset - 1, None), None)
+        if previous is None or key(previous) != last:  # the sequence changed under the token: find the item
+            items, offset = iter(values()), 0
+            for item in items:
+                offset += 1
+                if key(item) == last:
+                    break
+            else:
+                raise InvalidRequest("The pagination token is no longer valid: start the listing again.")
+    found = list(itertools.islice(items, size + 1))
+    if len(found) <= size:
+        return found, None
+    found = found[:size]
+    following = {"o": offset + size, "k": key(found[-1])}
+    return found, base64.b64encode(json.dumps(following).encode()).decode()
 
 
 def epoch(value: dt.datetime) -> float:

@@ -3,9 +3,11 @@ checked, the work done by :mod:`emulator.store.devices` under the region's lock.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from emulator.api.calls import DELEGATE, Call
+from emulator.api.calls import DELEGATE, Call, page, walk_page
+from emulator.store.ca_certificates import DEFAULT
 from emulator.store.device_certificates import describe_device, find_certificate
 from emulator.store.devices import (
     INACTIVE,
@@ -15,15 +17,104 @@ from emulator.store.devices import (
     attach_thing_principal,
     create_thing,
     describe_thing,
+    find_thing,
     register_certificate,
     update_certificate,
 )
 from emulator.store.errors import InvalidRequest
 
+MAX_PAGE = 250  # the list calls' pageSize / maxResults, at most
+DEFAULT_CERTIFICATE_PAGE = 25
+DEFAULT_THING_PAGE = 50
+
 
 def describe_certificate(call: Call) -> dict[str, Any]:
     backend = call.backend
     return {"certificateDescription": describe_device(backend, find_certificate(backend, call.path["certificateId"]))}
+
+
+def _summary(backend, record: Any) -> dict[str, Any]:
+    ca = backend.ca_certificates.get(record.ca_certificate_id) if record.ca_certificate_id else None
+    return {
+        "certificateArn": record.arn,
+        "certificateId": record.certificate_id,
+        "status": record.status,
+        "certificateMode": getattr(ca, "certificate_mode", DEFAULT),
+        "creationDate": record.creation_date,
+    }
+
+
+def _certificate_page(call: Call, records: Callable[[bool], Iterable[Any]]) -> dict[str, Any]:
+    """A page of certificate summaries, by creation date (newest first unless ascendingOrder), pageSize at
+    most 250 (AWS's range; 25 when not given), the next page's ``nextMarker``. moto answers every certificate
+    at once, which for a fleet is tens of megabytes a call."""
+    size = call.query_int("pageSize", DEFAULT_CERTIFICATE_PAGE, low=1, high=MAX_PAGE)
+    ascending = call.flag("isAscendingOrder") or False  # ascendingOrder, as the REST API names it
+    found, marker = walk_page(lambda: records(ascending), call.query.get("marker"), size, lambda r: r.certificate_id)
+    backend = call.backend
+    return {"certificates": [_summary(backend, r) for r in found], **({"nextMarker": marker} if marker else {})}
+
+
+def list_certificates(call: Call) -> dict[str, Any]:
+    certificates = call.backend.certificates  # in creation order: moto adds each as it is made
+
+    def records(ascending: bool) -> Iterable[Any]:
+        return iter(list(certificates.values())) if ascending else reversed(list(certificates.values()))
+
+    return _certificate_page(call, records)
+
+
+def list_certificates_by_ca(call: Call) -> dict[str, Any]:
+    ca_id = call.path["caCertificateId"]
+    certificates = call.backend.certificates
+
+    def records(ascending: bool) -> Iterable[Any]:
+        ordered = list(certificates.values())
+        return (r for r in (ordered if ascending else reversed(ordered)) if r.ca_certificate_id == ca_id)
+
+    return _certificate_page(call, records)
+
+
+def list_things(call: Call) -> dict[str, Any]:
+    """A page of things (maxResults at most 250, 50 when not given), filtered by one attribute or a thing type;
+    moto turns every thing of the account into a dict on every page."""
+    size = call.query_int("maxResults", DEFAULT_THING_PAGE, low=1, high=MAX_PAGE)
+    query = call.query
+    name, value, kind = query.get("attributeName"), query.get("attributeValue"), query.get("thingTypeName")
+    things = list(call.backend.things.values())
+
+    def wanted(thing: Any) -> bool:
+        if name is not None and thing.attributes.get(name) != value:
+            return False
+        return kind is None or (thing.thing_type is not None and thing.thing_type.thing_type_name == kind)
+
+    filtered = name is not None or kind is not None
+    found, token = walk_page(
+        lambda: (thing for thing in things if wanted(thing)) if filtered else things,
+        call.query.get("nextToken"),
+        size,
+        lambda t: t.thing_name,
+    )
+    return {"things": [thing.to_dict() for thing in found], **({"nextToken": token} if token else {})}
+
+
+def list_principal_things(call: Call) -> dict[str, Any]:
+    """A certificate's things, from the attachments' index (moto scans every attachment of the account)."""
+    principal = call.headers.get("x-amzn-principal")
+    if not principal:
+        raise InvalidRequest("The principal (x-amzn-principal) is required.")
+    size = call.query_int("maxResults", MAX_PAGE, low=1, high=MAX_PAGE)
+    things, token = page(call.backend.principal_things.things_of(principal), call.query.get("nextToken"), size)
+    return {"things": things, **({"nextToken": token} if token else {})}
+
+
+def list_thing_principals(call: Call) -> dict[str, Any]:
+    """A thing's principals, from the attachments' index; a thing that does not exist is ResourceNotFound."""
+    backend, name = call.backend, call.path["thingName"]
+    find_thing(backend, name)
+    size = call.query_int("maxResults", MAX_PAGE, low=1, high=MAX_PAGE)
+    principals, token = page(backend.principal_things.principals_of(name), call.query.get("nextToken"), size)
+    return {"principals": principals, **({"nextToken": token} if token else {})}
 
 
 def _registered(record: Any) -> dict[str, Any]:  # a moto certificate record
@@ -118,4 +209,9 @@ HANDLERS = {
     "AddThingToThingGroup": add_thing_to_thing_group_handler,
     "UpdateCertificate": update_certificate_handler,
     "DescribeCertificate": describe_certificate,
+    "ListCertificates": list_certificates,
+    "ListCertificatesByCA": list_certificates_by_ca,
+    "ListThings": list_things,
+    "ListPrincipalThings": list_principal_things,
+    "ListThingPrincipals": list_thing_principals,
 }

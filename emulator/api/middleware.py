@@ -32,7 +32,7 @@ from emulator.api.calls import (
     json_response,
 )
 from emulator.api.quotas import Quotas
-from emulator.store.backends import account_id_from
+from emulator.store.backends import account_id_from, iot_backend
 from emulator.store.errors import InvalidRequest, IotServiceError, Throttling
 from emulator.store.state import StateStore
 
@@ -202,6 +202,7 @@ class IotMiddleware:
         operation, path_params = matched
         account = account_of(environ, signer.access_key)
         region = signer.region or DEFAULT_REGION
+        iot_backend(account, region)  # its attachments indexed before moto's own handlers touch them
         try:
             if not self.quotas.allow(operation, account, region):
                 raise Throttling()

@@ -12,10 +12,13 @@ from typing import Any
 
 
 def iot_backend(account: str, region: str) -> Any:
-    """moto's AWS IoT backend of one account and region."""
+    """moto's AWS IoT backend of one account and region, its thing attachments indexed both ways
+    (:mod:`emulator.store.principal_things`)."""
     from moto.iot.models import iot_backends
 
-    return iot_backends[account][region]
+    from emulator.store.principal_things import indexed
+
+    return indexed(iot_backends[account][region])
 
 
 def iot_backends_in_use(account: str) -> dict[str, Any]:

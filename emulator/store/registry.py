@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from emulator.store.backends import iot_arn, iot_backends_in_use
+from emulator.store.backends import iot_arn, iot_backend, iot_backends_in_use
 from emulator.store.ca_certificates import ACTIVE, DEFAULT, DISABLE, ENABLE, ca_x509
 from emulator.store.device_certificates import (
     PENDING_ACTIVATION,
@@ -162,9 +162,7 @@ class Registry:
     @property
     def backend(self):
         """moto's IoTBackend (things, policies, attachments), for what the helpers below do not cover."""
-        from moto.iot.models import iot_backends
-
-        return iot_backends[self.account][self.region]
+        return iot_backend(self.account, self.region)
 
     # -- CAs ----------------------------------------------------------------------------------------
 
@@ -244,8 +242,7 @@ class Registry:
 
     def things_for(self, principal_arn: str) -> list[str]:
         """The names of the things attached to a principal (a certificate ARN)."""
-        attached = list(self.backend.principal_things)
-        return [thing for principal, thing in attached if principal == principal_arn]
+        return self.backend.principal_things.things_of(principal_arn)
 
     def thing(self, name: str) -> Thing | None:
         record = self.backend.things.get(iot_arn(self.region, self.account, f"thing/{name}"))
