@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from base.keys import generate_key
+from cloud.functions import allow_iot_hook
 from device.client import open_session
 from device.endpoint import parse_endpoint
 from device.enroll import make_csr
@@ -21,11 +22,13 @@ from device.errors import ProvisioningRejectedError
 from device.identity import identity_from_files
 from device.provision import CREATE_FROM_CSR, Requests, provision_topic
 from emulator.cloudformation.deploy import StackDeployer
+from fleet.claim import rotation_policy
 from tests.e2e.conftest import TEMPLATE, create_function, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 STACK = "claim-e2e"
 CA_ID = "b" * 64  # the stack's JITR half needs a CA id; provisioning by claim needs none
+ARN_PREFIX = "arn:aws:iot:us-east-1:123456789012"
 HOOK = """
 def lambda_handler(event, context):
     return {"allowProvisioning": event["parameters"].get("SerialNumber", "").startswith("ok-")}
@@ -125,10 +128,10 @@ def _claim_files(tmp_path) -> dict:
     return {"certificate": str(folder / "claim.cert.pem"), "key": str(folder / "claim.private.key")}
 
 
-def rotate(jitr, emulator, cert: str, key: str, out, *args: str):
+def rotate(jitr, emulator, cert: str, key: str, out, *args: str, template: str = "rotate"):
     info = emulator.info()
     return jitr(
-        "device", "rotate", "--cert", cert, "--key", key, "--template", "rotate",
+        "device", "rotate", "--cert", cert, "--key", key, "--template", template,
         "--endpoint", f"localhost:{info['mqtt_port']}", "--root-ca", info["endpoint_ca"], "--out", out, "--json",
         *args,
     )  # fmt: skip
@@ -205,3 +208,30 @@ def test_a_rotation_that_is_rejected_leaves_the_old_certificate_working(emulator
     old = iot.describe_certificate(certificateId=device["certificateId"])["certificateDescription"]
     assert old["status"] == "INACTIVE"
     assert not (tmp_path / "r1" / "certs").exists()
+
+
+def test_a_rotation_whose_new_certificate_is_refused_leaves_the_old_one_working(emulator, stack, jitr, tmp_path):
+    device, cert, key = claimed_device(jitr, emulator, tmp_path, "sensor-1")
+    set_up_rotation(jitr)
+    session = boto3.Session(region_name="us-east-1")
+    iot = session.client("iot")
+    good = iot.describe_provisioning_template(templateName="rotate")
+    body = json.loads(good["templateBody"])
+    body["Resources"]["certificate"]["Properties"]["Status"] = "INACTIVE"  # a template that leaves it unusable
+    hook = allow_iot_hook(session, good["preProvisioningHook"]["targetArn"], "rotate-bad")
+    iot.create_provisioning_template(
+        templateName="rotate-bad", templateBody=json.dumps(body), provisioningRoleArn=good["provisioningRoleArn"],
+        enabled=True, type="FLEET_PROVISIONING", preProvisioningHook={"targetArn": hook},
+    )  # fmt: skip
+    iot.create_policy(policyName="rotate-bad-rotation", policyDocument=rotation_policy(ARN_PREFIX, "rotate-bad"))
+    iot.attach_policy(policyName="rotate-bad-rotation", target=f"{ARN_PREFIX}:cert/{device['certificateId']}")
+
+    refused = rotate(jitr, emulator, cert, key, tmp_path / "bad", template="rotate-bad")
+
+    assert refused.exit_code == 12, refused.output  # the new certificate's proof: refused
+    old = iot.describe_certificate(certificateId=device["certificateId"])["certificateDescription"]
+    assert old["status"] == "ACTIVE"
+    info = emulator.info()
+    still = jitr("device", "connect", "--endpoint", f"localhost:{info['mqtt_port']}", "--cert", cert, "--key", key,
+                 "--root-ca", info["endpoint_ca"], "--topic-root", f"devices/{STACK}")  # fmt: skip
+    assert still.exit_code == 0, still.output
