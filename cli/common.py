@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,3 +162,15 @@ RootCaOption = Annotated[
         "which has Amazon Root CA 1.",
     ),
 ]
+
+
+def connect_line(
+    endpoint: str, cert: Path, key: Path, *, topic_root: str | None = None, root_ca: Path | str | None = None
+) -> str:
+    """The ``jitr device connect`` command that connects a device with the identity just saved."""
+    words = ["jitr", "device", "connect", "--endpoint", endpoint, "--cert", str(cert), "--key", str(key)]
+    if topic_root:
+        words += ["--topic-root", topic_root]
+    if root_ca:
+        words += ["--root-ca", str(root_ca)]
+    return shlex.join(words)

@@ -8,7 +8,6 @@ Registered on the ``device`` sub-app by :mod:`cli.device_app`; the work is :mod:
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +15,7 @@ import typer
 
 from base.errors import InvalidInputError
 from base.keys import KeyType
-from cli.common import JsonOption, emit
+from cli.common import JsonOption, connect_line, emit
 from cli.progress import ProgressBar
 from device.enroll import Requests, ask_config, enroll
 from device.enroll_batch import enroll_batch, read_tokens
@@ -73,13 +72,13 @@ def enroll_command(
     if api is None:
         raise InvalidInputError("Say where to enroll: --api URL, or --config-url URL --country CC.")
     enrolled = enroll(requests, api, serial, token, out, replace=replace, key_type=key_type)
-    connect = ["jitr", "device", "connect", "--endpoint", enrolled.iot_endpoint]
-    connect += ["--cert", str(enrolled.certificate), "--key", str(enrolled.key)]
-    if enrolled.topic_root:
-        connect += ["--topic-root", enrolled.topic_root]
-    if os.environ.get(ROOT_CA_ENV):
-        connect += ["--root-ca", os.environ[ROOT_CA_ENV]]
-    line = shlex.join(connect)
+    line = connect_line(
+        enrolled.iot_endpoint,
+        enrolled.certificate,
+        enrolled.key,
+        topic_root=enrolled.topic_root,
+        root_ca=os.environ.get(ROOT_CA_ENV),
+    )
     result = enrolled.as_dict() | {"configRegion": region, "connect": line}
     emit(
         result,

@@ -5,7 +5,6 @@ Registered on the ``device`` sub-app by :mod:`cli.device_app`; the work is :mod:
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,7 @@ import typer
 
 from base.keys import KeyType
 from base.names import check_template_name
-from cli.common import EndpointOption, JsonOption, RootCaOption, emit
+from cli.common import EndpointOption, JsonOption, RootCaOption, connect_line, emit
 from device.endpoint import parse_endpoint
 from device.identity import identity_from_files
 from device.provision import ANSWER_TIMEOUT, parse_parameters, provision
@@ -67,14 +66,10 @@ def provision_command(
         key_type=key_type,
         timeout=timeout,
     )
-    connect = ["jitr", "device", "connect", "--endpoint", endpoint]
-    connect += ["--cert", str(done.certificate), "--key", str(done.key)]
     root = done.device_configuration.get("topicRoot")
-    if isinstance(root, str):
-        connect += ["--topic-root", root]
-    if root_ca is not None:
-        connect += ["--root-ca", str(root_ca)]
-    line = shlex.join(connect)
+    line = connect_line(
+        endpoint, done.certificate, done.key, topic_root=root if isinstance(root, str) else None, root_ca=root_ca
+    )
     emit(
         done.as_dict() | {"connect": line},
         as_json,

@@ -125,6 +125,54 @@ def expiry_problem(cert: x509.Certificate, now: dt.datetime, days: int) -> str |
     return None
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """What the three certificate checks say of one kind of certificate (device or CA)."""
+
+    resource_type: str
+    label: str
+    expiring: str
+    weak: str
+    revoked: str
+    expiring_fix: str
+    weak_fix: str
+    still_active: str
+
+
+_DEVICE = _Kind(
+    "DeviceCertificate", "device", DEVICE_EXPIRING, DEVICE_KEY_QUALITY, REVOKED_DEVICE_ACTIVE,
+    "Rotate it (jitr device rotate) before it expires, then retire the old one.",
+    "Rotate it to an EC P-256 (or RSA 2048+) key; revoke the old certificate.",
+    "AWS IoT still has it ACTIVE",
+)  # fmt: skip
+_CA = _Kind(
+    "CaCertificate", "CA", CA_EXPIRING, CA_KEY_QUALITY, REVOKED_CA_ACTIVE,
+    "Register its successor (jitr ca register) and move devices to it before it expires.",
+    "Make a CA with a strong key (jitr ca init), register it, and retire this one.",
+    "its registration is ACTIVE",
+)  # fmt: skip
+
+
+def _certificate_findings(
+    kind: _Kind, resource: str, cert: x509.Certificate, revoke_fix: str, *, now: dt.datetime, days: int, crls: CrlIndex
+) -> list[Finding]:
+    """Expiry, key quality and revocation of one ACTIVE certificate."""
+    found = []
+    for check, problem, fix in (
+        (kind.expiring, expiry_problem(cert, now, days), kind.expiring_fix),
+        (kind.weak, key_problem(cert), kind.weak_fix),
+    ):
+        if problem:
+            found.append(
+                Finding(check, kind.resource_type, resource, f"An ACTIVE {kind.label} certificate: {problem}.", fix)
+            )
+    revoked = crls.revoked(cert)
+    if revoked:
+        why = f"Its serial {cert.serial_number:x} is on {revoked}'s CRL, and {kind.still_active}."
+        found.append(Finding(kind.revoked, kind.resource_type, resource, why, revoke_fix))
+    return found
+
+
 def device_certificate_findings(
     certificate_id: str,
     cert: x509.Certificate,
@@ -134,28 +182,10 @@ def device_certificate_findings(
     crls: CrlIndex,
 ) -> list[Finding]:
     """The findings of one ACTIVE device certificate, from its PEM."""
-    found = []
-    expiry = expiry_problem(cert, now, days)
-    if expiry:
-        found.append(
-            Finding(DEVICE_EXPIRING, "DeviceCertificate", certificate_id, f"An ACTIVE device certificate: {expiry}.",
-                    "Rotate it (jitr device rotate) before it expires, then retire the old one.")
-        )  # fmt: skip
-    weak = key_problem(cert)
-    if weak:
-        found.append(
-            Finding(DEVICE_KEY_QUALITY, "DeviceCertificate", certificate_id, f"An ACTIVE device certificate: {weak}.",
-                    "Rotate it to an EC P-256 (or RSA 2048+) key; revoke the old certificate.")
-        )  # fmt: skip
-    revoked = crls.revoked(cert)
-    if revoked:
-        found.append(
-            Finding(REVOKED_DEVICE_ACTIVE, "DeviceCertificate", certificate_id,
-                    f"Its serial {cert.serial_number:x} is on {revoked}'s CRL, and AWS IoT still has it ACTIVE.",
-                    f"aws iot update-certificate --certificate-id {certificate_id} --new-status REVOKED "
-                    "(or jitr ca revoke --aws).")
-        )  # fmt: skip
-    return found
+    fix = (
+        f"aws iot update-certificate --certificate-id {certificate_id} --new-status REVOKED (or jitr ca revoke --aws)."
+    )
+    return _certificate_findings(_DEVICE, certificate_id, cert, fix, now=now, days=days, crls=crls)
 
 
 def ca_certificate_findings(
@@ -165,27 +195,11 @@ def ca_certificate_findings(
     ca_id = str(ca["certificateId"])
     if ca.get("status") != "ACTIVE":
         return []
-    found = []
-    expiry = expiry_problem(cert, now, days)
-    if expiry:
-        found.append(
-            Finding(CA_EXPIRING, "CaCertificate", ca_id, f"An ACTIVE CA certificate: {expiry}.",
-                    "Register its successor (jitr ca register) and move devices to it before it expires.")
-        )  # fmt: skip
-    weak = key_problem(cert)
-    if weak:
-        found.append(
-            Finding(CA_KEY_QUALITY, "CaCertificate", ca_id, f"An ACTIVE CA certificate: {weak}.",
-                    "Make a CA with a strong key (jitr ca init), register it, and retire this one.")
-        )  # fmt: skip
-    revoked = crls.revoked(cert)
-    if revoked:
-        found.append(
-            Finding(REVOKED_CA_ACTIVE, "CaCertificate", ca_id,
-                    f"Its serial {cert.serial_number:x} is on {revoked}'s CRL, and its registration is ACTIVE.",
-                    f"aws iot update-ca-certificate --certificate-id {ca_id} --new-status INACTIVE "
-                    "--new-auto-registration-status DISABLE (or jitr ca revoke --aws).")
-        )  # fmt: skip
+    fix = (
+        f"aws iot update-ca-certificate --certificate-id {ca_id} --new-status INACTIVE "
+        "--new-auto-registration-status DISABLE (or jitr ca revoke --aws)."
+    )
+    found = _certificate_findings(_CA, ca_id, cert, fix, now=now, days=days, crls=crls)
     if ca.get("autoRegistrationStatus") == "ENABLE" and not handled:
         found.append(
             Finding(CA_UNHANDLED, "CaCertificate", ca_id,

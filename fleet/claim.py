@@ -95,24 +95,7 @@ def rotation_policy(arn_prefix: str, template: str) -> str:
     """What a device certificate needs beyond the device policy to rotate: a certificate from a CSR, and this
     template's RegisterThing (no iot:Connect: the device policy gives that)."""
     topics = ["$aws/certificates/create-from-csr/*", f"$aws/provisioning-templates/{template}/provision/*"]
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": ["iot:Publish", "iot:Receive"],
-                    "Resource": [f"{arn_prefix}:topic/{topic}" for topic in topics],
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": "iot:Subscribe",
-                    "Resource": [f"{arn_prefix}:topicfilter/{topic}" for topic in topics],
-                },
-            ],
-        },
-        indent=1,
-    )
+    return _policy(_topic_statements(arn_prefix, topics))
 
 
 def claim_policy(arn_prefix: str, template: str) -> str:
@@ -124,25 +107,28 @@ def claim_policy(arn_prefix: str, template: str) -> str:
         "$aws/certificates/create-from-csr/*",
         f"$aws/provisioning-templates/{template}/provision/*",
     ]
-    return json.dumps(
+    connect = {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn_prefix}:client/{template}-*"}
+    return _policy([connect, *_topic_statements(arn_prefix, topics)])
+
+
+def _topic_statements(arn_prefix: str, topics: list[str]) -> list[dict[str, Any]]:
+    """Publish and Receive on ``topics``, Subscribe on the same as topic filters."""
+    return [
         {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn_prefix}:client/{template}-*"},
-                {
-                    "Effect": "Allow",
-                    "Action": ["iot:Publish", "iot:Receive"],
-                    "Resource": [f"{arn_prefix}:topic/{topic}" for topic in topics],
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": "iot:Subscribe",
-                    "Resource": [f"{arn_prefix}:topicfilter/{topic}" for topic in topics],
-                },
-            ],
+            "Effect": "Allow",
+            "Action": ["iot:Publish", "iot:Receive"],
+            "Resource": [f"{arn_prefix}:topic/{topic}" for topic in topics],
         },
-        indent=1,
-    )
+        {
+            "Effect": "Allow",
+            "Action": "iot:Subscribe",
+            "Resource": [f"{arn_prefix}:topicfilter/{topic}" for topic in topics],
+        },
+    ]
+
+
+def _policy(statements: list[dict[str, Any]]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, indent=1)
 
 
 @dataclass
