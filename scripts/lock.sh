@@ -9,6 +9,8 @@ trap 'rm -rf "$scratch"' EXIT
 "$python" -m venv "$scratch/venv"
 "$scratch/venv/bin/python" -m pip install --quiet --upgrade pip
 "$scratch/venv/bin/python" -m pip install --quiet '.[dev]'
+# AWS's device SDK for the e2e tests: its exact awscrt pin conflicts with botocore[crt]'s, so without its deps
+"$scratch/venv/bin/python" -m pip install --quiet --no-deps "awsiotsdk==${AWSIOTSDK_VERSION:-1.31.0}"
 {
   echo "# Every package jitr-kit installs, pinned: written by 'make lock' (scripts/lock.sh) from pyproject.toml."
   echo "# 'make deps' installs exactly these, then the kit itself with --no-deps."
