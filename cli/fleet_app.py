@@ -30,6 +30,7 @@ from cloud.pacing import Pacer
 from cloud.s3 import S3Api, bucket_exists, empty_bucket
 from cloud.session import make_session
 from cloud.stacks import StackInfo
+from fleet.claim import claim_templates, remove_claims
 from fleet.devices import FAILED, manifest_ca
 from fleet.iot_logging import ensure_logging, release_logging
 from fleet.register import register_fleet
@@ -154,8 +155,10 @@ def reset(
     itself can be deleted; any other bucket is refused before anything is touched. Certificates of
     other CAs, and things they use, are left alone. Running it again is a no-op.
 
-    When the stack has the provisioning API, the things it registered (attribute provisioningStack = the
-    stack) and every certificate attached to them are deleted too.
+    The things the stack's provisioning API or fleet provisioning by claim registered (attribute
+    provisioningStack = the stack) and every certificate attached to them are deleted too, and so are
+    the templates 'jitr fleet claim' made for the stack, their claim and rotation policies and the
+    claim certificates.
 
     With --manifest instead of --stack, only a batch registered up front goes: the manifest's
     certificates (under a CA or without one) and its things that no other certificate uses; the CA,
@@ -183,8 +186,11 @@ def reset(
     api = IotApi.connect() if ca_id is not None or info is not None else None
     plan = plan_reset(api, ca_id) if api is not None and ca_id is not None else None
     provisioned = provisioned_things(api, stack) if api is not None else []  # the API's, and claim's
+    claims = claim_templates(api, info) if api is not None and info is not None else []
     emptying = None if bucket_gone else bucket
-    if not yes and ((plan is not None and not plan.is_empty(keep_ca=keep_ca)) or emptying is not None or provisioned):
+    if not yes and (
+        (plan is not None and not plan.is_empty(keep_ca=keep_ca)) or emptying is not None or provisioned or claims
+    ):
         if plan is not None:
             question = plan.question(keep_ca=keep_ca, bucket=emptying)
         else:
@@ -194,6 +200,8 @@ def reset(
                 f"{question[:-1]} It also deletes the {len(provisioned)} devices the provisioning API or fleet "
                 "provisioning by claim registered?"
             )
+        if claims:
+            question = f"{question[:-1]} And the templates {', '.join(claims)} with their claim certificates?"
         if not typer.confirm(question, err=True):
             typer.echo("Aborted; nothing was deleted.", err=True)
             raise typer.Exit(1)
@@ -205,6 +213,8 @@ def reset(
     if provisioned and api is not None:
         with ProgressBar("deleting", len(provisioned), quiet=as_json, min_total=21) as advance:
             report["provisioningApi"] = reset_provisioned(api, provisioned, progress=advance)
+    if info is not None and api is not None and claims:
+        report["claims"] = remove_claims(api, claims)
     report["bucket"] = bucket
     report["objectsDeleted"] = (empty_bucket(s3, emptying) or 0) if emptying is not None else 0
     report["bucketGone"] = bucket_gone
@@ -378,6 +388,12 @@ def _summary(report: dict, *, keep_ca: bool) -> str:
         fleet += (
             f"\nProvisioning API: deleted {len(api['certificatesDeleted'])} certificates and "
             f"{len(api['thingsDeleted'])} things it had registered."
+        )
+    if "claims" in report:
+        claims = report["claims"]
+        fleet += (
+            f"\nProvisioning by claim: deleted templates {', '.join(claims['templates']) or 'none'}, "
+            f"{len(claims['policies'])} policies and {len(claims['certificates'])} claim certificates."
         )
     if report["bucket"] is None:
         return fleet

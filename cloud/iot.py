@@ -316,6 +316,9 @@ class IotApi:
     def update_provisioning_template(self, name: str, **params: Any) -> None:
         self.call("update_provisioning_template", templateName=name, **params)
 
+    def list_provisioning_templates(self) -> list[dict]:
+        return self._pages("list_provisioning_templates", "templates", "nextToken", "nextToken")
+
     def delete_provisioning_template(self, name: str) -> bool:
         return self._unless_missing("delete_provisioning_template", templateName=name)
 

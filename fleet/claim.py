@@ -350,3 +350,53 @@ def _read_info(path: Path) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise InvalidInputError(f"{path} is not a claim description; move the folder away to make a new claim.")
     return info
+
+
+def claim_templates(iot: IotApi, stack: StackInfo) -> list[str]:
+    """The fleet provisioning templates ``jitr fleet claim`` made for the stack: those whose body attaches
+    the stack's device policy."""
+    if not stack.device_policy:
+        return []
+    found = []
+    for summary in iot.list_provisioning_templates():
+        if summary.get("type") != "FLEET_PROVISIONING":
+            continue
+        described = iot.describe_provisioning_template(summary["templateName"]) or {}
+        try:
+            body = json.loads(described.get("templateBody") or "{}")
+        except ValueError:
+            continue
+        resources = (body.get("Resources") or {}) if isinstance(body, dict) else {}
+        policies = [
+            (resource.get("Properties") or {}).get("PolicyName")
+            for resource in resources.values()
+            if isinstance(resource, dict) and resource.get("Type") == "AWS::IoT::Policy"
+        ]
+        if stack.device_policy in policies:
+            found.append(summary["templateName"])
+    return sorted(found)
+
+
+def remove_claims(iot: IotApi, templates: list[str]) -> dict[str, list[str]]:
+    """Delete what ``jitr fleet claim`` made for these templates: each template; its claim policy with the
+    claim certificates that hold it; its rotation policy, with the certificates that rotations retired
+    (they hold it, attached to no thing and no longer ACTIVE). A certificate still on a thing, or still
+    ACTIVE, is only detached. Running it again deletes nothing more."""
+    removed: dict[str, list[str]] = {"templates": [], "policies": [], "certificates": []}
+    for template in templates:
+        if iot.delete_provisioning_template(template):
+            removed["templates"].append(template)
+        for policy, suffix in ((f"{template}-claim", "claim"), (f"{template}-rotation", "rotation")):
+            for target in iot.list_targets_for_policy(policy):
+                iot.detach_policy(policy, target)
+                if ":cert/" not in target or iot.list_principal_things(target):
+                    continue
+                certificate_id = target.rsplit("/", 1)[1]
+                if suffix == "rotation" and iot.certificate_status(certificate_id) == "ACTIVE":
+                    continue  # a device certificate of no thing, but in use: not ours to delete
+                iot.update_certificate(certificate_id, "INACTIVE")
+                if iot.delete_certificate(certificate_id):
+                    removed["certificates"].append(certificate_id)
+            if iot.delete_policy(policy):
+                removed["policies"].append(policy)
+    return removed

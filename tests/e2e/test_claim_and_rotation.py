@@ -235,3 +235,24 @@ def test_a_rotation_whose_new_certificate_is_refused_leaves_the_old_one_working(
     still = jitr("device", "connect", "--endpoint", f"localhost:{info['mqtt_port']}", "--cert", cert, "--key", key,
                  "--root-ca", info["endpoint_ca"], "--topic-root", f"devices/{STACK}")  # fmt: skip
     assert still.exit_code == 0, still.output
+
+
+def test_fleet_reset_removes_what_claim_and_rotation_made_for_the_stack(emulator, stack, jitr, tmp_path):
+    _, cert, key = claimed_device(jitr, emulator, tmp_path, "sensor-1")
+    set_up_rotation(jitr)
+    assert rotate(jitr, emulator, cert, key, tmp_path / "rotated").exit_code == 0
+    iot = boto3.client("iot", region_name="us-east-1")
+    iot.create_policy(policyName="foreign", policyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+
+    reset = jitr("fleet", "reset", "--stack", STACK, "--yes", "--json")
+
+    assert reset.exit_code == 0, reset.output
+    removed = json.loads(reset.stdout)["claims"]
+    assert sorted(removed["templates"]) == ["factory", "rotate"]
+    assert len(removed["certificates"]) == 2  # the claim certificate, and the one the rotation retired
+    assert iot.list_provisioning_templates()["templates"] == []
+    names = {policy["policyName"] for policy in iot.list_policies()["policies"]}
+    assert "foreign" in names and not {name for name in names if name.startswith(("factory-", "rotate-"))}
+    assert iot.list_things()["things"] == [] and iot.list_certificates()["certificates"] == []
+    again = jitr("fleet", "reset", "--stack", STACK, "--yes", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout).get("claims") is None

@@ -291,7 +291,11 @@ Outputs:
 """
 
 
-def test_the_command_finds_the_stack_in_cloudformation_and_empties_its_archive(jitr, iot, fleet, intermediate_issuer):
+def test_the_command_finds_the_stack_in_cloudformation_and_empties_its_archive(
+    jitr, iot, fleet, intermediate_issuer, monkeypatch
+):
+    # moto has no ListProvisioningTemplates: the claim templates' part is tests/e2e/test_claim_and_rotation.py's
+    monkeypatch.setattr("cli.fleet_app.claim_templates", lambda api, info: [])
     ca_id = fleet.ca(intermediate_issuer)
     fleet.device(intermediate_issuer, "dev-1", policies=["stack-policy"])
     cloudformation = boto3.client("cloudformation", region_name="us-east-1")
