@@ -41,54 +41,45 @@ HOOK_PAYLOAD_VERSION = "2020-04-01"
 CERTIFICATE_FILE, KEY_FILE, INFO_FILE = "claim.cert.pem", "claim.private.key", "claim.json"
 
 
-def template_body(stack: StackInfo) -> str:
-    """The claim template: thing named SerialNumber (never an existing one), certificate ACTIVE, device policy."""
+def _template(stack: StackInfo, name_parameter: str, thing: dict[str, Any], policies: list[str]) -> str:
+    """A fleet provisioning template: the thing named by ``name_parameter``, the requesting certificate
+    ACTIVE, ``policies`` (the stack's device policy first) attached, and the stack's topic root for devices."""
     if not stack.device_policy:
         raise NotFoundError(f"The stack {stack.name} has no DevicePolicyName output; deploy it with deploy.sh.")
-    template: dict[str, Any] = {
-        "Parameters": {"SerialNumber": {"Type": "String"}, "AWS::IoT::Certificate::Id": {"Type": "String"}},
-        "Resources": {
-            "thing": {
-                "Type": "AWS::IoT::Thing",
-                "Properties": {"ThingName": {"Ref": "SerialNumber"}, "AttributePayload": {OWNER_ATTRIBUTE: stack.name}},
-                "OverrideSettings": {"AttributePayload": "FAIL"},
-            },
-            "certificate": {
-                "Type": "AWS::IoT::Certificate",
-                "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
-            },
-            "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": stack.device_policy}},
+    resources: dict[str, Any] = {
+        "thing": {"Type": "AWS::IoT::Thing", **thing},
+        "certificate": {
+            "Type": "AWS::IoT::Certificate",
+            "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
         },
     }
-    topic_root = stack.outputs.get("DeviceTopicRoot")
-    if topic_root:
-        template["DeviceConfiguration"] = {"topicRoot": topic_root}
+    for number, policy in enumerate([stack.device_policy, *policies]):
+        resources["policy" if number == 0 else f"policy{number + 1}"] = {
+            "Type": "AWS::IoT::Policy",
+            "Properties": {"PolicyName": policy},
+        }
+    template = {
+        "Parameters": {name_parameter: {"Type": "String"}, "AWS::IoT::Certificate::Id": {"Type": "String"}},
+        "Resources": resources,
+        "DeviceConfiguration": {"topicRoot": stack.outputs.get("DeviceTopicRoot") or f"devices/{stack.name}"},
+    }
     return json.dumps(template, separators=(",", ":"))
+
+
+def template_body(stack: StackInfo) -> str:
+    """The claim template: thing named SerialNumber (never an existing one), certificate ACTIVE, device policy."""
+    thing = {
+        "Properties": {"ThingName": {"Ref": "SerialNumber"}, "AttributePayload": {OWNER_ATTRIBUTE: stack.name}},
+        "OverrideSettings": {"AttributePayload": "FAIL"},
+    }
+    return _template(stack, "SerialNumber", thing, [])
 
 
 def rotation_template_body(stack: StackInfo, rotation_policy: str) -> str:
     """The rotation template: the thing kept as it is (ThingName, which the stack's rotation hook checks is
     the requesting certificate's own), the new certificate ACTIVE with the device and rotation policies."""
-    if not stack.device_policy:
-        raise NotFoundError(f"The stack {stack.name} has no DevicePolicyName output; deploy it with deploy.sh.")
-    template: dict[str, Any] = {
-        "Parameters": {"ThingName": {"Type": "String"}, "AWS::IoT::Certificate::Id": {"Type": "String"}},
-        "Resources": {
-            "thing": {
-                "Type": "AWS::IoT::Thing",
-                "Properties": {"ThingName": {"Ref": "ThingName"}},
-                "OverrideSettings": {"AttributePayload": "DO_NOTHING"},
-            },
-            "certificate": {
-                "Type": "AWS::IoT::Certificate",
-                "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
-            },
-            "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": stack.device_policy}},
-            "rotationPolicy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": rotation_policy}},
-        },
-        "DeviceConfiguration": {"topicRoot": stack.outputs.get("DeviceTopicRoot") or f"devices/{stack.name}"},
-    }
-    return json.dumps(template, separators=(",", ":"))
+    thing = {"Properties": {"ThingName": {"Ref": "ThingName"}}, "OverrideSettings": {"AttributePayload": "DO_NOTHING"}}
+    return _template(stack, "ThingName", thing, [rotation_policy])
 
 
 def rotation_policy(arn_prefix: str, template: str) -> str:

@@ -41,7 +41,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from base.certificates import certificate_id, to_pem
 from emulator.iot.aws_issuer import aws_issuer, load_request
-from emulator.iot.template_runner import ProvisioningError, TemplateRunner, evaluate, parse_template
+from emulator.iot.template_runner import ProvisioningError, TemplateRunner, evaluate, parse_template, resolve_parameters
 from emulator.mqtt.hooks import SessionInfo
 from emulator.store.device_certificates import PENDING_ACTIVATION, store_certificate
 from emulator.store.errors import InvalidRequest
@@ -240,7 +240,10 @@ class FleetProvisioning:
         if template.pre_provisioning_hook:
             parameters = self._ask_hook(info, template, device, parameters)
         document = parse_template(template.body)
-        values = self._values(document, {**parameters, CERTIFICATE_ID_PARAMETER: cert_id})
+        try:
+            values = resolve_parameters(document, {**parameters, CERTIFICATE_ID_PARAMETER: cert_id})
+        except ProvisioningError as exc:
+            raise Rejected(400, "InvalidRequest", str(exc)) from None
         try:
             applied = TemplateRunner(self.registry.backend, self.registry.state.lock).run(document, values)
         except (ProvisioningError, InvalidRequest) as exc:
@@ -255,18 +258,6 @@ class FleetProvisioning:
         if thing is not None:
             answer["thingName"] = thing
         return answer
-
-    @staticmethod
-    def _values(document: Mapping[str, Any], supplied: Mapping[str, str]) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name, spec in (document.get("Parameters") or {}).items():
-            if name in supplied:
-                values[name] = supplied[name]
-            elif isinstance(spec, dict) and "Default" in spec:
-                values[name] = spec["Default"]
-            else:
-                raise Rejected(400, "InvalidRequest", f"The template's parameter {name} was not given.")
-        return values
 
     def _ask_hook(self, info: SessionInfo, template, device, parameters: dict[str, str]) -> dict[str, str]:
         """The pre-provisioning hook's verdict within HOOK_TIMEOUT: the parameters to provision with."""

@@ -106,7 +106,10 @@ def resolve_parameters(template: Mapping[str, Any], supplied: Mapping[str, str])
         elif isinstance(spec, dict) and "Default" in spec:
             values[name] = spec["Default"]
         else:
-            raise ProvisioningError(f"The template declares {name}, which the certificate does not carry.")
+            raise ProvisioningError(
+                f"The template declares {name}, which has no Default and which neither the certificate nor the "
+                "request gives."
+            )
     return values
 
 

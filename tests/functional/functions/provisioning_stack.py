@@ -4,9 +4,7 @@ leaves in the account, the function loaded as Lambda loads it, and API Gateway e
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ca.jitp_template import device_policy
+from tests.functional.functions.loading import load_function
 
 ROOT = Path(__file__).resolve().parents[3]
 FUNCTION = ROOT / "functions" / "provisioning"
@@ -33,21 +32,7 @@ API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com"
 NO_RETRIES = Config(connect_timeout=5, read_timeout=20, retries={"total_max_attempts": 1})
 
 
-def load_function() -> Any:
-    """Import the function's app.py as Lambda does, its directory on sys.path for the modules beside it."""
-    sys.path.insert(0, str(FUNCTION))
-    try:
-        spec = importlib.util.spec_from_file_location("provisioning_app", FUNCTION / "app.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(FUNCTION))
-
-
-app = load_function()
+app: Any = load_function("provisioning")
 
 
 def csr_pem(cn: str | None, key: Any = None) -> tuple[str, Any]:

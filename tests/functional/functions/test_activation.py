@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import types
 from dataclasses import dataclass, replace
@@ -25,6 +23,7 @@ from ca.issue import Issuer
 from ca.jitp_template import device_policy
 from tests.certificates import certificate_with_subject
 from tests.conftest import NOW
+from tests.functional.functions.loading import load_function
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = ROOT / "tests" / "events"
@@ -32,21 +31,7 @@ POLICY = "jitr-device-policy"
 FLEET = "/jitr/fleet"
 
 
-def load_function(directory: Path = ROOT / "functions" / "jitr_activation"):
-    """Import the Lambda's app.py as Lambda does, with its directory on sys.path for its sibling modules."""
-    sys.path.insert(0, str(directory))
-    try:
-        spec = importlib.util.spec_from_file_location("jitr_activation_app", directory / "app.py")
-        assert spec is not None and spec.loader is not None, f"cannot load {directory / 'app.py'}"
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(directory))
-
-
-app = load_function()
+app: Any = load_function("jitr_activation")
 
 
 def decisions(capsys) -> list[dict]:

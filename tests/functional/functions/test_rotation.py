@@ -3,10 +3,7 @@ this stack, and the retire handler retires only another certificate of the same 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,23 +11,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from emulator.api import EmulatorApi
+from tests.functional.functions.loading import load_function
 from tests.functional.functions.provisioning_stack import NO_RETRIES, Failing
 
-ROOT = Path(__file__).resolve().parents[3]
 POLICY = "rot-test-device-policy"
 
 
-def load_function() -> Any:
-    folder = ROOT / "functions" / "rotation"
-    spec = importlib.util.spec_from_file_location("rotation_app", folder / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-app = load_function()
+app: Any = load_function("rotation")
 
 
 @pytest.fixture(scope="module")
