@@ -7,7 +7,6 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -21,8 +20,6 @@ from cryptography.x509.oid import NameOID
 from ca.jitp_template import device_policy
 from tests.functional.functions.loading import load_function
 
-ROOT = Path(__file__).resolve().parents[3]
-FUNCTION = ROOT / "functions" / "provisioning"
 STACK = "prov-test"
 TABLE = "prov-test-fleet"
 POLICY = "prov-test-device-policy"
