@@ -19,7 +19,7 @@ from base.names import check_stack_name
 from cli.common import JsonOption, emit
 from cli.progress import ProgressBar
 from cli.wiring import stack_source
-from cloud.iot import IotApi
+from cloud.iot_account import IotAccount
 from cloud.session import make_session
 from fleet.audit import SEVERITY
 from fleet.audit_scan import DEFAULT_CONCURRENCY, AuditReport, AuditScope, audit
@@ -77,7 +77,7 @@ def audit_command(
     with ProgressBar("auditing certificates", None, quiet=as_json) as bar:
         bar.start(None)
         report = audit(
-            IotApi.connect(),
+            IotAccount.connect(),
             crls=crls,
             issuers=issuers,
             scope=scope,

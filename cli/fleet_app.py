@@ -21,18 +21,18 @@ from base.errors import InvalidInputError, JitrError, NotFoundError
 from base.files import read_bytes
 from base.names import check_stack_name
 from ca.store import PkiStore
-from cli import fleet_admit, fleet_claim
+from cli import fleet_admit, fleet_claim, fleet_logging
 from cli.common import JsonOption, ManifestOption, emit
 from cli.progress import ProgressBar
 from cli.wiring import stack_source
 from cloud.iot import IotApi
+from cloud.iot_account import IotAccount
 from cloud.pacing import Pacer
 from cloud.s3 import S3Api, bucket_exists, empty_bucket
 from cloud.session import make_session
 from cloud.stacks import StackInfo
 from fleet.claim import claim_templates, remove_claims
 from fleet.devices import FAILED, manifest_ca
-from fleet.iot_logging import ensure_logging, release_logging
 from fleet.register import register_fleet
 from fleet.requests import (
     DEFAULT_CONCURRENCY,
@@ -61,6 +61,7 @@ app = typer.Typer(
 
 app.command("admit")(fleet_admit.admit)
 app.command("claim")(fleet_claim.claim)
+app.command("logging")(fleet_logging.logging_command)
 
 StackOption = Annotated[str, typer.Option("--stack", help="The stack name (deploy.sh's STACK).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -88,38 +89,6 @@ def endpoint(as_json: JsonOption = False) -> None:
     """Print the ATS data endpoint devices connect to (HOST, or HOST:PORT on the local emulator)."""
     address = IotApi.connect().data_endpoint()
     emit({"endpoint": address}, as_json, address)
-
-
-@app.command("logging")
-def logging_command(
-    stack: StackOption,
-    off: Annotated[bool, typer.Option("--off", help="Turn it off, if it uses this stack's role (delete.sh).")] = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Turn AWS IoT's v2 logging on (level ERROR, the stack's IotLoggingRole) unless it is on already.
-
-    Logging is one setting per account and region: a configuration that is on is left as it is,
-    whoever made it. deploy.sh runs this; delete.sh runs it with --off, which turns logging off only
-    when it uses this stack's role (which goes with the stack). Device Defender's
-    LOGGING_DISABLED_CHECK (jitr audit) is what it answers.
-    """
-    info = lookup_stack(stack)
-    if info is None:
-        if off:  # the stack is gone already: its role with it; nothing of ours to turn off
-            emit({"stack": stack, "logging": "unchanged"}, as_json, f"There is no stack {stack}; logging unchanged.")
-            return
-        raise NotFoundError(f"There is no stack {stack}: deploy it first (./deploy.sh ...).")
-    role = info.outputs.get("IotLoggingRoleArn")
-    if not role:
-        raise NotFoundError(f"The stack {stack} has no IotLoggingRoleArn output; redeploy it with deploy.sh.")
-    if off:
-        done = release_logging(IotApi.connect(), role)
-        said = "is now off (it used this stack's role)" if done else "does not use this stack's role; unchanged"
-        emit({"stack": stack, "logging": "disabled" if done else "unchanged"}, as_json, f"AWS IoT logging {said}.")
-        return
-    outcome = ensure_logging(IotApi.connect(), role)
-    said = "was on already; left as it is" if outcome == "kept" else f"is now on (ERROR, role {role})"
-    emit({"stack": stack, "logging": outcome, "roleArn": role}, as_json, f"AWS IoT logging {said}.")
 
 
 @app.command()
@@ -183,7 +152,7 @@ def reset(
     store = PkiStore(directory) if directory is not None else None
     folder_ca = certificate_id(store.signer_certificate()) if store is not None and store.exists() else None
     ca_id = stack_ca_id(stack, info, folder_ca)
-    api = IotApi.connect() if ca_id is not None or info is not None else None
+    api = IotAccount.connect() if ca_id is not None or info is not None else None
     plan = plan_reset(api, ca_id) if api is not None and ca_id is not None else None
     provisioned = provisioned_things(api, stack) if api is not None else []  # the API's, and claim's
     claims = claim_templates(api, info) if api is not None and info is not None else []

@@ -16,7 +16,7 @@ from cli.common import JsonOption, emit
 from cli.progress import ProgressBar
 from cli.wiring import stack_source
 from cloud.functions import allow_iot_hook
-from cloud.iot import IotApi
+from cloud.iot_account import IotAccount
 from cloud.session import make_session
 from cloud.stacks import StackInfo
 from fleet.claim import set_up_claim, set_up_rotation
@@ -68,7 +68,7 @@ def claim(
         return
     hook_arn = allow_iot_hook(session, hook, template) if hook else None
     folder = out or Path(f"claim-{template}")
-    setup = set_up_claim(IotApi.connect(), info, template, folder, hook_arn=hook_arn)
+    setup = set_up_claim(IotAccount.connect(), info, template, folder, hook_arn=hook_arn)
     made = ", ".join(setup.created) or "nothing new"
     emit(
         setup.as_dict(),
@@ -85,7 +85,7 @@ def _rotation(session, info: StackInfo, template: str, hook: str | None, as_json
     if not function:
         raise NotFoundError(f"The stack {info.name} has no RotationHookFunctionName output; redeploy it (./deploy.sh).")
     hook_arn = allow_iot_hook(session, function, template)
-    iot = IotApi.connect()
+    iot = IotAccount.connect()
     with ProgressBar("attaching the rotation policy", None, quiet=as_json) as bar:
         setup = set_up_rotation(iot, info, template, hook_arn=hook_arn, progress=lambda _n, total: _advance(bar, total))
     emit(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Self
 
 from base import config
 from base.errors import AwsError
@@ -53,7 +53,7 @@ class IotApi:
         endpoint_url: str | None = None,
         pacer: Pacer | None = None,
         connections: int | None = None,
-    ) -> IotApi:
+    ) -> Self:
         """A client for AWS, or for the endpoint in AWS_ENDPOINT_URL (the local emulator).
 
         With a ``pacer``, botocore does not retry (the pacer does); ``connections`` sizes the HTTP
@@ -163,7 +163,7 @@ class IotApi:
 
     def list_certificates_by_ca(self, ca_certificate_id: str) -> list[dict]:
         """Every certificate registered under the CA (``certificateId``, ``certificateArn``, ``status``)."""
-        return self._pages(
+        return self.pages(
             "list_certificates_by_ca", "certificates", "marker", "nextMarker", caCertificateId=ca_certificate_id
         )
 
@@ -177,7 +177,7 @@ class IotApi:
         )
 
     def list_principal_things(self, principal_arn: str) -> list[str]:
-        return self._pages(
+        return self.pages(
             "list_principal_things", "things", "nextToken", "nextToken", missing_ok=True, principal=principal_arn
         )
 
@@ -197,7 +197,7 @@ class IotApi:
         )
 
     def list_thing_principals(self, thing_name: str) -> list[str]:
-        return self._pages(
+        return self.pages(
             "list_thing_principals", "principals", "nextToken", "nextToken", missing_ok=True, thingName=thing_name
         )
 
@@ -210,13 +210,13 @@ class IotApi:
 
     def list_attached_policies(self, target: str) -> list[str]:
         """The names of the policies attached directly to ``target`` (a certificate ARN)."""
-        policies = self._pages(
+        policies = self.pages(
             "list_attached_policies", "policies", "marker", "nextMarker", missing_ok=True, target=target
         )
         return [policy["policyName"] for policy in policies]
 
     def list_targets_for_policy(self, policy_name: str) -> list[str]:
-        return self._pages(
+        return self.pages(
             "list_targets_for_policy", "targets", "marker", "nextMarker", missing_ok=True, policyName=policy_name
         )
 
@@ -290,60 +290,13 @@ class IotApi:
             return False
         return self._unless_exists("create_policy", policyName=name, policyDocument=document)
 
-    def describe_provisioning_template(self, name: str) -> dict | None:
-        """The provisioning template ``name`` as AWS IoT describes it, or None if there is none."""
-        try:
-            return self.call("describe_provisioning_template", templateName=name)
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
-                return None
-            raise
-
-    def create_provisioning_template(self, name: str, body: str, *, role_arn: str, hook: dict | None) -> str:
-        """Create an enabled FLEET_PROVISIONING template; its ARN."""
-        params: dict[str, Any] = {"preProvisioningHook": hook} if hook else {}
-        answer = self.call(
-            "create_provisioning_template",
-            templateName=name,
-            templateBody=body,
-            provisioningRoleArn=role_arn,
-            enabled=True,
-            type="FLEET_PROVISIONING",
-            **params,
-        )
-        return answer["templateArn"]
-
-    def update_provisioning_template(self, name: str, **params: Any) -> None:
-        self.call("update_provisioning_template", templateName=name, **params)
-
-    def list_provisioning_templates(self) -> list[dict]:
-        return self._pages("list_provisioning_templates", "templates", "nextToken", "nextToken")
-
-    def delete_provisioning_template(self, name: str) -> bool:
-        return self._unless_missing("delete_provisioning_template", templateName=name)
-
-    def create_keys_and_certificate(self) -> dict:
-        """An ACTIVE certificate and its key pair, made by AWS IoT (``certificateId``, ``certificateArn``,
-        ``certificatePem``, ``keyPair.PrivateKey``)."""
-        return self.call("create_keys_and_certificate", setAsActive=True)
-
-    def certificate_status(self, certificate_id: str) -> str | None:
-        """The certificate's status, or None if AWS IoT does not have it."""
-        try:
-            answer = self.call("describe_certificate", certificateId=certificate_id)
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
-                return None
-            raise
-        return answer["certificateDescription"]["status"]
-
     def list_certificates(self) -> list[dict]:
         """Every certificate of the account (``certificateId``, ``certificateArn``, ``status``)."""
-        return self._pages("list_certificates", "certificates", "marker", "nextMarker")
+        return self.pages("list_certificates", "certificates", "marker", "nextMarker")
 
     def things_with(self, attribute: str, value: str) -> list[str]:
         """The names of the things whose ``attribute`` is ``value`` (ListThings filters on one attribute)."""
-        things = self._pages(
+        things = self.pages(
             "list_things", "things", "nextToken", "nextToken", attributeName=attribute, attributeValue=value
         )
         return [thing["thingName"] for thing in things]
@@ -364,7 +317,7 @@ class IotApi:
 
     def registration_task_reports(self, task_id: str, report_type: str) -> list[str]:
         """The links to a task's RESULTS or ERRORS report files."""
-        return self._pages(
+        return self.pages(
             "list_thing_registration_task_reports",
             "resourceLinks",
             "nextToken",
@@ -375,84 +328,6 @@ class IotApi:
 
     def stop_registration_task(self, task_id: str) -> None:
         self._checked("stop_thing_registration_task", taskId=task_id)
-
-    # -- reading the account (jitr audit) ------------------------------------------------------------
-
-    def certificate_pages(self, *, page_size: int = 250, ca_certificate_id: str | None = None) -> Iterator[list[dict]]:
-        """The account's certificates (or one CA's), a page at a time: ``certificateId``, ``certificateArn``,
-        ``status``, ``creationDate``. Only the page in hand is held."""
-        operation = "list_certificates"
-        params: dict[str, Any] = {"pageSize": page_size}
-        if ca_certificate_id is not None:
-            operation, params = "list_certificates_by_ca", {**params, "caCertificateId": ca_certificate_id}
-        marker = None
-        while True:
-            answer = self.call(operation, **params, **({"marker": marker} if marker else {}))
-            yield answer.get("certificates") or []
-            marker = answer.get("nextMarker")
-            if not marker:
-                return
-
-    def describe_certificate(self, certificate_id: str) -> dict | None:
-        """DescribeCertificate's ``certificateDescription`` (with ``certificatePem``), or None if it is gone."""
-        try:
-            return self.call("describe_certificate", certificateId=certificate_id)["certificateDescription"]
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
-                return None
-            raise
-
-    def list_ca_certificates(self) -> list[dict]:
-        return self._pages("list_ca_certificates", "certificates", "marker", "nextMarker", pageSize=250)
-
-    def list_policies(self) -> list[dict]:
-        return self._pages("list_policies", "policies", "marker", "nextMarker", pageSize=250)
-
-    def policy_document(self, policy_name: str) -> str | None:
-        """The policy's default version's document (JSON text), or None if the policy is gone."""
-        try:
-            return self.call("get_policy", policyName=policy_name)["policyDocument"]
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
-                return None
-            raise
-
-    def thing_pages(self, *, page_size: int = 250) -> Iterator[list[dict]]:
-        """Every thing (``thingName``, ``attributes``), a page at a time."""
-        token = None
-        while True:
-            answer = self.call("list_things", maxResults=page_size, **({"nextToken": token} if token else {}))
-            yield answer.get("things") or []
-            token = answer.get("nextToken")
-            if not token:
-                return
-
-    def topic_rule_sqls(self) -> dict[str, str]:
-        """Each enabled topic rule's SQL, by rule name."""
-        rules = self._pages("list_topic_rules", "rules", "nextToken", "nextToken")
-        found = {}
-        for rule in rules:
-            if rule.get("ruleDisabled"):
-                continue
-            payload = self.call("get_topic_rule", ruleName=rule["ruleName"]).get("rule") or {}
-            found[rule["ruleName"]] = payload.get("sql", "")
-        return found
-
-    def v2_logging_options(self) -> dict | None:
-        """GetV2LoggingOptions' answer, or None when logging was never configured (NotConfiguredException)."""
-        try:
-            answer = self.call("get_v2_logging_options")
-        except AwsError as exc:
-            if exc.code == "NotConfiguredException":
-                return None
-            raise
-        return {key: value for key, value in answer.items() if key != "ResponseMetadata"}
-
-    def set_v2_logging_options(self, *, role_arn: str | None, level: str, disable_all: bool = False) -> None:
-        params: dict[str, Any] = {"defaultLogLevel": level, "disableAllLogs": disable_all}
-        if role_arn:
-            params["roleArn"] = role_arn
-        self.call("set_v2_logging_options", **params)
 
     def _exists(self, operation: str, **params: Any) -> bool:
         """True if a describe ``operation`` finds its resource."""
@@ -478,7 +353,7 @@ class IotApi:
         port = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-jitr-mqtt-port")
         return f"{answer['endpointAddress']}:{port}" if port else answer["endpointAddress"]
 
-    def _pages(
+    def pages(
         self, operation: str, key: str, token_param: str, token_field: str, *, missing_ok: bool = False, **params: Any
     ) -> list:
         """Every item of a paginated list call (``[]`` for a missing resource when ``missing_ok``)."""

@@ -26,7 +26,7 @@ from cryptography import x509
 
 from base.certificates import load_certificate
 from base.errors import InvalidInputError
-from cloud.iot import IotApi
+from cloud.iot_account import IotAccount
 from fleet.audit import (
     CrlIndex,
     Finding,
@@ -76,7 +76,7 @@ class AuditReport:
 
 
 def audit(
-    iot: IotApi,
+    iot: IotAccount,
     *,
     crls: Iterable[x509.CertificateRevocationList] = (),
     issuers: Iterable[x509.Certificate] = (),
@@ -170,7 +170,7 @@ def audit(
     return AuditReport(sort_findings(findings), scanned)
 
 
-def _cas(iot: IotApi, scope: AuditScope) -> list[tuple[dict, x509.Certificate]]:
+def _cas(iot: IotAccount, scope: AuditScope) -> list[tuple[dict, x509.Certificate]]:
     records = []
     for summary in iot.list_ca_certificates():
         ca_id = summary["certificateId"]
@@ -193,7 +193,7 @@ def _in_stack(thing: dict, scope: AuditScope) -> bool:
     )
 
 
-def _has_principal(iot: IotApi, thing: str, scope: AuditScope) -> bool:
+def _has_principal(iot: IotAccount, thing: str, scope: AuditScope) -> bool:
     """Whether a thing no scanned ACTIVE certificate is attached to has any principal at all (an INACTIVE
     certificate, or, with a stack's scope, a certificate outside it)."""
     return bool(iot.list_thing_principals(thing))

@@ -31,7 +31,7 @@ from typing import Any
 
 from base.errors import AlreadyExistsError, InvalidInputError, JitrError, NotFoundError
 from base.files import FileSpec, read_bytes, write_files
-from cloud.iot import IotApi
+from cloud.iot_account import IotAccount
 from cloud.stacks import StackInfo
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,9 @@ class _Undo:
         return left
 
 
-def set_up_claim(iot: IotApi, stack: StackInfo, template: str, out: Path, *, hook_arn: str | None = None) -> ClaimSetup:
+def set_up_claim(
+    iot: IotAccount, stack: StackInfo, template: str, out: Path, *, hook_arn: str | None = None
+) -> ClaimSetup:
     """Make (or find) the template, the claim policy and the claim certificate; write the certificate and
     key (0600) and ``claim.json`` to ``out``."""
     role = stack.outputs.get("ProvisioningRoleArn")
@@ -178,13 +180,7 @@ def set_up_claim(iot: IotApi, stack: StackInfo, template: str, out: Path, *, hoo
     undo = _Undo()
     created: list[str] = []
     try:
-        existing = iot.describe_provisioning_template(template)
-        if existing is None:
-            template_arn = iot.create_provisioning_template(template, body, role_arn=role, hook=hook)
-            undo.push(f"template {template}", lambda: iot.delete_provisioning_template(template))
-            created.append("template")
-        else:
-            template_arn = _reuse_template(iot, existing, template, body, hook)
+        template_arn = _ensure_template(iot, template, body, role, hook, undo, created)
         policy = f"{template}-claim"
         if iot.ensure_policy(policy, claim_policy(template_arn.split(":provisioningtemplate/")[0], template)):
             undo.push(f"policy {policy}", lambda: iot.delete_policy(policy))
@@ -231,7 +227,7 @@ class RotationSetup:
 
 
 def set_up_rotation(
-    iot: IotApi,
+    iot: IotAccount,
     stack: StackInfo,
     template: str,
     *,
@@ -254,13 +250,7 @@ def set_up_rotation(
         if iot.ensure_policy(policy, rotation_policy(prefix, template)):
             undo.push(f"policy {policy}", lambda: iot.delete_policy(policy))
             created.append("policy")
-        existing = iot.describe_provisioning_template(template)
-        if existing is None:
-            template_arn = iot.create_provisioning_template(template, body, role_arn=role, hook=hook)
-            undo.push(f"template {template}", lambda: iot.delete_provisioning_template(template))
-            created.append("template")
-        else:
-            template_arn = _reuse_template(iot, existing, template, body, hook)
+        template_arn = _ensure_template(iot, template, body, role, hook, undo, created)
     except BaseException:
         undo.run()
         raise
@@ -271,7 +261,20 @@ def set_up_rotation(
     return RotationSetup(stack.name, template, template_arn, policy, hook_arn, len(targets), created)
 
 
-def _reuse_template(iot: IotApi, existing: dict, name: str, body: str, hook: dict | None) -> str:
+def _ensure_template(
+    iot: IotAccount, template: str, body: str, role: str, hook: dict | None, undo: _Undo, created: list[str]
+) -> str:
+    """The template's ARN: created (its undo pushed), or the one that exists with this body reused."""
+    existing = iot.describe_provisioning_template(template)
+    if existing is not None:
+        return _reuse_template(iot, existing, template, body, hook)
+    arn = iot.create_provisioning_template(template, body, role_arn=role, hook=hook)
+    undo.push(f"template {template}", lambda: iot.delete_provisioning_template(template))
+    created.append("template")
+    return arn
+
+
+def _reuse_template(iot: IotAccount, existing: dict, name: str, body: str, hook: dict | None) -> str:
     if existing.get("type") != "FLEET_PROVISIONING":
         raise AlreadyExistsError(f"A provisioning template {name} exists and is not a fleet provisioning one.")
     if json.loads(existing.get("templateBody") or "{}") != json.loads(body):
@@ -290,7 +293,7 @@ def _reuse_template(iot: IotApi, existing: dict, name: str, body: str, hook: dic
 
 
 def _claim_certificate(
-    iot: IotApi, out: Path, template: str, policy: str, undo: _Undo, created: list[str]
+    iot: IotAccount, out: Path, template: str, policy: str, undo: _Undo, created: list[str]
 ) -> tuple[str, Path, Path]:
     cert_path, key_path, info_path = out / CERTIFICATE_FILE, out / KEY_FILE, out / INFO_FILE
     if info_path.exists():
@@ -343,7 +346,7 @@ def _read_info(path: Path) -> dict[str, Any]:
     return info
 
 
-def claim_templates(iot: IotApi, stack: StackInfo) -> list[str]:
+def claim_templates(iot: IotAccount, stack: StackInfo) -> list[str]:
     """The fleet provisioning templates ``jitr fleet claim`` made for the stack: those whose body attaches
     the stack's device policy."""
     if not stack.device_policy:
@@ -368,7 +371,7 @@ def claim_templates(iot: IotApi, stack: StackInfo) -> list[str]:
     return sorted(found)
 
 
-def remove_claims(iot: IotApi, templates: list[str]) -> dict[str, list[str]]:
+def remove_claims(iot: IotAccount, templates: list[str]) -> dict[str, list[str]]:
     """Delete what ``jitr fleet claim`` made for these templates: each template; its claim policy with the
     claim certificates that hold it; its rotation policy, with the certificates that rotations retired
     (they hold it, attached to no thing and no longer ACTIVE). A certificate still on a thing, or still

@@ -8,7 +8,7 @@ only when it uses the stack's role, which goes with the stack; ``jitr audit`` th
 
 from __future__ import annotations
 
-from cloud.iot import IotApi
+from cloud.iot_account import IotAccount
 
 LEVEL = "ERROR"
 
@@ -17,7 +17,7 @@ def logging_on(options: dict | None) -> bool:
     return options is not None and not options.get("disableAllLogs") and options.get("defaultLogLevel") != "DISABLED"
 
 
-def ensure_logging(iot: IotApi, role_arn: str) -> str:
+def ensure_logging(iot: IotAccount, role_arn: str) -> str:
     """``kept`` (logging is on already) or ``enabled`` (turned on with ``role_arn``)."""
     if logging_on(iot.v2_logging_options()):
         return "kept"
@@ -25,7 +25,7 @@ def ensure_logging(iot: IotApi, role_arn: str) -> str:
     return "enabled"
 
 
-def release_logging(iot: IotApi, role_arn: str | None) -> bool:
+def release_logging(iot: IotAccount, role_arn: str | None) -> bool:
     """Turn logging off if it uses ``role_arn`` (the stack's, about to be deleted); whether it did."""
     options = iot.v2_logging_options()
     if role_arn is None or options is None or options.get("roleArn") != role_arn or not logging_on(options):
