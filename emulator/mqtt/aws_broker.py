@@ -1,10 +1,10 @@
 """amqtt's broker made to behave like AWS IoT Core; :mod:`emulator.mqtt.broker` runs it for synchronous callers.
 
 AWS IoT Core's own rules apply whatever the hooks say: QoS 0 and 1 only, no client publishes to ``$`` topics
-other than ``$aws/...`` nor to ``$aws/events/...``, requests to AWS IoT itself (``$aws/certificates/...``,
-``$aws/provisioning-templates/...``) are answered by ``on_request`` to the requesting connection alone,
-wills go through ``on_publish`` and the rules like any message, a newer connection with the same client id
-closes the older one, and a client silent for 1.5 times its keep-alive is disconnected.
+other than ``$aws/...`` nor to ``$aws/events/...``, requests to AWS IoT itself are answered to the requesting
+connection alone (:mod:`emulator.mqtt.service_requests`), wills go through ``on_publish`` and the rules like
+any message, a newer connection with the same client id closes the older one, and a client silent for 1.5
+times its keep-alive is disconnected.
 
 amqtt speaks MQTT 3.1.1 only (MQTT 5 clients get CONNACK 0x84). Its connect, publish, subscribe, delivery and
 disconnect paths are overridden (its plugin API cannot drop a connection without CONNACK nor disconnect a
@@ -31,18 +31,18 @@ from amqtt.utils import gen_client_id
 from emulator.mqtt import tls
 from emulator.mqtt.connection import ConnectionHandler, Replay, current_task, use_light_sessions
 from emulator.mqtt.hooks import ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
+from emulator.mqtt.service_requests import ServiceRequests
+from emulator.mqtt.topics import MAX_QOS, is_wildcard
 
 log = logging.getLogger(__name__)
 
 MQTT_311 = 4  # the protocol level amqtt serves; MQTT 5 clients get CONNACK 0x84
-MAX_QOS = 1  # AWS IoT Core speaks QoS 0 and 1; QoS 2 publishes are refused, subscriptions granted QoS 1
 HANDSHAKE_TIMEOUT = 5.0  # seconds from TCP accept to a finished TLS handshake
 CONNECT_TIMEOUT = 10.0  # seconds from TLS handshake to CONNECT (AWS IoT keeps a silent one 4 s at least)
 MAX_OPENING = 256  # connections in their handshake or before their CONNECT; more are closed at accept
 CLOSE_TIMEOUT = 5.0
 KEEP_ALIVE_FACTOR = 1.5
 CLIENT_FORBIDDEN_PREFIXES = ("$aws/events/",)  # published by AWS IoT itself, never by a client
-SERVICE_PREFIXES = ("$aws/certificates/", "$aws/provisioning-templates/")  # requests AWS IoT answers itself
 
 
 @dataclass(eq=False)
@@ -58,11 +58,7 @@ def _link(session: Any) -> _Link | None:
     return getattr(session, "_jitr_link", None)
 
 
-def _is_wildcard(topic_filter: str) -> bool:
-    return "+" in topic_filter or "#" in topic_filter
-
-
-class _AwsIotBroker(_AmqttBroker):
+class _AwsIotBroker(ServiceRequests, _AmqttBroker):
     """amqtt's broker with AWS IoT Core's connect, authorization and delivery rules."""
 
     def __init__(self, config: dict, dispatch: HookDispatch, ssl_context: Any) -> None:
@@ -318,36 +314,11 @@ class _AwsIotBroker(_AmqttBroker):
         return True
 
     async def _may_publish(self, info: SessionInfo, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
-        if not topic or _is_wildcard(topic) or qos > MAX_QOS:
+        if not topic or is_wildcard(topic) or qos > MAX_QOS:
             return False
         if topic.startswith("$") and (not topic.startswith("$aws/") or topic.startswith(CLIENT_FORBIDDEN_PREFIXES)):
             return False
         return await self.dispatch.allowed(self.dispatch.hooks.on_publish, info, topic, payload, qos, retain)
-
-    async def _serve(self, info: SessionInfo, topic: str, payload: bytes) -> list[tuple[str, bytes]] | None:
-        """A request to AWS IoT itself (the fleet provisioning MQTT API): ``on_request``'s answers, or None when
-        the topic is not one it serves (then the message is routed as any other)."""
-        if not topic.startswith(SERVICE_PREFIXES):
-            return None
-        return await self.dispatch.answer(info, topic, payload)
-
-    async def _answer(self, session: Any, handler: Any, topic: str, payload: bytes) -> None:
-        """An answer to this connection alone (AWS: "through the same MQTT connection used to publish the
-        request"), if it subscribes to a filter matching ``topic`` and may receive it; else it is lost, as
-        AWS IoT's documentation warns a client that publishes before it subscribes."""
-        granted = [
-            qos
-            for topic_filter, subscriptions in list(self._subscriptions.items())
-            if topic_filter == topic or (_is_wildcard(topic_filter) and self._matches(topic, topic_filter))
-            for subscriber, qos in subscriptions
-            if subscriber is session
-        ]
-        if not granted or not await self._topic_filtering(session, topic, Action.RECEIVE):
-            log.info("Client %s does not subscribe to %s: its answer is dropped", session.client_id, topic)
-            return
-        delivery = asyncio.ensure_future(handler.mqtt_publish(topic, payload, min(max(granted), MAX_QOS), retain=False))
-        self._background.add(delivery)
-        delivery.add_done_callback(self._delivered)
 
     async def _route(
         self, session: Any, info: SessionInfo | None, topic: str, payload: bytes, qos: int, retain: bool
@@ -360,7 +331,7 @@ class _AwsIotBroker(_AmqttBroker):
 
     def has_subscriber(self, topic: str) -> bool:
         """Whether any session, connected or persistent, subscribes to a filter matching ``topic`` (any thread)."""
-        return any(f == topic or (_is_wildcard(f) and self._matches(topic, f)) for f in list(self._subscriptions))
+        return any(f == topic or (is_wildcard(f) and self._matches(topic, f)) for f in list(self._subscriptions))
 
     async def publish_internal(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """A message from the emulator itself: no policy check, but subscribers' iot:Receive and the rules apply."""
@@ -388,7 +359,7 @@ class _AwsIotBroker(_AmqttBroker):
         """
         broadcast = {"session": session, "topic": topic, "data": data}
         for topic_filter, subscriptions in list(self._subscriptions.items()):
-            if topic_filter != topic and not (_is_wildcard(topic_filter) and self._matches(topic, topic_filter)):
+            if topic_filter != topic and not (is_wildcard(topic_filter) and self._matches(topic, topic_filter)):
                 continue
             for target, subscription_qos in list(subscriptions):
                 qos = subscription_qos if force_qos is None else min(force_qos, subscription_qos)

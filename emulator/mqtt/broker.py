@@ -18,8 +18,9 @@ from typing import Any
 
 from base.errors import JitrError
 from emulator.mqtt import tls
-from emulator.mqtt.aws_broker import _AwsIotBroker, _is_wildcard
+from emulator.mqtt.aws_broker import _AwsIotBroker
 from emulator.mqtt.hooks import BrokerHooks, ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
+from emulator.mqtt.topics import is_wildcard
 
 __all__ = ["Broker", "BrokerHooks", "BrokerNotRunningError", "ConnectDecision", "DisconnectReason", "SessionInfo"]
 
@@ -144,7 +145,7 @@ class Broker:
         subscribes to skips the loop and goes to the rules at once, so it may overtake one queued before it
         (AWS IoT does not promise an order between messages either).
         """
-        if not topic or _is_wildcard(topic):
+        if not topic or is_wildcard(topic):
             raise ValueError(f"Cannot publish to {topic!r}: a topic name has no wildcards and is not empty.")
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
         server, dispatch = self._server, self._dispatch
