@@ -142,12 +142,7 @@ class IotApi:
 
     def describe_ca(self, ca_certificate_id: str) -> dict | None:
         """The CA's description and registration config, or None if AWS IoT does not know it."""
-        try:
-            return self.call("describe_ca_certificate", certificateId=ca_certificate_id)
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
-                return None
-            raise
+        return self.found("describe_ca_certificate", certificateId=ca_certificate_id)
 
     def register_ca(self, **params: Any) -> dict:
         return self._checked("register_ca_certificate", **params)
@@ -183,12 +178,8 @@ class IotApi:
 
     def thing_attributes(self, thing_name: str) -> dict[str, str] | None:
         """The thing's attributes, or None if there is no such thing."""
-        try:
-            return dict(self.call("describe_thing", thingName=thing_name).get("attributes") or {})
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
-                return None
-            raise
+        answer = self.found("describe_thing", thingName=thing_name)
+        return None if answer is None else dict(answer.get("attributes") or {})
 
     def certificate_ca(self, certificate_id: str) -> str | None:
         """The id of the CA a registered certificate was issued under (None: registered without a CA)."""
@@ -328,6 +319,15 @@ class IotApi:
 
     def stop_registration_task(self, task_id: str) -> None:
         self._checked("stop_thing_registration_task", taskId=task_id)
+
+    def found(self, operation: str, **params: Any) -> dict | None:
+        """A describe or get ``operation``'s answer, or None when AWS answers that its resource does not exist."""
+        try:
+            return self.call(operation, **params)
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":
+                return None
+            raise
 
     def _exists(self, operation: str, **params: Any) -> bool:
         """True if a describe ``operation`` finds its resource."""

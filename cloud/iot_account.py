@@ -21,12 +21,7 @@ class IotAccount(IotApi):
 
     def describe_provisioning_template(self, name: str) -> dict | None:
         """The provisioning template ``name`` as AWS IoT describes it, or None if there is none."""
-        try:
-            return self.call("describe_provisioning_template", templateName=name)
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
-                return None
-            raise
+        return self.found("describe_provisioning_template", templateName=name)
 
     def create_provisioning_template(self, name: str, body: str, *, role_arn: str, hook: dict | None) -> str:
         """Create an enabled FLEET_PROVISIONING template; its ARN."""
@@ -58,13 +53,8 @@ class IotAccount(IotApi):
 
     def certificate_status(self, certificate_id: str) -> str | None:
         """The certificate's status, or None if AWS IoT does not have it."""
-        try:
-            answer = self.call("describe_certificate", certificateId=certificate_id)
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
-                return None
-            raise
-        return answer["certificateDescription"]["status"]
+        described = self.describe_certificate(certificate_id)
+        return None if described is None else described["status"]
 
     # -- reading the account (jitr audit) ------------------------------------------------------------
 
@@ -85,12 +75,8 @@ class IotAccount(IotApi):
 
     def describe_certificate(self, certificate_id: str) -> dict | None:
         """DescribeCertificate's ``certificateDescription`` (with ``certificatePem``), or None if it is gone."""
-        try:
-            return self.call("describe_certificate", certificateId=certificate_id)["certificateDescription"]
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
-                return None
-            raise
+        answer = self.found("describe_certificate", certificateId=certificate_id)
+        return None if answer is None else answer["certificateDescription"]
 
     def list_ca_certificates(self) -> list[dict]:
         return self.pages("list_ca_certificates", "certificates", "marker", "nextMarker", pageSize=250)
@@ -100,12 +86,8 @@ class IotAccount(IotApi):
 
     def policy_document(self, policy_name: str) -> str | None:
         """The policy's default version's document (JSON text), or None if the policy is gone."""
-        try:
-            return self.call("get_policy", policyName=policy_name)["policyDocument"]
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":
-                return None
-            raise
+        answer = self.found("get_policy", policyName=policy_name)
+        return None if answer is None else answer["policyDocument"]
 
     def thing_pages(self, *, page_size: int = 250) -> Iterator[list[dict]]:
         """Every thing (``thingName``, ``attributes``), a page at a time."""

@@ -165,7 +165,8 @@ def audit(
             if scope.stack is not None and not _in_stack(thing, scope):
                 continue
             scanned["things"] += 1
-            if thing["thingName"] not in attached_things and not _has_principal(iot, thing["thingName"], scope):
+            # not on a scanned ACTIVE certificate: perhaps on an INACTIVE one, or (with --stack) one outside it
+            if thing["thingName"] not in attached_things and not iot.list_thing_principals(thing["thingName"]):
                 findings.append(thing_finding(thing["thingName"]))
     return AuditReport(sort_findings(findings), scanned)
 
@@ -191,9 +192,3 @@ def _in_stack(thing: dict, scope: AuditScope) -> bool:
     return attributes.get("provisioningStack") == scope.stack or (
         scope.ca_certificate_id is not None and attributes.get("caCertificateId") == scope.ca_certificate_id
     )
-
-
-def _has_principal(iot: IotAccount, thing: str, scope: AuditScope) -> bool:
-    """Whether a thing no scanned ACTIVE certificate is attached to has any principal at all (an INACTIVE
-    certificate, or, with a stack's scope, a certificate outside it)."""
-    return bool(iot.list_thing_principals(thing))

@@ -5,35 +5,25 @@ from __future__ import annotations
 
 import datetime as dt
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from base.certificates import to_pem
-from emulator.api import EmulatorApi
 from emulator.iot.aws_issuer import aws_issuer
 from emulator.store.device_certificates import store_certificate
-from tests.functional.emulator.test_emulator_api import NO_RETRIES
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module")
-def api():
-    started = EmulatorApi().start()
-    yield started
-    started.reset()
-    started.stop()
+@pytest.fixture
+def api(module_api):
+    return module_api
 
 
 @pytest.fixture
-def iot(api):
-    api.reset()
-    return boto3.client(
-        "iot", region_name="us-east-1", endpoint_url=api.url, config=NO_RETRIES,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+def iot(fresh_iot):
+    return fresh_iot
 
 
 def certificates(api, count: int, *, ca: str | None = None) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from cryptography import x509
@@ -13,8 +12,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from base.certificates import certificate_id
-from emulator.api import EmulatorApi
-from tests.functional.emulator.test_emulator_api import NO_RETRIES
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,21 +42,9 @@ def template(certificate: dict) -> str:
 CSR_TEMPLATE = template({"CertificateSigningRequest": {"Ref": "CSR"}})
 
 
-@pytest.fixture(scope="module")
-def api():
-    started = EmulatorApi().start()
-    yield started
-    started.reset()
-    started.stop()
-
-
 @pytest.fixture
-def iot(api):
-    api.reset()
-    client = boto3.client(
-        "iot", region_name="us-east-1", endpoint_url=api.url, config=NO_RETRIES,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+def iot(fresh_iot):
+    client = fresh_iot
     client.create_policy(policyName="device", policyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
     return client
 

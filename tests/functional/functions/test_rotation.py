@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from emulator.api import EmulatorApi
 from tests.functional.functions.loading import load_function
-from tests.functional.functions.provisioning_stack import NO_RETRIES, Failing
+from tests.functional.functions.provisioning_stack import Failing
 
 POLICY = "rot-test-device-policy"
 
@@ -20,21 +18,9 @@ POLICY = "rot-test-device-policy"
 app: Any = load_function("rotation")
 
 
-@pytest.fixture(scope="module")
-def emulator_api():
-    api = EmulatorApi().start()
-    yield api
-    api.reset()
-    api.stop()
-
-
 @pytest.fixture
-def iot(emulator_api, monkeypatch):
-    emulator_api.reset()
-    client = boto3.client(
-        "iot", region_name="us-east-1", endpoint_url=emulator_api.url, config=NO_RETRIES,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+def iot(fresh_iot, monkeypatch):
+    client = fresh_iot
     client.create_policy(policyName=POLICY, policyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
     monkeypatch.setenv(app.ENV_POLICY_NAME, POLICY)
     monkeypatch.setattr(app, "_client", client)
