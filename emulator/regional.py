@@ -18,6 +18,7 @@ from emulator.api.server import EmulatorApi
 from emulator.apigateway.server import ApiGateway
 from emulator.iot.core import CoreSettings, IotCore
 from emulator.iot.fleet_provisioning import FleetProvisioning
+from emulator.iot.signed_connections import SignedConnections
 from emulator.lambdas.runtime import LambdaRuntime
 from emulator.mqtt.broker import Broker, BrokerNotRunningError
 from emulator.mqtt.hooks import BrokerHooks
@@ -82,7 +83,8 @@ class RegionServer:
         )
         self.core = IotCore(registry, on_message=self.rules.handle, settings=core_settings)
         self.fleet = FleetProvisioning(registry, invoke=self.lambdas.invoke)
-        hooks = dataclasses.replace(self.core.hooks(), on_request=self.fleet.answer)
+        signed = SignedConnections(registry, account_id=registry.account, region=registry.region)
+        hooks = dataclasses.replace(self.core.hooks(), on_request=self.fleet.answer, on_websocket=signed.on_websocket)
         hooks = _touching(hooks, self.api.store.touch)
         self.broker = Broker(hooks, state_dir=settings.state_dir, port=settings.mqtt_port)
         self.broker.start()

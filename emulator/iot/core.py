@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from base.certificates import certificate_id
-from emulator.iot import events, policy
+from emulator.iot import events, policy, signed_connections
 from emulator.iot.template_runner import JitpProvisioner, ProvisioningError
 from emulator.mqtt.broker import BrokerHooks, ConnectDecision, SessionInfo
 
@@ -88,6 +88,8 @@ class IotCore:
         return verdict.decision
 
     def decide(self, info: SessionInfo) -> Verdict:
+        if info.transport == "websocket":  # SigV4 checked at the upgrade (signed_connections); IAM decides
+            return self._authorize_signed(info)
         if info.certificate is None:
             return Verdict(ConnectDecision.REFUSE, "no client certificate")
         try:
@@ -185,8 +187,21 @@ class IotCore:
         decision = policy.decide(policies, "iot:Connect", policy.client_arn(ctx, info.client_id), ctx)
         if decision is not policy.Decision.ALLOW:
             return Verdict(ConnectDecision.REFUSE, f"iot:Connect {decision.value} for client {info.client_id}")
-        info.attributes.update(principal=cert_id, ctx=ctx, policies=policies, thing_name=thing_name)
+        info.attributes.update(principal=cert_id, ctx=ctx, policy_sets=[policies], thing_name=thing_name)
         return Verdict(ConnectDecision.ACCEPT, "authorized")
+
+    def _authorize_signed(self, info: SessionInfo) -> Verdict:
+        sets = info.attributes.get("policy_sets")
+        if not sets:
+            return Verdict(ConnectDecision.REFUSE, "a WebSocket connection without a verified signature")
+        ctx = policy.RequestContext(
+            region=self.settings.region, account_id=self.settings.account_id, client_id=info.client_id
+        )
+        if not signed_connections.decide(sets, "iot:Connect", policy.client_arn(ctx, info.client_id), ctx):
+            who = info.attributes.get("identity")
+            return Verdict(ConnectDecision.REFUSE, f"iot:Connect denied by IAM for {who} as client {info.client_id}")
+        info.attributes.update(principal=info.attributes.get("identity"), ctx=ctx)
+        return Verdict(ConnectDecision.ACCEPT, "authorized by IAM (SigV4)")
 
     def _parsed(self, record) -> policy.Policy:
         key = (record.name, record.version_id)
@@ -201,7 +216,7 @@ class IotCore:
         ctx = info.attributes.get("ctx")
         if ctx is None:
             return False
-        allowed = policy.is_allowed(info.attributes["policies"], action, resource(ctx, name), ctx)
+        allowed = signed_connections.decide(info.attributes["policy_sets"], action, resource(ctx, name), ctx)
         if not allowed:
             log.info("deny client=%s action=%s resource=%s", info.client_id, action, name)
         return allowed

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from amqtt.adapters import ReaderAdapter, StreamReaderAdapter, StreamWriterAdapter
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker as _AmqttBroker
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
@@ -28,15 +28,14 @@ from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.utils import gen_client_id
 
-from emulator.mqtt import tls
-from emulator.mqtt.connection import ConnectionHandler, Replay, current_task, use_light_sessions
+from emulator.mqtt import tls, websocket
+from emulator.mqtt.connection import ConnectionHandler, Replay, check_protocol, current_task, use_light_sessions
 from emulator.mqtt.hooks import ConnectDecision, DisconnectReason, HookDispatch, SessionInfo
 from emulator.mqtt.service_requests import ServiceRequests
 from emulator.mqtt.topics import MAX_QOS, is_wildcard
 
 log = logging.getLogger(__name__)
 
-MQTT_311 = 4  # the protocol level amqtt serves; MQTT 5 clients get CONNACK 0x84
 HANDSHAKE_TIMEOUT = 5.0  # seconds from TCP accept to a finished TLS handshake
 CONNECT_TIMEOUT = 10.0  # seconds from TLS handshake to CONNECT (AWS IoT keeps a silent one 4 s at least)
 MAX_OPENING = 256  # connections in their handshake or before their CONNECT; more are closed at accept
@@ -98,11 +97,24 @@ class _AwsIotBroker(ServiceRequests, _AmqttBroker):
                 log.info("TLS handshake failed: %s", exc)
                 writer.transport.abort()
                 return
-            await self._client_connected(listener_name, StreamReaderAdapter(reader), StreamWriterAdapter(writer))
+            try:
+                head = await asyncio.wait_for(reader.readexactly(4), CONNECT_TIMEOUT)
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                writer.transport.abort()
+                return
+            if websocket.is_upgrade(head):  # MQTT over WebSocket (wss://endpoint/mqtt), authorized by on_websocket
+                upgraded = await websocket.upgrade(head, reader, writer, self.dispatch.authorize_websocket)
+                if upgraded is not None:
+                    await self._client_connected(listener_name, *upgraded)
+                return
+            reader_adapter = Replay(head, StreamReaderAdapter(reader))
+            await self._client_connected(listener_name, reader_adapter, StreamWriterAdapter(writer))
         finally:
             self._opening.discard(task)
 
-    async def _client_connected(self, listener_name: str, reader: Any, writer: Any) -> None:
+    async def _client_connected(
+        self, listener_name: str, reader: Any, writer: Any, websocket_attributes: dict | None = None
+    ) -> None:
         server = self._servers[listener_name]
         task = current_task()
         self._connections.add(task)
@@ -110,8 +122,10 @@ class _AwsIotBroker(ServiceRequests, _AmqttBroker):
         session = link = None
         try:
             peer = writer.get_peer_info()
-            reader = await self._check_protocol(reader, writer)
-            opened = await self._initialize_client_session(reader, writer, *peer) if peer and reader else None
+            reader = await check_protocol(reader, writer, CONNECT_TIMEOUT)
+            opened = None
+            if peer and reader:
+                opened = await self._initialize_client_session(reader, writer, *peer, websocket=websocket_attributes)
             self._opening.discard(task)  # past its CONNECT: no longer counts against MAX_OPENING
             if opened is None:
                 return
@@ -133,31 +147,9 @@ class _AwsIotBroker(ServiceRequests, _AmqttBroker):
             server.release_connection()
             self._connections.discard(task)
 
-    @staticmethod
-    async def _check_protocol(reader: Any, writer: Any) -> ReaderAdapter | None:
-        """Answer a CONNECT for another protocol level than 3.1.1 at once (amqtt would misread an MQTT 5 one)."""
-        head = bytearray()
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                head += await reader.read(1)
-                while len(head) < 5 and (len(head) == 1 or head[-1] & 0x80):  # the remaining length, 1-4 bytes
-                    head += await reader.read(1)
-                head += await reader.read(2)
-                name_length = int.from_bytes(head[-2:], "big")
-                head += await reader.read(name_length + 1) if head[0] == 0x10 and name_length <= 6 else b""
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            return None
-        level = head[-1] if head[0] == 0x10 and len(head) > 7 else None
-        if level != MQTT_311:
-            log.info("Refusing a CONNECT for MQTT protocol level %s: only 3.1.1 (level 4) is served", level)
-            with contextlib.suppress(Exception):  # MQTT 5 CONNACK 0x84, else the 3.1.1 CONNACK 0x01; garbage: nothing
-                if level is not None:
-                    writer.write(b"\x20\x03\x00\x84\x00" if level == 5 else b"\x20\x02\x00\x01")
-                    await writer.drain()
-            return None
-        return Replay(bytes(head), reader)
-
-    async def _initialize_client_session(self, reader: Any, writer: Any, address: str, port: int) -> Any:
+    async def _initialize_client_session(
+        self, reader: Any, writer: Any, address: str, port: int, *, websocket: dict | None = None
+    ) -> Any:
         """Read the CONNECT, ask ``on_connect``, then take over or resume the client's session."""
         try:
             connect = ConnectionHandler.init_from_connect(reader, writer, self.plugins_manager)
@@ -174,6 +166,8 @@ class _AwsIotBroker(ServiceRequests, _AmqttBroker):
             sni=tls.server_name(ssl_object),
             username=session.username,
             clean_session=bool(session.clean_session),
+            transport="mqtt" if websocket is None else "websocket",
+            attributes=dict(websocket or {}),
         )
         decision = await self.dispatch.decide(info)
         if decision is not ConnectDecision.ACCEPT:

@@ -4,12 +4,15 @@
   ``transitions.Machine`` per connection, which cost half a millisecond of the broker's loop each.
 - :class:`ConnectionHandler`: a client's QoS 1 PUBLISH is acknowledged only once the broker has allowed
   it, as AWS IoT does (it closes the connection on a denied publish without a PUBACK).
-- :class:`Replay`: a reader that gives back the bytes already read to find the protocol level.
+- :class:`Replay`: a reader that gives back the bytes already read to find the protocol level, and
+  :func:`check_protocol`, which reads them and answers a client of another MQTT version at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter
@@ -19,6 +22,10 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.session import INCOMING, Session
 from transitions import MachineError
+
+log = logging.getLogger(__name__)
+
+MQTT_311 = 4  # the protocol level amqtt serves; MQTT 5 clients get CONNACK 0x84
 
 
 class SessionStates:
@@ -98,6 +105,30 @@ class Replay(ReaderAdapter):
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
+
+
+async def check_protocol(reader: Any, writer: Any, timeout: float) -> ReaderAdapter | None:
+    """Answer a CONNECT for another protocol level than 3.1.1 at once (amqtt would misread an MQTT 5 one)."""
+    head = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            head += await reader.read(1)
+            while len(head) < 5 and (len(head) == 1 or head[-1] & 0x80):  # the remaining length, 1-4 bytes
+                head += await reader.read(1)
+            head += await reader.read(2)
+            name_length = int.from_bytes(head[-2:], "big")
+            head += await reader.read(name_length + 1) if head[0] == 0x10 and name_length <= 6 else b""
+    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        return None
+    level = head[-1] if head[0] == 0x10 and len(head) > 7 else None
+    if level != MQTT_311:
+        log.info("Refusing a CONNECT for MQTT protocol level %s: only 3.1.1 (level 4) is served", level)
+        with contextlib.suppress(Exception):  # MQTT 5 CONNACK 0x84, else the 3.1.1 CONNACK 0x01; garbage: nothing
+            if level is not None:
+                writer.write(b"\x20\x03\x00\x84\x00" if level == 5 else b"\x20\x02\x00\x01")
+                await writer.drain()
+        return None
+    return Replay(bytes(head), reader)
 
 
 def current_task() -> asyncio.Task:

@@ -16,6 +16,10 @@ The broker (:mod:`emulator.mqtt.broker`) knows nothing of certificates' status, 
   provisioning MQTT API): the answers go to this connection only, to the filters it subscribes to (and
   may receive); None means the topic is not served, and the message is routed as any other. It runs in a
   thread pool, and the connection's next message waits for it.
+- ``on_websocket(request) -> dict | None`` for an MQTT-over-WebSocket upgrade (``GET /mqtt``, see
+  :mod:`emulator.mqtt.websocket`) before it is answered: None answers 403 Forbidden (a bad or expired SigV4
+  signature); a dict becomes the connection's ``info.attributes`` (``info.transport`` is then "websocket"),
+  for ``on_connect`` to decide with. Left None, every upgrade is refused. It runs in the connect pool.
 - ``on_connected(info)``, ``on_message(info, topic, payload)`` (every accepted publish; ``info`` is None for
   ``Broker.publish``) and ``on_disconnect(info)`` are events, run in order on one worker thread.
 
@@ -70,6 +74,7 @@ class SessionInfo:
     sni: str | None = None
     username: str | None = None
     clean_session: bool = True
+    transport: str = "mqtt"  # or "websocket": MQTT over WebSocket, authenticated by on_websocket
     session_identifier: str = field(default_factory=lambda: str(uuid.uuid4()))
     connected_at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     disconnect_reason: DisconnectReason | None = None
@@ -93,6 +98,7 @@ class BrokerHooks:
     on_message: Callable[[SessionInfo | None, str, bytes], Any] | None = None
     on_request: Callable[[SessionInfo, str, bytes], list[tuple[str, bytes]] | None] | None = None
     on_disconnect: Callable[[SessionInfo], Any] | None = None
+    on_websocket: Callable[[Any], dict[str, Any] | None] | None = None
 
 
 class HookDispatch:
@@ -117,6 +123,19 @@ class HookDispatch:
         except Exception:
             log.exception("on_connect failed for client %s; refusing it", info.client_id)
             return ConnectDecision.REFUSE
+
+    async def authorize_websocket(self, request: Any) -> dict[str, Any] | None:
+        """``on_websocket``'s attributes for an upgrade request, or None to refuse it (also when no hook is set)."""
+        hook = self.hooks.on_websocket
+        if hook is None:
+            return None
+        try:
+            if inspect.iscoroutinefunction(hook):
+                return await hook(request)
+            return await self._loop.run_in_executor(self._connect_pool, hook, request)
+        except Exception:
+            log.exception("on_websocket failed; refusing the upgrade")
+            return None
 
     async def answer(self, info: SessionInfo, topic: str, payload: bytes) -> list[tuple[str, bytes]] | None:
         """``on_request``'s answers to a publish (None: not a topic it serves). A failing hook answers nothing."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from emulator.store.credentials import IDENTITY_ATTRIBUTE
 from emulator.store.errors import IdentityNotAuthorized, IdentityResourceNotFound
 from emulator.store.gateway import user_pool_keys
 
@@ -98,6 +99,7 @@ def role_credentials(account: str, region: str, role_arn: str, identity_id: str)
         duration=CREDENTIALS_SECONDS,
         external_id=None,
     )
+    setattr(assumed, IDENTITY_ATTRIBUTE, identity_id)  # AWS IoT also wants an IoT policy attached to the identity
     return {
         "IdentityId": identity_id,
         "Credentials": {
