@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from base import manifest
+from base.backoff import Backoff
 from base.certificates import certificate_id, load_certificates, to_pem
 from base.errors import AlreadyExistsError, AwsError
 from base.files import create_file, write_files
@@ -34,10 +35,9 @@ from ca.verify import verify_chain
 from cloud.fleet_table import fleet_table_of
 from cloud.iot import IotApi
 from cloud.session import make_session
-from device.backoff import Backoff
 from device.client import ConnectOptions, Messages, run_device
 from device.endpoint import Endpoint
-from device.enroll import Requests, enroll
+from device.enroll import enroll, provisioning_requests
 from device.errors import NotActivatedError
 from device.identity import identity_from_files
 from fleet.admission import admit as admit_serials
@@ -227,7 +227,7 @@ class DemoLoop:
 
     def enroll(self) -> str:
         api = self.state["outputs"]["ProvisioningApiUrl"]
-        enrolled = enroll(Requests(), api, SERIAL, self.state["token"], self.directory / "enrolled")
+        enrolled = enroll(provisioning_requests(), api, SERIAL, self.state["token"], self.directory / "enrolled")
         self.state["enrolled"] = enrolled
         return f"POST {api}/devices/{SERIAL}/certificate -> certificate {enrolled.certificate_id[:16]}…"
 

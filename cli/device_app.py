@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from base.backoff import Backoff
 from base.certificates import to_pem
 from base.config import DEFAULT_PKI_DIR
 from base.errors import InvalidInputError
@@ -43,7 +44,6 @@ from cli.device_report import check_table, count_devices, describe_result, descr
 from cli.device_rotate import rotate_command
 from cli.device_sign import sign_csr
 from cli.progress import ProgressBar
-from device.backoff import Backoff
 from device.check import check_manifest
 from device.client import ConnectOptions, DeviceResult, Messages, run_device
 from device.endpoint import parse_endpoint

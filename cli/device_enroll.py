@@ -17,7 +17,7 @@ from base.errors import InvalidInputError
 from base.keys import KeyType
 from cli.common import JsonOption, connect_line, emit
 from cli.progress import ProgressBar
-from device.enroll import Requests, ask_config, enroll
+from device.enroll import ask_config, enroll, provisioning_requests
 from device.enroll_batch import enroll_batch, read_tokens
 from device.errors import DevicesFailedError
 
@@ -58,7 +58,7 @@ def enroll_command(
     """
     if config_url is None and (country or state):
         raise InvalidInputError("--country and --state go with --config-url.")
-    requests = Requests(
+    requests = provisioning_requests(
         on_retry=(lambda _why: None) if as_json else lambda why: typer.echo(f"retrying: {why}", err=True)
     )
     region = None
@@ -91,7 +91,8 @@ def enroll_command(
 def enroll_for_simulation(tokens: Path, api: str, out: Path, *, concurrency: int, as_json: bool) -> Path:
     pairs = read_tokens(tokens)
     with ProgressBar("enrolling", len(pairs), quiet=as_json) as bar:
-        summary = enroll_batch(Requests(), api, pairs, out, concurrency=concurrency, progress=lambda _ok: bar())
+        requests = provisioning_requests()
+        summary = enroll_batch(requests, api, pairs, out, concurrency=concurrency, progress=lambda _ok: bar())
     if not as_json:
         typer.echo(f"Enrolled {summary.enrolled} of {summary.devices} devices into {out}.", err=True)
         for example in summary.examples:

@@ -52,10 +52,11 @@ def admit(
 ) -> None:
     """Admit device serials to the stack's provisioning API, each with a token it enrolls with.
 
-    Each serial gets a random token; the fleet table keeps only its hash, and the tokens are written
-    once, to a 0600 file for the factory line (--json also prints them). A serial admitted already
-    is refused unless --rotate-token, which gives it a new token and enables it again after it was
-    disabled (by --disable, or by too many wrong tokens). Nothing is admitted when any step fails.
+    Each serial gets a random token, and a binding code for its user (print it on the device or its box:
+    'jitr app bind' needs it). The fleet table keeps only their hashes, and both are written once, to a
+    0600 file for the factory line (--json also prints them). A serial admitted already
+    is refused unless --rotate-token, which gives it a new token (its binding code stays) and enables it
+    again after it was disabled (by --disable, or by too many wrong tokens). Nothing is admitted when any step fails.
     """
     choices = [serials_file is not None, bool(serial), count is not None, disable is not None, list_rows]
     if sum(choices) != 1:
@@ -108,7 +109,9 @@ def admit(
             "file": str(path),
             "admitted": len(admitted) - rotated,
             "rotated": rotated,
-            "devices": [{"serial": item.serial, "token": item.token} for item in admitted],
+            "devices": [
+                {"serial": item.serial, "token": item.token, "bindingCode": item.binding_code} for item in admitted
+            ],
         },
         as_json,
         f"Admitted {len(admitted) - rotated} serials"

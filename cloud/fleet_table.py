@@ -1,10 +1,11 @@
 """The provisioning API's fleet table, as the kit's commands use it (``jitr fleet admit``, reset).
 
 One item per admitted serial: ``serial`` (the key), ``tokenHash`` (hex SHA-256 of the device's token;
-the token itself is never stored), ``status`` (ADMITTED, CLAIMED, REGISTERED), ``disabled``,
-``failures`` and, once registered, ``certificateId`` and ``certificateArn`` (the thing is named after the serial). The
-provisioning function (``functions/provisioning/fleet_rows.py``) reads and claims the same items.
-Errors are sentences (:class:`base.errors.AwsError`).
+the token itself is never stored), ``bindingCodeHash`` (likewise, of the code its user binds it with),
+``status`` (ADMITTED, CLAIMED, REGISTERED), ``disabled``, ``failures`` and, once registered,
+``certificateId`` and ``certificateArn`` (the thing is named after the serial). The provisioning function
+(``functions/provisioning/fleet_rows.py``) reads and claims the same items. Errors are sentences
+(:class:`base.errors.AwsError`).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class FleetTable:
                 keys = answer.get("UnprocessedKeys", {}).get(self.name, {}).get("Keys", [])
         return found
 
-    def admit(self, serial: str, token_hash: str, now: int) -> bool:
+    def admit(self, serial: str, token_hash: str, now: int, binding_code_hash: str | None = None) -> bool:
         """A new row; False when the serial is admitted already (someone else got there first)."""
         try:
             self._db.put_item(
@@ -96,6 +97,7 @@ class FleetTable:
                     "status": {"S": ADMITTED},
                     "disabled": {"BOOL": False},
                     "admittedAt": {"N": str(now)},
+                    **({"bindingCodeHash": {"S": binding_code_hash}} if binding_code_hash else {}),
                 },
                 ConditionExpression="attribute_not_exists(serial)",
             )

@@ -30,7 +30,7 @@ def signed_path(credentials: TemporaryCredentials, host: str, port: int, region:
     request = AWSRequest(method="GET", url=f"https://{netloc}{PATH}")
     keys = Credentials(credentials.access_key_id, credentials.secret_access_key)  # the token is not signed
     SigV4QueryAuth(keys, SERVICE, region, expires=URL_SECONDS).add_auth(request)
-    path = request.url.split(netloc, 1)[1]
+    path = str(request.url).split(netloc, 1)[1]
     if credentials.session_token:
         path += "&X-Amz-Security-Token=" + quote(credentials.session_token, safe="")
     return path

@@ -2,7 +2,7 @@
 
 - :mod:`device.identity` loads and checks a device's chain and key (key pairing, validity, CN);
 - :mod:`device.endpoint` and :mod:`device.tls`: where to connect and the TLS context (SNI, ALPN, trust);
-- :mod:`device.backoff`: exponential backoff with full jitter;
+- :mod:`base.backoff`: exponential backoff with full jitter;
 - :mod:`device.attempts`: how an attempt ended, and the transient/permanent rule;
 - :mod:`device.wire`: paho-mqtt driven from the calling thread;
 - :mod:`device.client`: :func:`~device.client.run_device`, one device's first connect and publishes;

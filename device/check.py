@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from base.backoff import Backoff
 from base.names import DEFAULT_TOPIC_ROOT
-from device.backoff import Backoff
 from device.client import ConnectOptions, DeviceResult, Messages
 from device.endpoint import Endpoint, parse_endpoint
 from device.simulate import DEFAULT_CONCURRENCY, FleetSummary, manifest_entries, run_fleet

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from base.backoff import Backoff
 from base.errors import InvalidInputError, JitrError
 from base.names import DEFAULT_TOPIC_ROOT  # a stack's devices: its DeviceTopicRoot output, devices/<stack>
 from device.attempts import Attempt, Outcome, exhausted, failure
-from device.backoff import Backoff
 from device.endpoint import Endpoint
 from device.errors import EndpointUnreachableError, PolicyDeniedError
 from device.identity import DeviceIdentity

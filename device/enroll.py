@@ -13,13 +13,9 @@ AWS IoT knows the certificates it issued, so the certificate alone is what the d
 from __future__ import annotations
 
 import json
-import random
-import ssl
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,82 +23,24 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from base import http
 from base.certificates import load_certificate
-from base.errors import AlreadyExistsError, InvalidInputError
+from base.errors import AlreadyExistsError
 from base.files import FileSpec, write_files
 from base.keys import KeyType, PrivateKey, generate_key, private_key_pem, public_bytes, signature_hash
 from base.names import check_country, check_thing_name
-from device.backoff import Backoff
 from device.errors import DeviceKeyMismatchError, EndpointUnreachableError, EnrollmentRefusedError
 
-REQUEST_TIMEOUT = 15.0  # seconds for one HTTPS request
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-DEFAULT_BACKOFF = Backoff(base=0.5, cap=10.0, attempts=8)
-
-# (method, url, body or None, timeout) -> (HTTP status, body); raises OSError when there is no answer
-Transport = Callable[[str, str, bytes | None, float], tuple[int, bytes]]
+DEFAULT_BACKOFF = http.DEFAULT_BACKOFF
+check_url = http.check_url
 
 
-def urllib_transport(method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers={"content-type": "application/json"})
-    context = ssl.create_default_context() if url.startswith("https:") else None
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def check_url(url: str, what: str) -> str:
-    """An https URL, or http on this machine only (the local emulator): a token never crosses a network in clear."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme == "https" and parsed.hostname:
-        return url.rstrip("/")
-    if parsed.scheme == "http" and parsed.hostname in LOOPBACK:
-        return url.rstrip("/")
-    raise InvalidInputError(f"{what} {url!r} must be an https:// URL (http:// only on 127.0.0.1 or localhost).")
-
-
-@dataclass(frozen=True)
-class Requests:
-    """JSON requests to the API, retried as AWS recommends (429, 5xx and silence; never 4xx)."""
-
-    transport: Transport = urllib_transport
-    backoff: Backoff = DEFAULT_BACKOFF
-    sleep: Callable[[float], None] = time.sleep
-    rand: Callable[[], float] = random.random
-    on_retry: Callable[[str], None] = lambda _why: None
-
-    def __call__(self, method: str, url: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = json.dumps(payload).encode() if payload is not None else None
-        why = "no attempt"
-        for retry in range(self.backoff.attempts):
-            if retry:
-                self.sleep(self.backoff.delay(retry - 1, self.rand))
-            try:
-                status, raw = self.transport(method, url, body, REQUEST_TIMEOUT)
-            except OSError as exc:  # refused, reset, timed out, TLS: no answer to read
-                why = f"no answer ({getattr(exc, 'reason', None) or exc})"
-                self.on_retry(why)
-                continue
-            answer = _json(raw)
-            if 200 <= status < 300 and isinstance(answer, dict):
-                return answer
-            message = answer.get("message") if isinstance(answer, dict) else None
-            message = str(message or raw[:200].decode("utf-8", "replace") or "no message").rstrip(".")
-            if status == 429 or status >= 500:
-                why = f"HTTP {status}: {message}"
-                self.on_retry(why)
-                continue
-            raise EnrollmentRefusedError(f"The provisioning API refused the request: {message} (HTTP {status}).")
-        raise EndpointUnreachableError(f"{url} did not answer after {self.backoff.attempts} attempts; last: {why}.")
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
+def provisioning_requests(**options: Any) -> http.Requests:
+    """Requests to the provisioning API: refusals are :class:`EnrollmentRefusedError`, silence
+    :class:`EndpointUnreachableError` (each with its exit code)."""
+    return http.Requests(
+        api="The provisioning API", refused=EnrollmentRefusedError, unreachable=EndpointUnreachableError, **options
+    )
 
 
 @dataclass(frozen=True)
@@ -112,7 +50,7 @@ class Destination:
     provisioning_url: str
 
 
-def ask_config(requests: Requests, config_url: str, country: str, state: str | None = None) -> Destination:
+def ask_config(requests: http.Requests, config_url: str, country: str, state: str | None = None) -> Destination:
     """``GET /config``: the region, IoT endpoint and provisioning URL for a device in ``country`` (and ``state``)."""
     query = {"country": check_country(country.upper())} | ({"state": state} if state else {})
     answer = requests("GET", f"{check_url(config_url, 'The configuration URL')}/config?{urllib.parse.urlencode(query)}")
@@ -158,7 +96,7 @@ def device_files(out: Path, serial: str) -> tuple[Path, Path, Path]:
 
 
 def enroll(
-    requests: Requests,
+    requests: http.Requests,
     api_url: str,
     serial: str,
     token: str,

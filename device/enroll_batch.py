@@ -17,8 +17,9 @@ from pathlib import Path
 
 from base.errors import JitrError, MalformedError
 from base.files import create_file, read_bytes
+from base.http import Requests
 from base.manifest import MANIFEST
-from device.enroll import Requests, enroll
+from device.enroll import enroll
 from device.errors import DeviceError
 
 

@@ -1,8 +1,11 @@
 """Admitting serials to the provisioning API (``jitr fleet admit``).
 
-Each device gets a random token (32 bytes, URL-safe base64). The fleet table keeps only its SHA-256
+Each device gets a random token (32 bytes, URL-safe base64) and a binding code (16 characters of
+Crockford's base32, 80 random bits, printed as XXXX-XXXX-XXXX-XXXX on the device or its box), with which
+its user binds it (the users API, ``jitr app bind``). The fleet table keeps only its SHA-256
 (a token of 256 random bits needs no slow hash: it cannot be guessed from it), and the tokens are
-written once, to a 0600 file for the factory line, before any row is: rows whose tokens were never
+written once, to a 0600 file for the factory line, before any row is (the same for binding codes, kept as
+SHA-256 hashes too: 80 random bits cannot be guessed from theirs either): rows whose tokens were never
 written down would be devices nobody can enroll. A serial that is admitted already is refused unless
 the tokens are rotated (which also enables a disabled serial again). When writing the rows fails,
 the rows this run added are removed again; rotations already done stay in the file, which then
@@ -42,6 +45,20 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32: no I, L, O, U to misread
+CODE_LENGTH = 16
+
+
+def new_binding_code() -> str:
+    code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return "-".join(code[i : i + 4] for i in range(0, CODE_LENGTH, 4))
+
+
+def binding_code_hash(code: str) -> str:
+    """As the users function computes it (functions/provisioning/fleet_rows.py): case, blanks, dashes do not count."""
+    return hashlib.sha256("".join(code.split()).replace("-", "").upper().encode()).hexdigest()
+
+
 def serials_from_file(path: Path) -> list[str]:
     """One serial a line; blank lines and lines starting with # are skipped."""
     text = read_bytes(path, "serials file").decode("utf-8", errors="replace")
@@ -71,13 +88,14 @@ class Admitted:
     serial: str
     token: str
     rotated: bool
+    binding_code: str | None = None  # None for a rotated serial: its binding code does not change
 
 
 def _write_tokens(path: Path, stack: str, admitted: list[Admitted], *, exclusive: bool = True) -> None:
     document = {
         "stack": stack,
         "writtenAt": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "devices": [{"serial": a.serial, "token": a.token} for a in admitted],
+        "devices": [{"serial": a.serial, "token": a.token, "bindingCode": a.binding_code} for a in admitted],
     }
     try:
         create_file(path, (json.dumps(document, indent=1) + "\n").encode(), private=True, exclusive=exclusive)
@@ -107,7 +125,10 @@ def admit(
             f"{len(existing)} of the serials are admitted already ({listed}); nothing was changed. "
             "Give them new tokens with --rotate-token."
         )
-    planned = [Admitted(serial, new_token(), serial in existing) for serial in serials]
+    planned = [
+        Admitted(serial, new_token(), serial in existing, None if serial in existing else new_binding_code())
+        for serial in serials
+    ]
     _write_tokens(out, stack, planned)
     done: list[Admitted] = []
     lock = threading.Lock()
@@ -117,7 +138,10 @@ def admit(
         if failed.is_set():
             return  # a row failed: write no more
         hashed = token_hash(item.token)
-        applied = table.rotate(item.serial, hashed) if item.rotated else table.admit(item.serial, hashed, now)
+        if item.rotated or item.binding_code is None:
+            applied = table.rotate(item.serial, hashed)
+        else:
+            applied = table.admit(item.serial, hashed, now, binding_code_hash(item.binding_code))
         if not applied:
             raise NotFoundError(
                 f"Serial {item.serial} was {'removed' if item.rotated else 'admitted'} by someone else meanwhile."

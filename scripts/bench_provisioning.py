@@ -5,7 +5,7 @@ Gateway, the provisioning function and RegisterThing, as ``jitr device enroll`` 
 Each round starts its own emulator (``jitr local up --json --fresh``, a process of its own), deploys
 ``sam/template.yaml`` with ``ProvisioningApi=true`` (``jitr local deploy``), and admits the serials with
 ``jitr fleet admit --count``. Every device's key and CSR are made before the clock starts; then
-``--threads`` clients send the enrollments with the kit's own request code (:class:`device.enroll.Requests`:
+``--threads`` clients send the enrollments with the kit's own request code (:class:`base.http.Requests`:
 429, 5xx and silence retried with backoff and full jitter). Nothing is taken on trust: afterwards the
 certificates, the things and each thing's certificates are counted through the AWS API.
 
@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from emulator_process import EmulatorProcess  # noqa: E402  (scripts/, beside this file)
 
+from base.backoff import Backoff  # noqa: E402
 from base.keys import generate_key  # noqa: E402
-from device.backoff import Backoff  # noqa: E402
-from device.enroll import Requests, make_csr  # noqa: E402
+from device.enroll import make_csr, provisioning_requests  # noqa: E402
 
 CEILING = 10.0  # RegisterThing's default quota (transactions per second)
 STACK = "bench-prov"
@@ -68,7 +68,7 @@ def _round(devices: int, threads: int, quotas: list[str]) -> dict:
                 with lock:
                     retries["count"] += 1
 
-            requests = Requests(backoff=Backoff(base=0.2, cap=5.0, attempts=30), on_retry=counted)
+            requests = provisioning_requests(backoff=Backoff(base=0.2, cap=5.0, attempts=30), on_retry=counted)
 
             def enroll(device: dict) -> bool:
                 serial = device["serial"]

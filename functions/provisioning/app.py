@@ -24,8 +24,6 @@ top-level modules, as Lambda puts the function's directory on ``sys.path``.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import re
 import time
@@ -34,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from api_edge import Refusal, answer, log, request_body
 from botocore.exceptions import ClientError
 from csr_info import CsrError, read_csr
 from fleet_rows import ADMITTED, CLAIMED, REGISTERED, FleetTable, Row, token_hash, token_matches
@@ -43,26 +42,12 @@ from retrying import Calls, Clients, Throttled, error_code
 
 SERIAL_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
-MAX_BODY = 16 * 1024
 CACHE_SECONDS = 60.0
 FORBIDDEN = "Unknown serial or wrong token."
 
 
-class Refusal(Exception):
-    """The request is answered with ``status`` and the sentence ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 class ConfigurationError(Exception):
     """The function's environment lacks something the stack sets."""
-
-
-def log(level: str, decision: str, **fields: Any) -> None:
-    print(json.dumps({"level": level, "decision": decision, **fields}, default=str, sort_keys=True), flush=True)
 
 
 @dataclass(frozen=True)
@@ -102,28 +87,6 @@ class Config:
             lease_seconds=numbers["CLAIM_LEASE_SECONDS"],
             topic_root=env.get("TOPIC_ROOT") or None,
         )
-
-
-def answer(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
-    return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
-
-
-def request_body(event: Mapping[str, Any]) -> dict[str, Any]:
-    raw = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        try:
-            raw = base64.b64decode(raw).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            raise Refusal(400, "The request body is not UTF-8 JSON.") from None
-    if len(raw) > MAX_BODY:
-        raise Refusal(400, f"The request body is {len(raw)} bytes; at most {MAX_BODY} are accepted.")
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except ValueError:
-        raise Refusal(400, "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise Refusal(400, 'The request body must be a JSON object, such as {"token": "...", "csr": "..."}.')
-    return body
 
 
 def _flag(body: Mapping[str, Any], name: str) -> bool:

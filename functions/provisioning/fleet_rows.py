@@ -42,6 +42,7 @@ class Row:
     certificate_arn: str | None = None
     claimed_until: int = 0
     previous_status: str | None = None  # while CLAIMED: the status the claim undoes to
+    binding_code_hash: str | None = None  # the hash of the code that proves a user holds the device
 
     @property
     def status_before_claim(self) -> str:
@@ -62,6 +63,7 @@ class Row:
             certificate_arn=text("certificateArn"),
             claimed_until=int(item.get("claimedUntil", {}).get("N", "0")),
             previous_status=text("previousStatus"),
+            binding_code_hash=text("bindingCodeHash"),
         )
 
 
@@ -69,6 +71,17 @@ def token_matches(row: Row | None, token: str) -> bool:
     """Constant-time comparison of the token's hash with the row's (an unknown serial costs the same)."""
     same = hmac.compare_digest(token_hash(token), row.token_hash if row is not None else _DUMMY_HASH)
     return same and row is not None
+
+
+def binding_code_hash(code: str) -> str:
+    """The hash kept of a binding code, read as printed: case, blanks and dashes do not count."""
+    return hashlib.sha256("".join(code.split()).replace("-", "").upper().encode()).hexdigest()
+
+
+def code_matches(row: Row | None, code: str) -> bool:
+    """Constant-time comparison of the code's hash with the row's (a device without a code costs the same)."""
+    kept = row.binding_code_hash if row is not None and row.binding_code_hash else _DUMMY_HASH
+    return hmac.compare_digest(binding_code_hash(code), kept) and kept != _DUMMY_HASH
 
 
 @dataclass(frozen=True)

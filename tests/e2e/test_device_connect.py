@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from base.backoff import Backoff
 from base.certificates import to_pem
 from base.files import write_files
 from base.keys import generate_key
@@ -28,7 +29,6 @@ from base.manifest import chain_path, key_path
 from ca.issue import Issuer, issue_root, make_name
 from ca.mint import mint_device
 from cli import app
-from device.backoff import Backoff
 from device.client import ConnectOptions, Messages, run_device
 from device.endpoint import Endpoint
 from device.identity import identity_from_files

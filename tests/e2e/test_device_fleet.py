@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from base.backoff import Backoff
 from base.certificates import to_pem
 from base.keys import generate_key, private_key_pem
 from ca.batch import BatchRequest, mint_batch, numbered_names
 from ca.issue import issue_root, make_name
 from cli import app
-from device.backoff import Backoff
 from device.check import check_manifest
 from device.client import ConnectOptions
 from device.simulate import simulate_manifest

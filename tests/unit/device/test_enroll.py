@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from base.backoff import Backoff
 from base.errors import InvalidInputError
-from device.backoff import Backoff
-from device.enroll import Requests, check_url, enroll
+from base.http import Requests
+from device.enroll import check_url, enroll, provisioning_requests
 from device.errors import EndpointUnreachableError, EnrollmentRefusedError
 
 
@@ -18,7 +19,7 @@ def script(*answers):
     calls = []
     pending = list(answers)
 
-    def transport(method, url, body, timeout):
+    def transport(method, url, body, timeout, headers=None):
         calls.append((method, url, json.loads(body) if body else None))
         answer = pending.pop(0)
         if isinstance(answer, Exception):
@@ -30,7 +31,8 @@ def script(*answers):
 
 
 def requests(transport, attempts: int = 4) -> Requests:
-    return Requests(transport=transport, backoff=Backoff(base=0.01, cap=0.01, attempts=attempts), sleep=lambda _s: None)
+    backoff = Backoff(base=0.01, cap=0.01, attempts=attempts)
+    return provisioning_requests(transport=transport, backoff=backoff, sleep=lambda _s: None)
 
 
 def test_429_5xx_and_silence_are_retried_until_an_answer():
@@ -87,7 +89,7 @@ def _signed(csr_pem: str, *, other_key: bool = False) -> str:
 
 
 def _answering(seen: dict, *, other_key: bool = False):
-    def transport(method, url, body, timeout):
+    def transport(method, url, body, timeout, headers=None):
         request = json.loads(body)
         seen.update(request)
         pem = _signed(request["csr"], other_key=other_key)

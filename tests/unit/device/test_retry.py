@@ -6,13 +6,13 @@ import datetime as dt
 
 import pytest
 
+from base.backoff import Backoff
 from base.certificates import to_pem
 from base.errors import ExitStatus
 from base.keys import generate_key, private_key_pem
 from ca.issue import Issuer, issue_root, make_name
 from device import client as client_module
 from device.attempts import Outcome
-from device.backoff import Backoff
 from device.client import ConnectOptions, Messages, run_device
 from device.endpoint import Endpoint
 from device.identity import load_identity

@@ -9,7 +9,14 @@ import stat
 import pytest
 
 from base.errors import AlreadyExistsError, InvalidInputError
-from fleet.admission import admit, check_serials, numbered_serials, serials_from_file, token_hash
+from fleet.admission import (
+    admit,
+    binding_code_hash,
+    check_serials,
+    numbered_serials,
+    serials_from_file,
+    token_hash,
+)
 
 
 class FakeTable:
@@ -19,6 +26,7 @@ class FakeTable:
         self.rows = dict(rows or {})
         self.fail_after = fail_after
         self.writes = 0
+        self.codes: dict[str, str | None] = {}
 
     def _write(self) -> None:
         self.writes += 1
@@ -28,11 +36,12 @@ class FakeTable:
     def existing(self, serials: list[str]) -> set[str]:
         return {s for s in serials if s in self.rows}
 
-    def admit(self, serial: str, hashed: str, now: int) -> bool:
+    def admit(self, serial: str, hashed: str, now: int, code_hash: str | None = None) -> bool:
         self._write()
         if serial in self.rows:
             return False
         self.rows[serial] = hashed
+        self.codes[serial] = code_hash
         return True
 
     def rotate(self, serial: str, hashed: str) -> bool:
@@ -55,6 +64,28 @@ def test_tokens_go_to_a_private_file_once_and_only_their_hashes_to_the_table(tmp
     assert written == {a.serial: a.token for a in admitted}
     assert table.rows == {serial: token_hash(token) for serial, token in written.items()}
     assert len(set(written.values())) == 2 and all(len(t) >= 43 for t in written.values())
+
+
+def test_each_device_gets_a_binding_code_of_80_bits_kept_only_as_a_hash(tmp_path):
+    table = FakeTable()
+    out = tmp_path / "tokens.json"
+    admit(table, "s", ["a-1", "a-2"], out, rotate=False, now=0)
+    codes = {d["serial"]: d["bindingCode"] for d in json.loads(out.read_text())["devices"]}
+    for code in codes.values():
+        groups = code.split("-")
+        assert len(groups) == 4 and all(len(g) == 4 for g in groups)
+        assert not set("".join(groups)) & set("ILOU")  # Crockford's base32: nothing to misread
+    assert codes["a-1"] != codes["a-2"]
+    assert table.codes == {serial: binding_code_hash(code) for serial, code in codes.items()}
+    # read as printed: case, blanks and dashes do not count
+    assert binding_code_hash(codes["a-1"].lower().replace("-", " ")) == table.codes["a-1"]
+
+
+def test_a_rotated_serial_keeps_its_binding_code(tmp_path):
+    table = FakeTable({"a-1": "old"})
+    out = tmp_path / "t.json"
+    admit(table, "s", ["a-1"], out, rotate=True, now=0)
+    assert json.loads(out.read_text())["devices"][0]["bindingCode"] is None and "a-1" not in table.codes
 
 
 def test_serials_admitted_already_are_refused_before_anything_is_written(tmp_path):

@@ -38,6 +38,7 @@ def translated(monkeypatch) -> dict:
     template = yaml_parse(TEMPLATE_PATH.read_text())
     template["Resources"]["ActivationFunction"]["Properties"]["CodeUri"] = "s3://bucket/activation.zip"
     template["Resources"]["ProvisioningFunction"]["Properties"]["CodeUri"] = "s3://bucket/provisioning.zip"
+    template["Resources"]["UsersFunction"]["Properties"]["CodeUri"] = "s3://bucket/provisioning.zip"
     for name in ("RotationHookFunction", "RotationRetireFunction"):
         template["Resources"][name]["Properties"]["CodeUri"] = "s3://bucket/rotation.zip"
     return transform(template, {}, _ManagedPolicies())
@@ -98,6 +99,14 @@ def test_the_resources_are_there():
         "RotationRule": "AWS::IoT::TopicRule",
         "RotationInvokePermission": "AWS::Lambda::Permission",
         "IotLoggingRole": "AWS::IAM::Role",
+        "UserPool": "AWS::Cognito::UserPool",
+        "UserPoolClient": "AWS::Cognito::UserPoolClient",
+        "BindingsTable": "AWS::DynamoDB::Table",
+        "UsersHttpApi": "AWS::Serverless::HttpApi",
+        "UsersFunction": "AWS::Serverless::Function",
+        "UsersFunctionAssumesDeviceRole": "AWS::IAM::Policy",
+        "UsersFunctionLogGroup": "AWS::Logs::LogGroup",
+        "UserDeviceRole": "AWS::IAM::Role",
     }
     assert set(TEMPLATE["Outputs"]) >= {
         "ArchiveBucketName",
@@ -263,13 +272,75 @@ def test_the_function_may_call_exactly_the_operations_its_code_calls(translated)
     assert _allowed(translated, "ActivationFunctionRole") == actions
 
 
+USERS_MODULES = ("users.py", "bindings.py")  # the users function's own modules beside the provisioning function's
+
+
 def test_the_provisioning_function_may_call_exactly_the_operations_its_code_calls(translated):
-    code = "\n".join(path.read_text() for path in (FUNCTION_DIR.parent / "provisioning").glob("*.py"))
+    code = "\n".join(
+        path.read_text()
+        for path in (FUNCTION_DIR.parent / "provisioning").glob("*.py")
+        if path.name not in USERS_MODULES
+    )
     calls = set(re.findall(r"\b(iot|ssm|dynamodb)\.([a-z]+(?:_[a-z]+)+)\b", code))
     actions = {f"{service}:{op.title().replace('_', '')}" for service, op in calls}
     # RegisterThing runs the template with the caller's rights: it creates things and certificates from CSRs
     actions |= {"iot:CreateThing", "iot:CreateCertificateFromCsr"}
     assert _allowed(translated, "ProvisioningFunctionRole") == actions
+
+
+def test_the_users_function_may_call_exactly_the_operations_its_code_calls(translated):
+    code = "\n".join((FUNCTION_DIR.parent / "provisioning" / name).read_text() for name in USERS_MODULES)
+    calls = set(re.findall(r"\b(iot|dynamodb|sts)\.([a-z]+(?:_[a-z]+)*)\b", code))  # dynamodb.query too
+    actions = {f"{service}:{op.title().replace('_', '')}" for service, op in calls}
+    actions |= {"dynamodb:GetItem", "iot:DescribeEndpoint"}  # FleetTable.get (the binding code), data_endpoint
+    assert actions == {
+        "iot:DescribeThing",
+        "iot:ListThingPrincipals",
+        "iot:DescribeCertificate",
+        "iot:DescribeEndpoint",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+        "sts:AssumeRole",
+    }
+    allowed = _allowed(translated, "UsersFunctionRole") | _allowed(translated, "UsersFunctionAssumesDeviceRole")
+    assert allowed == actions
+
+
+def test_the_users_api_is_off_unless_asked_for_and_needs_the_provisioning_api():
+    assert TEMPLATE["Parameters"]["UsersApi"]["Default"] == "false"
+    users = [name for name, resource in RESOURCES.items() if resource.get("Condition") == "HasUsersApi"]
+    assert len(users) == 8
+    condition = TEMPLATE["Conditions"]["HasUsersApi"]["Fn::And"]
+    assert {"Condition": "HasProvisioningApi"} in condition
+    for output in ("UsersApiUrl", "UserPoolId", "UserPoolClientId"):
+        assert TEMPLATE["Outputs"][output]["Condition"] == "HasUsersApi"
+
+
+def test_every_users_route_needs_a_token_of_the_stacks_user_pool():
+    api = RESOURCES["UsersHttpApi"]["Properties"]
+    assert api["Auth"]["DefaultAuthorizer"] == "UserPool"
+    jwt = api["Auth"]["Authorizers"]["UserPool"]["JwtConfiguration"]
+    assert jwt["audience"] == [{"Ref": "UserPoolClient"}]
+    assert "${UserPool}" in jwt["issuer"]["Fn::Sub"]
+    events = RESOURCES["UsersFunction"]["Properties"]["Events"].values()
+    assert all("Auth" not in event["Properties"] for event in events)  # none opts out of the authorizer
+
+
+def test_the_user_device_role_is_assumed_only_by_the_users_function_and_reaches_only_device_topics():
+    role = RESOURCES["UserDeviceRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": {"Fn::GetAtt": ["UsersFunctionRole", "Arn"]}}
+    assert role["MaxSessionDuration"] == 3600
+    (policy,) = role["Policies"]
+    granted = {s["Action"]: s["Resource"]["Fn::Sub"].split(":${AWS::AccountId}:")[1] for s in policy["PolicyDocument"]["Statement"]}
+    assert granted == {
+        "iot:Connect": "client/*",  # each user's session policy narrows it to <sub>-*
+        "iot:Subscribe": "topicfilter/devices/${AWS::StackName}/*/telemetry",
+        "iot:Receive": "topic/devices/${AWS::StackName}/*/telemetry",
+        "iot:Publish": "topic/devices/${AWS::StackName}/*/commands/*",
+    }
 
 
 def test_the_rotation_functions_may_call_exactly_the_operations_their_handlers_call(translated):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from base.backoff import Backoff
 from base.errors import InvalidInputError
-from device.backoff import Backoff
 
 
 def test_the_ceiling_doubles_from_the_base_until_the_cap():
