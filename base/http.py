@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from base.backoff import Backoff
-from base.errors import AwsError, InvalidInputError, JitrError
+from base.errors import AwsError, ExitStatus, InvalidInputError, JitrError
 
 REQUEST_TIMEOUT = 15.0  # seconds for one HTTPS request
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -35,6 +35,8 @@ class ApiRefusedError(AwsError):
 
 class ApiUnreachableError(JitrError):
     """The API did not answer (or kept answering 429/5xx) through every retry."""
+
+    exit_code = ExitStatus.UNREACHABLE
 
 
 def urllib_transport(

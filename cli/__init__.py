@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli import audit, ca_app, demo, device_app, fleet_app
+from cli import app_users, audit, ca_app, demo, device_app, fleet_app
 from cli.common import JitrGroup, handle_signals, set_debug
 from cli.local_app import app as local_app
 
@@ -22,6 +22,7 @@ app.add_typer(ca_app.app, name="ca")
 app.add_typer(device_app.app, name="device")
 app.add_typer(local_app, name="local")
 app.add_typer(fleet_app.app, name="fleet")
+app.add_typer(app_users.app, name="app")
 app.command("demo")(demo.demo)
 app.command("audit")(audit.audit_command)
 

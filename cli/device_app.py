@@ -5,6 +5,7 @@ provisioning API, :mod:`cli.device_enroll`); ``provision`` (one by claim over MQ
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import traceback
 from collections.abc import Callable, Collection
@@ -45,7 +46,7 @@ from cli.device_rotate import rotate_command
 from cli.device_sign import sign_csr
 from cli.progress import ProgressBar
 from device.check import check_manifest
-from device.client import ConnectOptions, DeviceResult, Messages, run_device
+from device.client import ConnectOptions, DeviceResult, Listen, Messages, run_device
 from device.endpoint import parse_endpoint
 from device.errors import DevicesFailedError, UnexpectedDeviceError
 from device.identity import chain_warning, identity_from_files
@@ -178,6 +179,14 @@ RefusalsOption = Annotated[
 ]
 
 
+def _print_command(topic: str, payload: bytes) -> None:
+    try:
+        document: object = json.loads(payload)
+    except ValueError:
+        document = payload.decode("utf-8", "replace")
+    typer.echo(json.dumps({"topic": topic, "command": document}))
+
+
 def _connect_options(base: float, cap: float, attempts: int, refusals: int) -> ConnectOptions:
     return ConnectOptions(backoff=Backoff(base=base, cap=cap, attempts=attempts), refusals_tolerated=refusals)
 
@@ -210,6 +219,16 @@ def connect(
     stdin: Annotated[bool, typer.Option("--stdin", help="Read the payload from standard input.")] = False,
     count: Annotated[int, typer.Option("--count", min=0, help="Messages to publish (QoS 1); 0 only connects.")] = 1,
     interval: Annotated[float, typer.Option("--interval", min=0, help="Seconds between messages.")] = 1.0,
+    listen: Annotated[
+        bool,
+        typer.Option(
+            "--listen", help="Also print the commands sent to the device (<topic root>/<thing>/commands/#), as JSON."
+        ),
+    ] = False,
+    listen_seconds: Annotated[
+        float | None,
+        typer.Option("--listen-seconds", min=0, help="With --listen: stop this long after the last publish."),
+    ] = None,
     base: BaseOption = 1.0,
     cap: CapOption = 30.0,
     attempts: AttemptsOption = 10,
@@ -226,6 +245,8 @@ def connect(
     """
     if message is not None and stdin:
         raise InvalidInputError("Give either --message or --stdin, not both.")
+    if listen_seconds is not None and not listen:
+        raise InvalidInputError("--listen-seconds goes with --listen.")
     payload = typer.get_binary_stream("stdin").read() if stdin else (message.encode() if message is not None else None)
     secret = None
     if key_passphrase_env is not None:
@@ -241,6 +262,7 @@ def connect(
         messages=Messages(count=count, topic=topic, topic_root=topic_root, payload=payload, interval=interval),
         options=_connect_options(base, cap, attempts, refusals),
         on_attempt=None if as_json else lambda attempt: typer.echo(attempt.describe(), err=True),
+        listen=Listen(_print_command, listen_seconds) if listen else None,
     )
     if as_json or result.ok:
         emit(result.to_dict(), as_json, describe_result(result))

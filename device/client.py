@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from base.backoff import Backoff
 from base.errors import InvalidInputError, JitrError
@@ -91,6 +92,7 @@ class DeviceResult:
     time_to_connect: float | None = None  # start to the accepted CONNACK
     time_to_first_publish: float | None = None  # start to the first PUBACK
     messages_sent: int = 0
+    commands_received: int = 0  # with a listener: messages on <topic root>/<thing>/commands/#
     seconds: float = 0.0
     error: JitrError | None = None
 
@@ -121,6 +123,7 @@ class DeviceResult:
             "timeToConnect": _round(self.time_to_connect),
             "timeToFirstPublish": _round(self.time_to_first_publish),
             "messagesSent": self.messages_sent,
+            "commandsReceived": self.commands_received,
             "seconds": _round(self.seconds),
             "error": None
             if error is None
@@ -137,11 +140,13 @@ def run_device(
     messages: Messages | None = None,
     options: ConnectOptions | None = None,
     on_attempt: Callable[[Attempt], None] | None = None,
+    listen: Listen | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rand: Callable[[], float] = random.random,
     clock: Callable[[], float] = time.monotonic,
 ) -> DeviceResult:
-    """First-connect ``identity`` to ``endpoint``, retrying while it is being activated, then publish ``messages``."""
+    """First-connect ``identity`` to ``endpoint``, retrying while it is being activated, then publish ``messages``;
+    with ``listen``, subscribe to the device's commands first and hand each to it, then keep listening."""
     messages = messages or Messages()
     run = _Run(options or ConnectOptions(), on_attempt, sleep, rand, clock)
     client_id = client_id or identity.thing_name
@@ -151,7 +156,11 @@ def run_device(
         context = client_context(identity, endpoint, root_ca)
         connection = run.connect(context, endpoint, result)
         result.time_to_connect = clock() - run.start
+        if listen is not None:
+            run.subscribe(connection, listen, messages.topic_root, result)
         run.publish(connection, messages, result)
+        if listen is not None:
+            run.listen(connection, listen, result)
     except JitrError as exc:
         result.error = exc
     finally:
@@ -178,6 +187,19 @@ def open_session(
     client_id = client_id or identity.thing_name
     result = DeviceResult(identity.thing_name, client_id, str(endpoint), "")
     return run.connect(client_context(identity, endpoint, root_ca), endpoint, result)
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Commands to the device: each message on ``<topic root>/<thing>/commands/#`` handed to ``on_command``,
+    for ``seconds`` after the last publish (None: until interrupted)."""
+
+    on_command: Callable[[str, bytes], None]
+    seconds: float | None = None
+
+    @staticmethod
+    def topic_filter(topic_root: str, thing: str) -> str:
+        return f"{topic_root}/{thing}/commands/#"
 
 
 @dataclass
@@ -221,6 +243,42 @@ class _Run:
         if self.on_attempt is not None:
             self.on_attempt(attempt)
 
+    def subscribe(self, connection: Connection, listen: Listen, topic_root: str, result: DeviceResult) -> None:
+        """Subscribe to the device's commands (QoS 1); a SUBACK failure is the policy's denial."""
+        topic_filter = Listen.topic_filter(topic_root, result.thing_name)
+        granted: list[int] = []
+        client = connection.client
+        client.on_subscribe = lambda _c, _u, _mid, codes, _p: granted.extend(code.value for code in codes)
+
+        def deliver(_client: Any, _userdata: Any, message: Any) -> None:
+            result.commands_received += 1
+            listen.on_command(message.topic, message.payload)
+
+        client.on_message = deliver
+        client.subscribe(topic_filter, qos=1)
+        if not connection.pump_until(lambda: bool(granted), self.options.puback_timeout):
+            raise EndpointUnreachableError(f"{result.endpoint} did not answer the SUBSCRIBE to {topic_filter}.")
+        if granted[0] >= SUBACK_FAILURE:
+            raise PolicyDeniedError(
+                f"{result.endpoint} refused the subscription to {topic_filter}: the certificate's policy does not "
+                f"allow client {result.client_id} to subscribe there (iot:Subscribe)."
+            )
+
+    def listen(self, connection: Connection, listen: Listen, result: DeviceResult) -> None:
+        """Keep the connection (and its keep-alive) going while commands arrive, until the time is up."""
+        deadline = None if listen.seconds is None else self.clock() + listen.seconds
+        try:
+            while not connection.closed and (deadline is None or self.clock() < deadline):
+                connection.pump_for(1.0 if deadline is None else min(1.0, max(0.0, deadline - self.clock())))
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how a listener without a time limit ends
+            if deadline is not None:
+                raise
+            return
+        if connection.closed:
+            raise EndpointUnreachableError(
+                f"{result.endpoint} closed the connection while the device listened for commands."
+            )
+
     def publish(self, connection: Connection, messages: Messages, result: DeviceResult) -> None:
         """Publish at QoS 1, each message waiting for its PUBACK; a close on or right after one is a denial."""
         linger = self.options.linger
@@ -256,6 +314,9 @@ class _Run:
                         "the newest connection of a client id and closes the older one); else the certificate "
                         "was deactivated or detached meanwhile."
                     )
+
+
+SUBACK_FAILURE = 0x80
 
 
 def _denied(result: DeviceResult) -> PolicyDeniedError:

@@ -334,7 +334,10 @@ def test_the_user_device_role_is_assumed_only_by_the_users_function_and_reaches_
     assert trust["Principal"] == {"AWS": {"Fn::GetAtt": ["UsersFunctionRole", "Arn"]}}
     assert role["MaxSessionDuration"] == 3600
     (policy,) = role["Policies"]
-    granted = {s["Action"]: s["Resource"]["Fn::Sub"].split(":${AWS::AccountId}:")[1] for s in policy["PolicyDocument"]["Statement"]}
+    granted = {
+        s["Action"]: s["Resource"]["Fn::Sub"].split(":${AWS::AccountId}:")[1]
+        for s in policy["PolicyDocument"]["Statement"]
+    }
     assert granted == {
         "iot:Connect": "client/*",  # each user's session policy narrows it to <sub>-*
         "iot:Subscribe": "topicfilter/devices/${AWS::StackName}/*/telemetry",
