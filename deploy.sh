@@ -11,7 +11,10 @@
 # PROVISIONING=api deploys the provisioning API as well (devices shipped with a serial and a token get their
 # certificate over HTTPS): THING_NAME is admitted as a serial instead of minted, and its token is printed once.
 #
-# Environment: PROVISIONING=jitr|jitp|api (default jitr), PKI_ROOT (default pki: the CA goes to
+# USERS=true (with PROVISIONING=api) deploys the users API too: a Cognito user pool where people sign up, bind
+# their device with the binding code 'jitr fleet admit' hands out, and get credentials for it ('jitr app').
+#
+# Environment: PROVISIONING=jitr|jitp|api (default jitr), USERS=true|false (default false), PKI_ROOT (default pki: the CA goes to
 # PKI_ROOT/STACK), JITR_PASSPHRASE_ENV (name of the variable holding the CA key passphrase),
 # JITR and SAM (the commands to run), AWS_ENDPOINT_URL (set: the local emulator, 'jitr local
 # deploy' instead of 'sam deploy'; SAM_BUCKET is then unused), JITR_MQTT_ENDPOINT and JITR_ROOT_CA
@@ -19,7 +22,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 STACK SAM_BUCKET COUNTRY_CODE THING_NAME   (PROVISIONING=jitr|jitp|api)" >&2
+  echo "usage: $0 STACK SAM_BUCKET COUNTRY_CODE THING_NAME   (PROVISIONING=jitr|jitp|api, USERS=true)" >&2
   echo "  STACK [A-Za-z][A-Za-z0-9-]*, SAM_BUCKET for sam deploy's artifacts, COUNTRY_CODE such as DE," >&2
   echo "  THING_NAME [a-zA-Z0-9:_-]{1,64}" >&2
   exit 2
@@ -54,6 +57,12 @@ case $PROVISIONING in
 esac
 API=false
 if [ "$PROVISIONING" = api ]; then API=true; fi
+USERS=${USERS:-false}
+case $USERS in
+  true | false) ;;
+  *) bad "USERS must be true or false, not '$USERS'" ;;
+esac
+if [ "$USERS" = true ] && [ "$API" != true ]; then bad "USERS=true needs PROVISIONING=api (the binding codes live there)"; fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TEMPLATE=$ROOT/sam/template.yaml
@@ -74,17 +83,18 @@ deploy_stack() { # deploy_stack CA_ID
     described=$("$JITR" fleet describe --stack "$STACK" --json)
     deployed=$(json_field parameters.CaCertificateId <<<"$described")
     deployed_api=$(json_field parameters.ProvisioningApi <<<"$described")
-    if [ "$deployed" = "$1" ] && [ "${deployed_api:-false}" = "$API" ]; then
+    deployed_users=$(json_field parameters.UsersApi <<<"$described")
+    if [ "$deployed" = "$1" ] && [ "${deployed_api:-false}" = "$API" ] && [ "${deployed_users:-false}" = "$USERS" ]; then
       step "stack $STACK is already in the emulator for CA $1"
       return
     fi
     step "deploying stack $STACK into the emulator at $AWS_ENDPOINT_URL"
     "$JITR" local deploy --stack "$STACK" --template "$TEMPLATE" --parameter-overrides "CaCertificateId=$1" \
-      "ProvisioningApi=$API"
+      "ProvisioningApi=$API" "UsersApi=$USERS"
   else
     step "deploying stack $STACK with sam deploy in $AWS_REGION"
     "$SAM" deploy --template-file "$TEMPLATE" --stack-name "$STACK" --s3-bucket "$SAM_BUCKET" --region "$AWS_REGION" \
-      --capabilities CAPABILITY_IAM --parameter-overrides "CaCertificateId=$1" "ProvisioningApi=$API" \
+      --capabilities CAPABILITY_IAM --parameter-overrides "CaCertificateId=$1" "ProvisioningApi=$API" "UsersApi=$USERS" \
       --no-fail-on-empty-changeset
   fi
 }
@@ -142,11 +152,17 @@ print(any(d["serial"] == os.environ["THING"] for d in json.load(sys.stdin)["devi
   fi
   mkdir -p "$PKI/tokens"
   step "admitting $THING to the provisioning API"
-  token=$("$JITR" fleet admit --stack "$STACK" --serial "$THING" --out "$tokens" --json | json_field devices.0.token)
+  admitted=$("$JITR" fleet admit --stack "$STACK" --serial "$THING" --out "$tokens" --json)
+  token=$(json_field devices.0.token <<<"$admitted")
+  code=$(json_field devices.0.bindingCode <<<"$admitted")
   enroll=("$JITR" device enroll --api "$api_url" --serial "$THING" --token "$token" --out "$PKI/enrolled")
   echo
   echo "Stack $STACK is deployed with its provisioning API at $api_url."
   echo "The token of $THING, shown this once (also in $tokens, mode 0600): $token"
+  if [ "$USERS" = true ]; then
+    echo "Its binding code, for its user (print it on the device or its box): $code"
+    echo "Users sign up with: $JITR app signup --stack $STACK --email EMAIL"
+  fi
   echo "Enroll the device (it makes its key, gets its certificate, prints how to connect) with:"
   printf ' %q' "${enroll[@]}"
   echo

@@ -2,7 +2,9 @@
 
 CA -> registration (JITR) -> stack -> a device's first connect dropped -> the Lambda activates it
 -> reconnect and publish -> the archived S3 object; then a device shipped with only a serial and a token
-enrolls through the provisioning API, connects and publishes; then a batch of devices minted and verified.
+enrolls through the provisioning API, connects and publishes; its user signs up, binds it with its binding
+code, watches its telemetry and sends it a command over MQTT/WebSocket with temporary credentials; then a
+batch of devices minted and verified.
 Everything runs on this machine, on loopback ports, with the same calls the kit makes against AWS.
 """
 
@@ -12,7 +14,9 @@ import contextlib
 import datetime as dt
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,17 +39,21 @@ from ca.verify import verify_chain
 from cloud.fleet_table import fleet_table_of
 from cloud.iot import IotApi
 from cloud.session import make_session
-from device.client import ConnectOptions, Messages, run_device
+from cloud.user_pool import UserPool
+from device.client import ConnectOptions, Listen, Messages, run_device
 from device.endpoint import Endpoint
 from device.enroll import enroll, provisioning_requests
 from device.errors import NotActivatedError
 from device.identity import identity_from_files
 from fleet.admission import admit as admit_serials
+from user.devices import UsersApi
+from user.live import LiveConnection
 
 MARKER = ".jitr-demo"  # only folders carrying it are wiped by a re-run
 STACK = "jitr-demo"
 THING = "demo-device-1"
 SERIAL = "demo-box-1"  # the device that ships with a serial and a token, and enrolls over HTTPS
+USER, USER_PASSWORD = "ada@example.com", "demo-password-2026"  # its user, in the stack's user pool
 TEMPLATE = Path(__file__).resolve().parents[1] / "sam" / "template.yaml"
 WAIT = 30.0  # seconds the demo waits for the Lambda or the archive before it calls the step failed
 
@@ -148,7 +156,7 @@ class DemoLoop:
     def deploy(self) -> str:
         from emulator.cloudformation.deploy import StackDeployer
 
-        parameters = {"CaCertificateId": self.state["ca_id"], "ProvisioningApi": "true"}
+        parameters = {"CaCertificateId": self.state["ca_id"], "ProvisioningApi": "true", "UsersApi": "true"}
         record = StackDeployer(make_session()).deploy(TEMPLATE, STACK, parameters)
         self.state["bucket"] = record["outputs"]["ArchiveBucketName"]
         self.state["topic_root"] = record["outputs"]["DeviceTopicRoot"]
@@ -222,8 +230,8 @@ class DemoLoop:
         table = fleet_table_of(make_session(), self.state["outputs"], STACK)
         tokens = self.directory / "tokens.json"
         admitted = admit_serials(table, STACK, [SERIAL], tokens, rotate=False, now=int(time.time()))
-        self.state["token"] = admitted[0].token
-        return f"token in {tokens} (0600); the fleet table keeps its SHA-256 only"
+        self.state["token"], self.state["code"] = admitted[0].token, admitted[0].binding_code
+        return f"token and binding code in {tokens} (0600); the fleet table keeps their SHA-256 only"
 
     def enroll(self) -> str:
         api = self.state["outputs"]["ProvisioningApiUrl"]
@@ -245,6 +253,53 @@ class DemoLoop:
         prefix = f"{result.topic}/"
         found = _until("the archive", lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents"))
         return f"accepted on attempt {len(result.attempts)}; archived as s3://{bucket}/{found[0]['Key']}"
+
+    # -- its user: sign in, bind, watch, command ----------------------------------------------------
+
+    def user_signs_in(self) -> str:
+        outputs, session = self.state["outputs"], make_session()
+        pool = UserPool(outputs["UserPoolClientId"], session.region_name, session)
+        pool.sign_up(USER, USER_PASSWORD)
+        # Cognito e-mails a code, which the emulator does not: the operator confirms her (AdminConfirmSignUp)
+        session.client("cognito-idp").admin_confirm_sign_up(UserPoolId=outputs["UserPoolId"], Username=USER)
+        tokens = pool.sign_in(USER, USER_PASSWORD)
+        self.state["users"] = UsersApi(outputs["UsersApiUrl"], tokens.id_token)
+        return f"{USER} in user pool {outputs['UserPoolId']}; ID token {len(tokens.id_token)} characters"
+
+    def user_binds(self) -> str:
+        users = self.state["users"]
+        users.bind(SERIAL, self.state["code"])
+        return f"POST /bindings {SERIAL} with its code; her devices: {[d['thingName'] for d in users.devices()]}"
+
+    def user_watches_and_commands(self) -> str:
+        credentials = self.state["users"].credentials([SERIAL])
+        enrolled, info = self.state["enrolled"], self.iot.info()
+        heard = threading.Event()
+        identity = identity_from_files(enrolled.certificate, enrolled.key)
+        with LiveConnection(credentials, root_ca=Path(info["endpoint_ca"])) as live:
+            live.subscribe(credentials.telemetry_topic(SERIAL))
+            device = threading.Thread(
+                target=run_device,
+                args=(identity, Endpoint(info["mqtt_host"], info["mqtt_port"])),
+                kwargs={
+                    "root_ca": Path(info["endpoint_ca"]),
+                    "messages": Messages(count=1, topic_root=self.state["topic_root"], payload=b'{"temperature": 21}'),
+                    "listen": Listen(lambda _topic, _payload: heard.set(), seconds=WAIT),
+                },
+                daemon=True,
+            )
+            device.start()
+            try:
+                message = live.messages.get(timeout=WAIT)
+                live.publish(credentials.command_topic(SERIAL, "light"), b'{"on": true}')
+                if not heard.wait(WAIT):
+                    raise AwsError(f"{SERIAL} did not hear the command within {WAIT:.0f} s.")
+            except queue.Empty:
+                raise AwsError(f"No telemetry from {SERIAL} reached its user within {WAIT:.0f} s.") from None
+        return (
+            f"heard {message.payload.decode()} on {message.topic}; sent commands/light, which the device heard "
+            f"(credentials for {', '.join(credentials.things)} only, until {credentials.expiration:%H:%M} UTC)"
+        )
 
     # -- manufacturing a batch ---------------------------------------------------------------------
 
@@ -284,7 +339,8 @@ def demo(
 ) -> None:
     """Run the whole loop locally against the emulator: CA, JITR registration, stack, first connect
     dropped, Lambda activation, reconnect, publish, archived S3 object; a device with only a serial and a
-    token enrolling through the provisioning API and publishing; then a batch minted and verified."""
+    token enrolling through the provisioning API and publishing; its user signing up, binding it, watching it
+    and commanding it over MQTT/WebSocket with SigV4; then a batch minted and verified."""
     _fresh(directory)
     loop, steps = DemoLoop(directory, devices), Steps()
     try:
@@ -301,6 +357,9 @@ def demo(
             steps.run(f"Admit serial {SERIAL} to the provisioning API", loop.admit)
             steps.run(f"{SERIAL} enrolls through the API (key made on it)", loop.enroll)
             steps.run(f"{SERIAL} connects and publishes", loop.enrolled_publish)
+            steps.run(f"{USER} signs up and signs in (Cognito)", loop.user_signs_in)
+            steps.run(f"She binds {SERIAL} with its binding code", loop.user_binds)
+            steps.run("She watches it and sends it a command (WSS)", loop.user_watches_and_commands)
     finally:
         loop.stop()
     steps.run(f"Mint a batch of {devices} devices", loop.mint_many)
