@@ -12,12 +12,13 @@ from types import ModuleType
 FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 
 
-def load_function(name: str) -> ModuleType:
+def load_function(name: str, module: str = "app") -> ModuleType:
+    """``functions/<name>/<module>.py`` (a function's handler module: ``app``, or ``users`` beside it)."""
     directory = FUNCTIONS / name
     sys.path.insert(0, str(directory))
     try:
-        spec = importlib.util.spec_from_file_location(f"{name}_app", directory / "app.py")
-        assert spec is not None and spec.loader is not None, f"cannot load {directory / 'app.py'}"
+        spec = importlib.util.spec_from_file_location(f"{name}_{module}", directory / f"{module}.py")
+        assert spec is not None and spec.loader is not None, f"cannot load {directory / f'{module}.py'}"
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
