@@ -195,6 +195,45 @@ def test_no_token_a_tampered_token_or_no_device_is_refused(world):
     assert curl(f"{api}/bindings", "-X", "POST", "-d", unregistered, "-H", f"Authorization: {fresh}")[0] == 403
 
 
+def test_an_expired_id_token_is_401(world):
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+    from moto.utilities.utils import load_resource
+
+    claims = _claims(world.tokens["alice"])
+    claims["exp"] = claims["iat"] - 1  # signed by the pool's key, for its app client, but expired
+    key = RSAKey.import_key(load_resource("cognitoidp/resources/jwks-private.json"))
+    expired = jwt.encode({"kid": "dummy", "alg": "RS256"}, claims, key)
+    status, _ = curl(f"{world.outputs['UsersApiUrl']}/bindings", "-H", f"Authorization: {expired}")
+    assert status == 401
+    assert curl(f"{world.outputs['UsersApiUrl']}/bindings", *as_user(world, "alice"))[0] == 200  # the live one works
+
+
+def test_credentials_past_their_expiry_are_refused_at_the_upgrade(world):
+    import datetime as dt
+
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials as BotoCredentials
+
+    from emulator.iot.signed_connections import SignedConnections
+    from emulator.mqtt.websocket import UpgradeRequest
+
+    credentials = _credentials(world, "alice", "dev-c")
+    port = world.emulator.info()["mqtt_port"]
+    signing = AWSRequest(method="GET", url=f"https://localhost:{port}/mqtt")
+    keys = BotoCredentials(credentials.access_key_id, credentials.secret_access_key)
+    SigV4QueryAuth(keys, "iotdevicegateway", REGION, expires=7200).add_auth(signing)  # outlives the credentials
+    query = signing.url.split("?", 1)[1] + "&" + urlencode({"X-Amz-Security-Token": credentials.session_token})
+    request = UpgradeRequest("/mqtt", query, (("Host", f"localhost:{port}"),))
+    account = world.emulator.info()["account_id"]
+    now = dt.datetime.now(dt.UTC)
+    assert SignedConnections(None, account_id=account, region=REGION, now=lambda: now).on_websocket(request)
+    later = credentials.expiration + dt.timedelta(seconds=1)
+    replayed = SignedConnections(None, account_id=account, region=REGION, now=lambda: later)
+    assert replayed.on_websocket(request) is None  # the URL replayed after the credentials expired
+
+
 # -- MQTT over WebSocket with the credentials ---------------------------------------------------------------
 
 

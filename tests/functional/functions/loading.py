@@ -19,9 +19,9 @@ def load_function(name: str, module: str = "app") -> ModuleType:
     try:
         spec = importlib.util.spec_from_file_location(f"{name}_{module}", directory / f"{module}.py")
         assert spec is not None and spec.loader is not None, f"cannot load {directory / f'{module}.py'}"
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = loaded  # dataclasses look their module up there
+        spec.loader.exec_module(loaded)
+        return loaded
     finally:
         sys.path.remove(str(directory))
