@@ -33,11 +33,6 @@ StackOption = Annotated[
     str | None,
     typer.Option("--stack", help="Set the app up for this stack's users API (read from its outputs); once is enough."),
 ]
-ApiOption = Annotated[str | None, typer.Option("--api", help="Or: the users API's URL (the UsersApiUrl output).")]
-ClientOption = Annotated[
-    str | None, typer.Option("--client-id", help="Or: the user pool's app client id (UserPoolClientId).")
-]
-RegionOption = Annotated[str | None, typer.Option("--region", help="Or: the user pool's region.")]
 EmailOption = Annotated[str, typer.Option("--email", help="Your e-mail address: your user name.")]
 
 
@@ -75,15 +70,27 @@ def _api() -> UsersApi:
 
 
 @app.command()
-def signup(
-    email: EmailOption,
+def setup(
     stack: StackOption = None,
-    api: ApiOption = None,
-    client_id: ClientOption = None,
-    region: RegionOption = None,
+    api: Annotated[str | None, typer.Option("--api", help="Or: the users API's URL (the UsersApiUrl output).")] = None,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="With --api: the user pool's app client id (UserPoolClientId).")
+    ] = None,
+    region: Annotated[str | None, typer.Option("--region", help="With --api: the user pool's region.")] = None,
 ) -> None:
-    """Create your account in the stack's user pool (the password from JITR_APP_PASSWORD, or asked)."""
+    """Point the app at a users API: a stack's (--stack), or as a phone app is configured (--api, --client-id,
+    --region). 'signup' and 'login' take --stack too; this is for the other way, or to switch."""
+    if stack is None and api is None:
+        raise InvalidInputError("Give --stack STACK, or --api URL --client-id ID --region R.")
     account = _settings(stack, api, client_id, region)
+    path = accounts.save(account)
+    typer.echo(f"The app now uses {account.api} (settings in {path}).")
+
+
+@app.command()
+def signup(email: EmailOption, stack: StackOption = None) -> None:
+    """Create your account in the stack's user pool (the password from JITR_APP_PASSWORD, or asked)."""
+    account = _settings(stack, None, None, None)
     confirmed = _pool(account).sign_up(email, _password(confirm=True))
     accounts.save(account)
     if confirmed:
@@ -100,15 +107,9 @@ def confirm(email: EmailOption, code: Annotated[str, typer.Argument(help="The co
 
 
 @app.command()
-def login(
-    email: EmailOption,
-    stack: StackOption = None,
-    api: ApiOption = None,
-    client_id: ClientOption = None,
-    region: RegionOption = None,
-) -> None:
+def login(email: EmailOption, stack: StackOption = None) -> None:
     """Sign in; the tokens are kept (0600) for the commands below, and renewed when they expire."""
-    account = _settings(stack, api, client_id, region)
+    account = _settings(stack, None, None, None)
     now = time.time()
     tokens = _pool(account).sign_in(email, _password(confirm=False))
     path = accounts.save(account.signed_in(tokens, email, now))

@@ -94,7 +94,7 @@ def settings(api: str | None, client_id: str | None, region: str | None, path: P
     if api is None and client_id is None:
         if saved is None:
             raise NotSignedInError(
-                "The app is not set up: give --stack STACK (or --api URL --client-id ID --region R) once."
+                "The app is not set up: give --stack STACK once (or run 'jitr app setup --api URL ...')."
             )
         return saved
     if not api or not client_id or not region:

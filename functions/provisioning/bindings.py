@@ -31,31 +31,24 @@ class Bindings:
     def bind(self, thing_name: str, owner: str, now: float | None = None) -> Binding | None:
         """Bind the device to ``owner`` (again, if it is theirs already); None when another user owns it."""
         bound_at = int(now if now is not None else time.time())
-        try:
-            self.call(
-                self.dynamodb.put_item,
-                TableName=self.name,
-                Item={"thingName": {"S": thing_name}, "owner": {"S": owner}, "boundAt": {"N": str(bound_at)}},
-                ConditionExpression="attribute_not_exists(thingName) OR #owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise
-        return Binding(thing_name, owner, bound_at)
+        item = {"thingName": {"S": thing_name}, "owner": {"S": owner}, "boundAt": {"N": str(bound_at)}}
+        done = self._if_owner(self.dynamodb.put_item, owner, "attribute_not_exists(thingName) OR ", Item=item)
+        return Binding(thing_name, owner, bound_at) if done else None
 
     def unbind(self, thing_name: str, owner: str) -> bool:
         """Remove the binding if it is ``owner``'s; False when it is not (or there is none)."""
+        return self._if_owner(self.dynamodb.delete_item, owner, "", Key={"thingName": {"S": thing_name}})
+
+    def _if_owner(self, operation: Callable[..., Any], owner: str, unless: str, **kwargs: Any) -> bool:
+        """``operation`` on the row if ``owner`` owns it (or ``unless`` holds); False when the condition fails."""
         try:
             self.call(
-                self.dynamodb.delete_item,
+                operation,
                 TableName=self.name,
-                Key={"thingName": {"S": thing_name}},
-                ConditionExpression="#owner = :owner",
+                ConditionExpression=f"{unless}#owner = :owner",
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":owner": {"S": owner}},
+                **kwargs,
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":

@@ -7,6 +7,7 @@ import io
 import json
 import queue
 import ssl
+import subprocess
 import threading
 import time
 import zipfile
@@ -239,6 +240,16 @@ def publish(client, topic: str, payload: dict, timeout: float = 10.0) -> None:
     info = client.publish(topic, json.dumps(payload), qos=1)
     info.wait_for_publish(timeout)
     assert info.is_published()
+
+
+def curl_json(url: str, *args: str) -> tuple[int, dict]:
+    """The status and JSON body of one curl request (an empty body is {})."""
+    done = subprocess.run(
+        ["curl", "-s", "--max-time", "20", "-w", "\n%{http_code}", *args, url],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    body, _, status = done.stdout.rpartition("\n")
+    return int(status), json.loads(body) if body else {}
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):

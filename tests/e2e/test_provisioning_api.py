@@ -14,6 +14,7 @@ import pytest
 
 from emulator.cloudformation.deploy import StackDeployer
 from tests.e2e.conftest import TEMPLATE, running_emulator, wait_for
+from tests.e2e.conftest import curl_json as curl
 
 pytestmark = pytest.mark.timeout(180)
 STACK = "prov-e2e"
@@ -45,15 +46,6 @@ def admit(jitr, *serials: str, region: str = US, tmp: Path) -> dict[str, str]:
                   env={"AWS_REGION": region, "AWS_DEFAULT_REGION": region})  # fmt: skip
     assert result.exit_code == 0, result.output
     return {d["serial"]: d["token"] for d in json.loads(result.stdout)["devices"]}
-
-
-def curl(url: str, *args: str) -> tuple[int, dict]:
-    done = subprocess.run(
-        ["curl", "-s", "--max-time", "20", "-w", "\n%{http_code}", *args, url],
-        capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
-    body, _, status = done.stdout.rpartition("\n")
-    return int(status), json.loads(body) if body else {}
 
 
 def openssl_csr(folder: Path, serial: str) -> tuple[Path, str]:

@@ -24,6 +24,7 @@ from emulator.cloudformation.deploy import StackDeployer
 from emulator.local import LocalIot
 from tests.conftest import Jitr
 from tests.e2e.conftest import TEMPLATE, running_emulator
+from tests.e2e.conftest import curl_json as curl
 from user.devices import Credentials, UsersApi
 from user.live import LiveConnection, LiveConnectionError
 
@@ -95,15 +96,6 @@ def world(tmp_path_factory):
             subjects={user: _claims(token)["sub"] for user, token in tokens.items()},
             endpoint_ca=iot.info()["endpoint_ca"],
         )
-
-
-def curl(url: str, *args: str) -> tuple[int, dict]:
-    done = subprocess.run(
-        ["curl", "-s", "--max-time", "20", "-w", "\n%{http_code}", *args, url],
-        capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
-    body, _, status = done.stdout.rpartition("\n")
-    return int(status), json.loads(body) if body else {}
 
 
 def as_user(world: World, user: str) -> tuple[str, ...]:
