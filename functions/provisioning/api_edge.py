@@ -1,14 +1,17 @@
 """What the stack's HTTP API functions share (app.py, users.py): a refusal with its status, JSON answers, the
-request's JSON body, and one JSON log line per decision (never a token, a code, a CSR or a key)."""
+request's JSON body, one JSON log line per decision (never a token, a code, a CSR or a key), and a cache a
+container keeps for a minute (the region map, the provisioning URL, the IoT endpoint)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 MAX_BODY = 16 * 1024
+CACHE_SECONDS = 60.0
 
 
 class Refusal(Exception):
@@ -44,3 +47,15 @@ def request_body(event: Mapping[str, Any], example: str = '{"token": "...", "csr
     if not isinstance(body, dict):
         raise Refusal(400, f"The request body must be a JSON object, such as {example}.")
     return body
+
+
+_cache: dict[str, tuple[float, Any]] = {}  # per container
+
+
+def cached(key: str, load: Callable[[], Any], clock: Callable[[], float] = time.monotonic) -> Any:
+    hit = _cache.get(key)
+    if hit is not None and clock() - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    value = load()
+    _cache[key] = (clock(), value)
+    return value

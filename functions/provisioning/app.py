@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api_edge import Refusal, answer, log, request_body
+from api_edge import Refusal, answer, cached, log, request_body
 from botocore.exceptions import ClientError
 from csr_info import CsrError, read_csr
 from fleet_rows import ADMITTED, CLAIMED, REGISTERED, FleetTable, Row, token_hash, token_matches
@@ -42,7 +42,6 @@ from retrying import Calls, Clients, Throttled, error_code
 
 SERIAL_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
-CACHE_SECONDS = 60.0
 FORBIDDEN = "Unknown serial or wrong token."
 
 
@@ -103,18 +102,6 @@ def _token(body: Mapping[str, Any]) -> str:
     return token
 
 
-_cache: dict[str, tuple[float, Any]] = {}  # per container: the region map, the URL and the endpoint
-
-
-def _cached(key: str, load: Callable[[], Any], clock: Callable[[], float] = time.monotonic) -> Any:
-    hit = _cache.get(key)
-    if hit is not None and clock() - hit[0] < CACHE_SECONDS:
-        return hit[1]
-    value = load()
-    _cache[key] = (clock(), value)
-    return value
-
-
 @dataclass(frozen=True)
 class Provisioning:
     """One request's work: the configuration, the AWS clients and the retrying call."""
@@ -141,11 +128,11 @@ class Provisioning:
         except ValueError as exc:
             raise Refusal(400, str(exc)) from None
         ssm, names = self.clients.client("ssm"), [self.config.map_parameter, self.config.url_parameter]
-        values = _cached(
+        values = cached(
             "parameters",
             lambda: {p["Name"]: p["Value"] for p in self.call(ssm.get_parameters, Names=names)["Parameters"]},
         )
-        endpoint = _cached("endpoint", lambda: data_endpoint(self.clients.client("iot"), self.call))
+        endpoint = cached("endpoint", lambda: data_endpoint(self.clients.client("iot"), self.call))
         try:
             document = parse_map(values.get(self.config.map_parameter))
             region = choose_region(document, self.config.region, country, state)
@@ -215,7 +202,7 @@ class Provisioning:
         except BaseException:
             self._undo(undo, serial)
             raise
-        endpoint = _cached("endpoint", lambda: data_endpoint(self.clients.client("iot"), self.call))
+        endpoint = cached("endpoint", lambda: data_endpoint(self.clients.client("iot"), self.call))
         log("info", "replaced" if replace else "registered", requestId=self.request_id, serial=serial,
             certificateId=registered.certificate_id)  # fmt: skip
         result = {

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api_edge import Refusal, answer, log, request_body
+from api_edge import Refusal, answer, cached, log, request_body
 from bindings import MAX_DEVICES, Bindings
 from botocore.exceptions import ClientError
 from fleet_rows import FleetTable, code_matches
@@ -186,7 +186,7 @@ class Users:
             Policy=policy,
             DurationSeconds=self.config.seconds,
         )["Credentials"]
-        endpoint = data_endpoint(self.clients.client("iot"), self.call)
+        endpoint = cached("endpoint", lambda: data_endpoint(self.clients.client("iot"), self.call))
         log("info", "credentials", requestId=self.request_id, user=self.subject, things=things)
         return answer(
             200,

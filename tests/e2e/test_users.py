@@ -33,6 +33,7 @@ STACK, REGION = "users-e2e", "us-east-1"
 CA_ID = "b" * 64
 PASSWORD = "correct-horse-42-battery"
 DEVICES = ("dev-a", "dev-b", "dev-c", "dev-d", "dev-e")
+NOT_ENROLLED = "dev-boxed"  # admitted, with its binding code, but never switched on
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -76,11 +77,13 @@ def world(tmp_path_factory):
         overrides = {"CaCertificateId": CA_ID, "ProvisioningApi": "true", "UsersApi": "true"}
         outputs = StackDeployer(session).deploy(TEMPLATE, STACK, overrides)["outputs"]
         jitr = Jitr()
-        serials = [arg for thing in DEVICES for arg in ("--serial", thing)]
+        serials = [arg for thing in (*DEVICES, NOT_ENROLLED) for arg in ("--serial", thing)]
         admitted = jitr("fleet", "admit", "--stack", STACK, *serials, "--out", tmp / "tokens.json", "--json")
         assert admitted.exit_code == 0, admitted.output
         rows = json.loads(admitted.stdout)["devices"]
         for row in rows:
+            if row["serial"] == NOT_ENROLLED:
+                continue
             enrolled = jitr("device", "enroll", "--api", outputs["ProvisioningApiUrl"], "--serial", row["serial"],
                             "--token", row["token"], "--out", tmp / "devices")  # fmt: skip
             assert enrolled.exit_code == 0, enrolled.output
@@ -170,6 +173,17 @@ def test_a_device_has_one_owner_and_only_its_owner_unbinds_it(world):
     assert curl(f"{api}/bindings/dev-b", "-X", "DELETE", *as_user(world, "bob"))[0] == 404
     assert curl(f"{api}/bindings/dev-b", "-X", "DELETE", *as_user(world, "alice"))[0] == 200
     assert curl(f"{api}/bindings", "-X", "POST", "-d", claim, *as_user(world, "bob"))[0] == 200  # now bob's
+
+
+def test_a_device_that_has_not_registered_cannot_be_bound_even_with_its_code(world):
+    api = world.outputs["UsersApiUrl"]
+    assert curl(f"{api}/devices/{NOT_ENROLLED}/registration", *as_user(world, "alice"))[1]["registered"] is False
+    claim = json.dumps({"thingName": NOT_ENROLLED, "code": world.codes[NOT_ENROLLED]})
+    status, body = curl(f"{api}/bindings", "-X", "POST", "-d", claim, *as_user(world, "alice"))
+    assert (status, body["message"]) == (
+        403,
+        f"Device {NOT_ENROLLED} is not registered yet: switch it on and let it connect first.",
+    )
 
 
 def test_no_token_a_tampered_token_or_no_device_is_refused(world):
