@@ -4,8 +4,9 @@
 The emulator runs as ``jitr local up`` does, in a process of its own. The stack is deployed for a JITR CA
 (its activation Lambda activates those devices), and a second CA is registered for JITP with the stack's
 template. ``--devices`` devices (half of each CA) are minted, then driven from ``--generators`` processes:
-each device is a paho-mqtt client with its own network thread, reconnecting with backoff (the JITR first
-connect is dropped), switched on over the first ``--ramp`` seconds, then publishing one QoS 1 message every
+each device is a paho-mqtt client, reconnecting with backoff and full jitter (the JITR first
+connect is dropped; one epoll loop a process drives its devices' sockets, a small pool does their TLS
+handshakes), switched on over the first ``--ramp`` seconds, then publishing one QoS 1 message every
 ``--interval`` seconds until ``--seconds`` have passed; ``--drop-share`` of them lose their connection once
 at a random moment (the socket shut, no DISCONNECT) and reconnect. paho sends a QoS 1 message whose PUBACK
 did not come again after the reconnect (DUP), as the AWS IoT SDKs do: at least once, so it may be archived
@@ -25,6 +26,7 @@ Prints progress, then one JSON line (every figure) last.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -34,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,107 +53,183 @@ TEMPLATE = ROOT / "sam" / "template.yaml"
 # -- the devices: one generator process drives a shard ----------------------------------------------------
 
 
+class _Device:
+    """One device of a generator: its paho client, driven by the generator's loop (paho's external-loop API:
+    one epoll loop per process, not a thread and a socket pair per client, and no select() limit of 1024)."""
+
+    def __init__(self, thing: str, client: Any) -> None:
+        self.thing, self.client = thing, client
+        self.pending: dict[int, int] = {}  # mid -> seq, waiting for its PUBACK
+        self.acked: set[int] = set()
+        self.connected = False
+        self.ever = False
+        self.busy = False  # a connect is under way in the pool
+        self.retry_at = 0.0
+        self.failures = 0
+        self.sock: Any = None
+        self.fd = -1  # registered with the loop's selector under this number
+
+
 def _generator(shard: list[dict], endpoint: tuple[str, int], root_ca: str, plan: dict, go: float, results) -> None:
+    import queue
+    import selectors
     import ssl
+    from concurrent.futures import ThreadPoolExecutor
 
     import paho.mqtt.client as mqtt
 
     rng = random.Random(plan["seed"])
-    lock = threading.Lock()
-    state: dict[str, dict] = {}
-    stats = {"published": 0, "acked": 0, "connects": 0, "drops": 0}
+    stats = {"published": 0, "acked": 0, "connects": 0, "drops": 0, "refused": 0, "closed": 0, "failedAttempts": 0}
     folder = tempfile.mkdtemp(prefix="soak-keys-")
+    selector = selectors.DefaultSelector()
+    opened: queue.SimpleQueue = queue.SimpleQueue()  # (device, error) from the connecting threads
+    devices: dict[str, _Device] = {}
 
-    def make(device: dict) -> mqtt.Client:
-        thing = device["thing"]
+    def make(record: dict) -> _Device:
+        thing = record["thing"]
         chain, key = Path(folder) / f"{thing}.pem", Path(folder) / f"{thing}.key"
-        chain.write_text(device["chain"])
-        key.write_text(device["key"])
+        chain.write_text(record["chain"])
+        key.write_text(record["key"])
         context = ssl.create_default_context(cafile=root_ca)
         context.load_cert_chain(str(chain), str(key))
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
         client.tls_set_context(context)
-        client.reconnect_delay_set(1, 16)
-        record = state[thing] = {"pending": {}, "acked": set(), "connected": threading.Event()}
+        client.connect_timeout = 10
+        device = _Device(thing, client)
 
         def on_connect(_c, _u, _f, rc, _p) -> None:
-            if not rc.is_failure:
-                with lock:
-                    stats["connects"] += 1
-                record["connected"].set()
-
-        def on_disconnect(*_args) -> None:
-            record["connected"].clear()
+            if rc.is_failure:
+                stats["refused"] += 1
+                return
+            stats["connects"] += 1
+            device.connected = device.ever = True
+            device.failures = 0
 
         def on_publish(_c, _u, mid, _rc, _p) -> None:
-            with lock:
-                seq = record["pending"].pop(mid, None)
-                if seq is not None and seq not in record["acked"]:
-                    record["acked"].add(seq)
-                    stats["acked"] += 1
+            seq = device.pending.pop(mid, None)
+            if seq is not None and seq not in device.acked:
+                device.acked.add(seq)
+                stats["acked"] += 1
 
-        client.on_connect, client.on_disconnect, client.on_publish = on_connect, on_disconnect, on_publish
-        return client
+        client.on_connect, client.on_publish = on_connect, on_publish
+        return device
 
-    clients = {device["thing"]: make(device) for device in shard}
+    def connect(device: _Device) -> None:  # in the pool: the TCP and TLS handshakes block
+        try:
+            if device.ever or device.failures:
+                device.client.reconnect()  # paho sends what still waits for its PUBACK again (DUP)
+            else:
+                device.client.connect(endpoint[0], endpoint[1], keepalive=60)
+            opened.put((device, None))
+        except (OSError, ValueError) as exc:
+            opened.put((device, exc))
+
+    def lost(device: _Device, now: float) -> None:
+        """The connection ended (JITR's first drop, a refusal, our drop): unregister, retry with backoff."""
+        if device.sock is not None:
+            with contextlib.suppress(KeyError):
+                selector.unregister(device.fd)
+            device.sock, device.fd = None, -1
+        with contextlib.suppress(Exception):
+            sock = device.client.socket()
+            if sock is not None:
+                sock.close()
+        if device.connected:
+            stats["closed"] += 1
+        device.connected = False
+        device.failures += 1
+        device.retry_at = now + rng.uniform(0, min(16.0, 0.5 * 2 ** min(device.failures, 6)))
+
+    for record in shard:
+        devices[record["thing"]] = make(record)
     while time.time() < go:
         time.sleep(0.01)
     started = time.monotonic()
     ramp = plan["ramp"]
-    order = list(clients)
+    order = list(devices)
     rng.shuffle(order)
     for index, thing in enumerate(order):  # switched on over the ramp, in a random order
-        time.sleep(max(0.0, started + ramp * index / len(order) - time.monotonic()))
-        clients[thing].connect_async(endpoint[0], endpoint[1], keepalive=60)
-        clients[thing].loop_start()
+        devices[thing].retry_at = started + ramp * index / len(order)
     drops = set(rng.sample(order, int(len(order) * plan["drop_share"])))
     drop_at = {thing: started + rng.uniform(ramp, plan["seconds"]) for thing in drops}
     next_at = {thing: started + ramp + rng.uniform(0, plan["interval"]) for thing in order}
     sequence = dict.fromkeys(order, 0)
     end = started + plan["seconds"]
-    while time.monotonic() < end:
-        now = time.monotonic()
-        for thing in order:
-            if thing in drop_at and now >= drop_at[thing]:
-                del drop_at[thing]
-                sock: Any = clients[thing].socket()
-                if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)  # the network goes away: no DISCONNECT, paho reconnects
-                        stats["drops"] += 1
-                    except OSError:
-                        pass
-            if now < next_at[thing] or not state[thing]["connected"].is_set():
+    misc_at = started
+    with ThreadPoolExecutor(plan["connectors"]) as pool:
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                waiting = any(d.pending for d in devices.values() if d.connected)
+                if not waiting or now >= end + plan["settle"]:
+                    break
+            while not opened.empty():  # connects that finished: hand their sockets to the loop
+                device, error = opened.get()
+                device.busy = False
+                if error is not None:
+                    stats["failedAttempts"] += 1
+                    lost(device, now)
+                    continue
+                device.sock = device.client.socket()
+                device.fd = device.sock.fileno()
+                stale = selector.get_map().get(device.fd)
+                if stale is not None:  # paho closed a socket and a connecting thread got its number before we saw
+                    lost(stale.data, now)
+                selector.register(device.fd, selectors.EVENT_READ, device)
+            for device in devices.values():
+                if device.sock is None and not device.busy and now >= device.retry_at and now < end:
+                    device.busy = True
+                    pool.submit(connect, device)
+            for key, _events in selector.select(timeout=0.02):
+                device = key.data
+                if device.client.loop_read(max_packets=10) != mqtt.MQTT_ERR_SUCCESS:
+                    lost(device, now)
+            for device in devices.values():
+                writing = device.sock is not None and device.client.want_write()
+                if writing and device.client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+                    lost(device, now)
+            if now >= misc_at:  # keep-alive pings, and paho's own timeouts
+                misc_at = now + 1.0
+                for device in devices.values():
+                    if device.sock is not None and device.client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
+                        lost(device, now)
+            if now >= end:
                 continue
-            next_at[thing] += plan["interval"]
-            _send(clients[thing], thing, sequence[thing], state[thing], lock)
-            sequence[thing] += 1
-            stats["published"] += 1
-        time.sleep(0.05)
-    deadline = time.monotonic() + plan["settle"]
-    while time.monotonic() < deadline:  # the last PUBACKs
-        with lock:
-            if all(not r["pending"] for r in state.values()):
-                break
-        time.sleep(0.2)
-    for client in clients.values():
-        client.disconnect()
-        client.loop_stop()
+            for thing in order:
+                device = devices[thing]
+                if thing in drop_at and now >= drop_at[thing] and device.connected:
+                    del drop_at[thing]
+                    with contextlib.suppress(OSError):  # the network goes away: no DISCONNECT
+                        device.sock.shutdown(socket.SHUT_RDWR)
+                        stats["drops"] += 1
+                if now < next_at[thing] or not device.connected:
+                    continue
+                next_at[thing] += plan["interval"]
+                _send(device, sequence[thing])
+                sequence[thing] += 1
+                stats["published"] += 1
+    connected_at_end = sum(d.connected for d in devices.values())
+    for device in devices.values():
+        if device.sock is not None:
+            with contextlib.suppress(Exception):
+                device.client.disconnect()
+                device.client.loop_write()
+                device.sock.close()
     results.put(
         {
             **stats,
             "sequences": sequence,
-            "acked": {thing: sorted(record["acked"]) for thing, record in state.items()},
-            "connectedAtEnd": sum(r["connected"].is_set() for r in state.values()),
+            "acked": {thing: sorted(d.acked) for thing, d in devices.items()},
+            "connectedAtEnd": connected_at_end,
+            "neverConnected": sorted(thing for thing, d in devices.items() if not d.ever),
         }
     )
 
 
-def _send(client, thing: str, seq: int, record: dict, lock: threading.Lock) -> None:
-    payload = json.dumps({"thing": thing, "seq": seq, "sent": time.time()})
-    info = client.publish(f"{TOPIC_ROOT}/{thing}/telemetry", payload, qos=1)
-    with lock:
-        record["pending"][info.mid] = seq
+def _send(device: _Device, seq: int) -> None:
+    payload = json.dumps({"thing": device.thing, "seq": seq, "sent": time.time()})
+    info = device.client.publish(f"{TOPIC_ROOT}/{device.thing}/telemetry", payload, qos=1)
+    device.pending[info.mid] = seq
 
 
 # -- the emulator side --------------------------------------------------------------------------------------
@@ -225,7 +302,7 @@ def run(args) -> dict:
         random.Random(1).shuffle(devices)
         shards = [devices[i :: args.generators] for i in range(args.generators)]
         plan = {"ramp": args.ramp, "seconds": args.seconds, "interval": args.interval,
-                "drop_share": args.drop_share, "settle": 30.0}  # fmt: skip
+                "drop_share": args.drop_share, "settle": 30.0, "connectors": args.connectors}  # fmt: skip
         context = multiprocessing.get_context("spawn")
         results = context.Queue()
         go = time.time() + 5 + len(devices) / 2000  # every generator has made its clients by then
@@ -283,6 +360,13 @@ def run(args) -> dict:
         "archivedMinusAcknowledged": len(keys) - total_acked,
         "drops": sum(p["drops"] for p in parts),
         "connects": sum(p["connects"] for p in parts),
+        "connectAttemptsFailed": sum(p["failedAttempts"] for p in parts),
+        "connacksRefused": sum(p["refused"] for p in parts),
+        "connectionsClosed": sum(p["closed"] for p in parts),
+        "neverConnected": {
+            kind: sum(thing.startswith(kind) for p in parts for thing in p["neverConnected"])
+            for kind in ("jitr", "jitp")
+        },
         "sampledDevices": len(sample),
         "sampledLost": sampled_lost,
         "sampledDuplicates": sampled_duplicates,
@@ -303,6 +387,7 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=60.0, help="seconds over which the devices are switched on")
     parser.add_argument("--drop-share", type=float, default=0.05, help="devices that lose their connection once")
     parser.add_argument("--generators", type=int, default=4, help="load-generator processes")
+    parser.add_argument("--connectors", type=int, default=16, help="TLS handshakes at once per generator")
     parser.add_argument("--sample", type=float, default=0.05, help="share of devices whose archive is read whole")
     parser.add_argument("--rss-every", type=float, default=10.0)
     parser.add_argument("--archive-wait", type=float, default=10.0)
