@@ -262,22 +262,28 @@ def _rss_kb(pid: int) -> int:
 
 
 def _archived(emu: EmulatorProcess, bucket: str, prefix: str = "") -> list[str]:
-    pages = emu.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    client = emu.client("s3")
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}
+    )
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
-def _sampled(emu: EmulatorProcess, bucket: str, things: list[str]) -> tuple[list[float], dict[str, list[int]]]:
-    """Publish-to-archive latencies (s) and each sampled device's archived sequence numbers."""
+def _sampled(emu: EmulatorProcess, bucket: str, keys: list[str], things: list[str]) -> tuple[list[float], dict]:
+    """Publish-to-archive latencies (s) and each sampled device's archived sequence numbers, from the keys
+    listed once (moto scans the whole bucket for every listing, prefix or not)."""
     s3 = emu.client("s3")
+    wanted = {f"{TOPIC_ROOT}/{thing}/telemetry/": thing for thing in things}
     latencies: list[float] = []
-    seen: dict[str, list[int]] = {}
-    for thing in things:
-        seen[thing] = []
-        for key in _archived(emu, bucket, f"{TOPIC_ROOT}/{thing}/telemetry/"):
-            body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            seen[thing].append(body["seq"])
-            archived_ms = int(key.rsplit("/", 1)[1].split("_", 1)[0])
-            latencies.append(archived_ms / 1000 - body["sent"])
+    seen: dict[str, list[int]] = {thing: [] for thing in things}
+    for key in keys:
+        thing = wanted.get(key.rsplit("/", 1)[0] + "/")
+        if thing is None:
+            continue
+        body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        seen[thing].append(body["seq"])
+        archived_ms = int(key.rsplit("/", 1)[1].split("_", 1)[0])
+        latencies.append(archived_ms / 1000 - body["sent"])
     return latencies, seen
 
 
@@ -335,7 +341,7 @@ def run(args) -> dict:
         time.sleep(args.archive_wait)  # the rules' last S3 writes
         keys = _archived(emu, bucket)
         sample = sorted(d["thing"] for d in devices)[:: max(1, int(1 / args.sample))]
-        latencies, seen = _sampled(emu, bucket, sample)
+        latencies, seen = _sampled(emu, bucket, keys, sample)
         active = sum(
             c["status"] == "ACTIVE"
             for page in emu.client("iot").get_paginator("list_certificates").paginate(pageSize=250)

@@ -67,7 +67,7 @@ class Broker:
         pki = tls.endpoint_pki(self.state_dir)
         context = tls.server_context(pki)
         loop = asyncio.new_event_loop()
-        loop.set_exception_handler(_quiet_handshake_errors)
+        loop.set_exception_handler(_quiet_client_errors)
         thread = threading.Thread(target=loop.run_forever, name="mqtt-broker", daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
@@ -177,9 +177,14 @@ def _log_failure(future: Any) -> None:
         log.warning("A message the emulator published was not routed: %r", future.exception())
 
 
-def _quiet_handshake_errors(loop: asyncio.AbstractEventLoop, context: dict) -> None:
-    """A client failing the TLS handshake is the client's problem: log it at INFO, not as an error."""
+def _quiet_client_errors(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """A client failing the TLS handshake, or gone while amqtt still answered it (a PINGRESP for a connection
+    that dropped), is the client's affair: log it at INFO, not as an error with a traceback."""
+    exception = context.get("exception")
     if "handshake" in str(context.get("message", "")).lower():
-        log.info("TLS handshake failed: %s", context.get("exception") or context.get("message"))
+        log.info("TLS handshake failed: %s", exception or context.get("message"))
+        return
+    if exception is not None and "Packet handling was cancelled" in str(exception):
+        log.info("A packet for a connection that had closed was not sent: %s", exception)
         return
     loop.default_exception_handler(context)
