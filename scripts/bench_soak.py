@@ -339,8 +339,10 @@ def run(args) -> dict:
             worker.join(30)
         cpu = emu.cpu_seconds() - cpu_before
         time.sleep(args.archive_wait)  # the rules' last S3 writes
+        print("counting the archive...", file=sys.stderr, flush=True)
         keys = _archived(emu, bucket)
         sample = sorted(d["thing"] for d in devices)[:: max(1, int(1 / args.sample))]
+        print(f"{len(keys)} objects; reading the sample's...", file=sys.stderr, flush=True)
         latencies, seen = _sampled(emu, bucket, keys, sample)
         active = sum(
             c["status"] == "ACTIVE"
