@@ -1,15 +1,14 @@
 """Admitting serials to the provisioning API (``jitr fleet admit``).
 
 Each device gets a random token (32 bytes, URL-safe base64) and a binding code (16 characters of
-Crockford's base32, 80 random bits, printed as XXXX-XXXX-XXXX-XXXX on the device or its box), with which
-its user binds it (the users API, ``jitr app bind``). The fleet table keeps only its SHA-256
-(a token of 256 random bits needs no slow hash: it cannot be guessed from it), and the tokens are
-written once, to a 0600 file for the factory line, before any row is (the same for binding codes, kept as
-SHA-256 hashes too: 80 random bits cannot be guessed from theirs either): rows whose tokens were never
-written down would be devices nobody can enroll. A serial that is admitted already is refused unless
-the tokens are rotated (which also enables a disabled serial again). When writing the rows fails,
-the rows this run added are removed again; rotations already done stay in the file, which then
-lists only them.
+Crockford's base32, 80 random bits, printed in four groups of four such as 7Q2M-K9DX-4TRB-H8VZ on the
+device or its box), with which its user binds it (the users API, ``jitr app bind``). The fleet table
+keeps only their SHA-256 (256 or 80 random bits need no slow hash: they cannot be guessed from it), and
+both are written once, to a 0600 file for the factory line, before any row is: rows whose tokens were
+never written down would be devices nobody can enroll. A serial that is admitted already is refused
+unless the tokens are rotated (which also enables a disabled serial again, and keeps its binding code).
+When writing the rows fails, the rows this run added are removed again; rotations already done stay in
+the file, which then lists only them.
 """
 
 from __future__ import annotations
