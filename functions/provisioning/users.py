@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -254,5 +253,5 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         log("warning", "throttled", requestId=request_id, reason=str(exc))
         return answer(429, {"message": "AWS is busy; retry after a short, random wait."})
     except Exception as exc:
-        log("error", "failed", requestId=request_id, error=error_code(exc), reason=str(exc), at=time.time())
+        log("error", "failed", requestId=request_id, error=error_code(exc), reason=str(exc))
         return answer(500, {"message": "The request failed; try again later."})
