@@ -1,7 +1,9 @@
 """TLS for the emulator's MQTT endpoint: the endpoint CA, the server certificate, the server context.
 
 AWS IoT Core asks every device for a client certificate whose CA it may have been told about only
-minutes ago (JITR/JITP), so the server context requests a client certificate and accepts any:
+minutes ago (JITR/JITP), so the server context requests a client certificate and accepts any (except from
+a client that offers ALPN without AWS IoT's X.509 names, such as a browser opening wss://: AWS IoT's port
+443 serves it MQTT over WebSocket, authenticated by SigV4, without asking for a certificate):
 whether the certificate is good is the connect hook's decision, not the TLS layer's. Python's
 ``ssl`` module cannot express "request, then accept whatever comes", so :func:`accept_any_client_certificate`
 installs an always-true OpenSSL verify callback through ``ctypes`` on the context's ``SSL_CTX``
@@ -16,6 +18,7 @@ from __future__ import annotations
 import _ssl
 import ctypes
 import datetime as dt
+import functools
 import ipaddress
 import ssl
 from dataclasses import dataclass
@@ -151,6 +154,13 @@ def endpoint_pki(state_dir: Path, *, now: dt.datetime | None = None) -> Endpoint
 # --- accepting any client certificate --------------------------------------------------------
 
 _VERIFY_CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+_CLIENT_HELLO_CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+_TLSEXT_ALPN = 16
+_SSL_VERIFY_NONE = 0x00
+_SSL_CLIENT_HELLO_SUCCESS = 1
+# AWS IoT on port 443: these ALPN names ask for a client certificate (MQTT or HTTPS with X.509); a client that
+# offers ALPN without them (a browser's "http/1.1" for wss://) speaks MQTT over WebSocket with SigV4, unasked
+CLIENT_CERTIFICATE_ALPN = (b"x-amzn-mqtt-ca", b"x-amzn-http-ca")
 
 
 @_VERIFY_CALLBACK_TYPE
@@ -158,6 +168,36 @@ def _accept_any(_preverify_ok: int, _store_ctx: int) -> int:
     return 1
 
 
+def offered_alpn(extension: bytes) -> list[bytes]:
+    """The protocol names of a ClientHello's ALPN extension (RFC 7301: a 2-byte length, then 1-byte-length names)."""
+    names, at = [], 2
+    end = min(len(extension), 2 + int.from_bytes(extension[:2], "big"))
+    while at < end:
+        size = extension[at]
+        names.append(bytes(extension[at + 1 : at + 1 + size]))
+        at += 1 + size
+    return names
+
+
+def asks_for_client_certificate(alpn: list[bytes] | None) -> bool:
+    """Whether the endpoint requests a client certificate: unless ALPN is offered without AWS IoT's X.509 names."""
+    return alpn is None or any(name in CLIENT_CERTIFICATE_ALPN for name in alpn)
+
+
+@_CLIENT_HELLO_CALLBACK_TYPE
+def _choose_client_authentication(ssl_pointer: int, _alert: int, _arg: int) -> int:
+    """Before the server answers the ClientHello: no CertificateRequest for a WebSocket client (a browser has
+    no certificate to give, and cancels a wss:// connection that is asked for one)."""
+    lib = _libssl()
+    data, size = ctypes.c_void_p(), ctypes.c_size_t()
+    found = lib.SSL_client_hello_get0_ext(ssl_pointer, _TLSEXT_ALPN, ctypes.byref(data), ctypes.byref(size))
+    alpn = offered_alpn(ctypes.string_at(data, size.value)) if found == 1 and data.value else None
+    if not asks_for_client_certificate(alpn):
+        lib.SSL_set_verify(ssl_pointer, _SSL_VERIFY_NONE, None)
+    return _SSL_CLIENT_HELLO_SUCCESS
+
+
+@functools.cache
 def _libssl() -> ctypes.CDLL:
     """The libssl that Python's ``_ssl`` module uses (symbols resolve through its dependencies)."""
     try:
@@ -174,6 +214,10 @@ def _libssl() -> ctypes.CDLL:
     lib.SSL_CTX_get_options.restype = ctypes.c_uint64
     lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
     lib.SSL_CTX_ctrl.restype = ctypes.c_long
+    lib.SSL_CTX_set_client_hello_cb.argtypes = [ctypes.c_void_p, _CLIENT_HELLO_CALLBACK_TYPE, ctypes.c_void_p]
+    lib.SSL_client_hello_get0_ext.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+    lib.SSL_client_hello_get0_ext.restype = ctypes.c_int
+    lib.SSL_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     return lib
 
 
@@ -197,6 +241,7 @@ def accept_any_client_certificate(context: ssl.SSLContext) -> None:
         raise TlsSetupError("This Python's ssl module lays its contexts out differently; cannot install TLS hooks.")
     lib.SSL_CTX_set_verify(pointer, _SSL_VERIFY_PEER, _accept_any)
     lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_SET_SESS_CACHE_MODE, _SSL_SESS_CACHE_OFF, None)
+    lib.SSL_CTX_set_client_hello_cb(pointer, _choose_client_authentication, None)
 
 
 def _remember_server_name(ssl_object: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _ctx) -> None:
