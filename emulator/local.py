@@ -22,6 +22,7 @@ from emulator.mqtt.broker import Broker
 from emulator.persistence import DEFAULT_INTERVAL, Persistence
 from emulator.regional import ENDPOINT_HOST, RegionServer, RegionSettings
 from emulator.rules.engine import RulesEngine
+from emulator.website.server import WebsiteEndpoint
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Options:
     api_port: int = 0
     mqtt_port: int = 0  # the first region's broker; other regions' get free ports (or their last run's)
     apigateway_port: int = 0  # the first region's API Gateway, likewise
+    website_port: int = 0  # the S3 website endpoint (one for every region: buckets are global)
     quotas: dict[str, float] = field(default_factory=dict)
     jitp_drops_first_connect: bool = False
     lambda_retry_delays: tuple[float, ...] = (60.0, 120.0)  # AWS's; tests and the demo pass shorter ones
@@ -57,6 +59,7 @@ class LocalIot:
         self.api = EmulatorApi(port=options.api_port, quotas=options.quotas or None)
         self.regions: dict[str, RegionServer] = {}
         self.persistence: Persistence | None = None
+        self.website: WebsiteEndpoint | None = None
 
     def _first(self) -> RegionServer | None:
         return self.regions.get(self.options.region)
@@ -98,6 +101,9 @@ class LocalIot:
             self.persistence = persistence
         self.api.start(_port(self.options.api_port, previous.get("api")))
         try:
+            self.website = WebsiteEndpoint(
+                account_id=self.api.registry().account, port=_port(self.options.website_port, previous.get("website"))
+            ).start()
             for region in self.options.regions:
                 first = region == self.options.region
                 server = self.regions[region] = RegionServer(
@@ -119,7 +125,7 @@ class LocalIot:
                     self.api.mqtt_endpoint = services.mqtt_endpoint
             self.api.settings.local_info = self.info()  # where jitr local deploy finds each region's gateway
             if self.persistence is not None:
-                ports = {"api": self.api.port}
+                ports = {"api": self.api.port, "website": self.website.port}
                 for server in self.regions.values():
                     ports |= server.ports()
                 self.persistence.start(ports)
@@ -134,6 +140,9 @@ class LocalIot:
         for server in self.regions.values():
             server.stop()
         self.regions.clear()
+        if self.website is not None:
+            self.website.stop()
+            self.website = None
         self.api.stop()
         if self.persistence is not None:  # every server has stopped: this snapshot is whole
             self.persistence.stop()
@@ -157,6 +166,8 @@ class LocalIot:
             "mqtt_port": first["mqtt_port"],
             "endpoint_ca": first["endpoint_ca"],
             "apigateway_url": first["apigateway_url"],
+            "website_endpoint_url": self.website.url if self.website else None,
+            "websites": self.website.sites(registry.region) if self.website else {},
             "region": registry.region,
             "regions": regions,
             "account_id": registry.account,

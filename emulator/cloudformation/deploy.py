@@ -33,6 +33,7 @@ from emulator.cloudformation.sam import (
     load_sam,
     parameter_values,
 )
+from emulator.website.server import local_website_url
 
 RECORD_PREFIX = "/jitr/local/stacks/"
 INFO_TIMEOUT = 5.0
@@ -93,18 +94,20 @@ def check_supported(declared: Mapping[str, Any], conditions: Mapping[str, bool])
         raise TemplateError("The emulator cannot create " + "; ".join(refused) + ". Nothing was created.")
 
 
-def local_gateway_url(endpoint_url: str | None, region: str) -> str | None:
-    """Where the emulator at ``endpoint_url`` serves the API Gateway APIs of ``region`` (None if it does not
-    say, as the API endpoint alone does not); :class:`StackError` if it serves other regions only."""
+def local_services(endpoint_url: str | None, region: str) -> dict[str, Any]:
+    """Where the emulator at ``endpoint_url`` serves the API Gateway APIs of ``region`` (``apigateway_url``)
+    and the S3 websites (``website_endpoint_url``); empty if it does not say, as the API endpoint alone does
+    not; :class:`StackError` if it serves other regions only."""
     if not endpoint_url:
-        return None
+        return {}
     try:
         with urllib.request.urlopen(f"{endpoint_url.rstrip('/')}{INFO_PATH}", timeout=INFO_TIMEOUT) as answer:
             info = json.loads(answer.read())
     except (OSError, ValueError):
-        return None
+        return {}
     if not isinstance(info, dict):
-        return None
+        return {}
+    website = info.get("website_endpoint_url")
     regions = info.get("regions")
     if isinstance(regions, dict) and regions:
         if region not in regions:
@@ -114,8 +117,8 @@ def local_gateway_url(endpoint_url: str | None, region: str) -> str | None:
                 "Nothing was created."
             )
         info = regions[region]
-    url = info.get("apigateway_url")
-    return url if isinstance(url, str) else None
+    found = {"apigateway_url": info.get("apigateway_url"), "website_endpoint_url": website}
+    return {key: value for key, value in found.items() if isinstance(value, str)}
 
 
 class StackDeployer(Deployment):
@@ -206,15 +209,24 @@ class StackDeployer(Deployment):
 
     def _localizer(self) -> Callable[[Any], Any]:
         """What turns the AWS URL of an API deployed here (``https://{id}.execute-api.{region}.amazonaws.com``)
-        into the emulator's gateway URL for it, everywhere a template builds one (outputs, variables)."""
-        gateway = local_gateway_url(self.client("ssm").meta.endpoint_url, self.region)
-        if gateway is None:
-            return lambda node: node
-        pattern = re.compile(rf"https://([a-z0-9]+)\.execute-api\.{re.escape(self.region)}\.amazonaws\.com")
+        into the emulator's gateway URL for it, and a bucket's website URL (``http://{bucket}.s3-website-{region}
+        .amazonaws.com``) into the emulator's, everywhere a template builds one (outputs, variables, CORS)."""
+        services = local_services(self.client("ssm").meta.endpoint_url, self.region)
+        gateway, website = services.get("apigateway_url"), services.get("website_endpoint_url")
+        region = re.escape(self.region)
+        api = re.compile(rf"https://([a-z0-9]+)\.execute-api\.{region}\.amazonaws\.com")
+        site = re.compile(rf"http://([a-z0-9.-]+)\.s3-website[.-]{region}\.amazonaws\.com")
+
+        def local(text: str) -> str:
+            if gateway is not None:
+                text = api.sub(lambda m: f"{gateway}/{m.group(1)}", text)
+            if website is not None:
+                text = site.sub(lambda m: local_website_url(website, m.group(1), self.region), text)
+            return text
 
         def localize(node: Any) -> Any:
             if isinstance(node, str):
-                return pattern.sub(lambda m: f"{gateway}/{m.group(1)}", node)
+                return local(node)
             if isinstance(node, dict):
                 return {k: localize(v) for k, v in node.items()}
             if isinstance(node, list):

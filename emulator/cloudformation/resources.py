@@ -12,7 +12,7 @@ from typing import Any
 
 from base.errors import AlreadyExistsError
 from emulator.cloudformation.context import Creator, Deleter, Deployment, iam_document
-from emulator.cloudformation.sam import LOCAL_CODE_BUCKET
+from emulator.cloudformation.sam import LOCAL_CODE_BUCKET, TemplateError
 
 AWS_MANAGED = "arn:aws:iam::aws:policy/"
 _CAMEL = {"Sql": "sql", "AwsIotSqlVersion": "awsIotSqlVersion"}
@@ -135,12 +135,33 @@ def _bucket(d: Deployment, stack, logical, props, _code):
         s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
     if "PublicAccessBlockConfiguration" in props:
         s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+    if "WebsiteConfiguration" in props:
+        s3.put_bucket_website(Bucket=name, WebsiteConfiguration=_website(props["WebsiteConfiguration"]))
     if (props.get("VersioningConfiguration") or {}).get("Status"):
         s3.put_bucket_versioning(
             Bucket=name, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]}
         )
-    attributes = {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+    attributes = {
+        "Arn": f"arn:aws:s3:::{name}",
+        "DomainName": f"{name}.s3.amazonaws.com",
+        "WebsiteURL": f"http://{name}.s3-website-{d.region}.amazonaws.com",  # the deployment localizes it
+    }
     return name, {**attributes, "kept": True} if props.get("_keep") else attributes
+
+
+def _website(declared: dict) -> dict:
+    """CloudFormation's WebsiteConfiguration as PutBucketWebsite takes it (index and error documents, or a
+    redirect of every request; routing rules are refused, as the emulator's website endpoint lacks them)."""
+    if "RoutingRules" in declared:
+        raise TemplateError("The emulator's website endpoint does not follow RoutingRules; remove them.")
+    config: dict[str, Any] = {}
+    if "IndexDocument" in declared:
+        config["IndexDocument"] = {"Suffix": declared["IndexDocument"]}
+    if "ErrorDocument" in declared:
+        config["ErrorDocument"] = {"Key": declared["ErrorDocument"]}
+    if "RedirectAllRequestsTo" in declared:
+        config["RedirectAllRequestsTo"] = declared["RedirectAllRequestsTo"]
+    return config
 
 
 def _moto_enforceable(statement: dict) -> bool:
