@@ -25,7 +25,12 @@ from typing import Any
 from base.errors import InvalidInputError
 
 RULES_DIR = Path(__file__).resolve().parent
-RULE_FILES = {"registration": "registration.json", "archive": "archive.json", "rotation": "rotation.json"}
+RULE_FILES = {
+    "registration": "registration.json",
+    "archive": "archive.json",
+    "rotation": "rotation.json",
+    "presence": "presence.json",
+}
 PLACEHOLDER_RE = re.compile(r"\{\{([A-Za-z][A-Za-z0-9]*)\}\}")
 RULE_NAME_RE = re.compile(r"[a-zA-Z0-9_]{1,128}")
 

@@ -3,13 +3,15 @@
 Rules are those CreateTopicRule stored in the emulator. A matching rule runs its actions: S3
 (bucket and key substitution templates; the object lands in the emulator's S3), Lambda (run
 in-process and asynchronously, only if the function lets iot.amazonaws.com invoke it),
-republish, and CloudWatch Logs (kept in memory and in the state folder). When an action fails,
+republish, DynamoDBv2 (each top-level field of the SELECT result an attribute of the item put in the
+table), and CloudWatch Logs (kept in memory and in the state folder). When an action fails,
 the rule's errorAction receives AWS's error payload, so failures are never silent.
 """
 
 from __future__ import annotations
 
 import base64
+import decimal
 import json
 import logging
 import threading
@@ -21,7 +23,7 @@ from emulator.lambdas.log_groups import LogGroups
 from emulator.lambdas.runtime import LambdaRuntime
 from emulator.rules import substitution
 from emulator.rules.sql import MessageContext, Result, Rule, RuleEvaluationError
-from emulator.store.backends import s3_backend
+from emulator.store.backends import dynamodb_backend, s3_backend
 
 log = logging.getLogger("jitr.emulator.rules")
 
@@ -100,6 +102,8 @@ class RulesEngine:
             self._lambda(spec, result, record)
         elif kind == "republish":
             self.publish(substitution.render(spec["topic"], ctx), result.payload)
+        elif kind == "dynamoDBv2":
+            self._dynamodb(spec, ctx, result)
         elif kind == "cloudwatchLogs":
             self._log(spec["logGroupName"], result.payload.decode(errors="replace"))
         else:
@@ -115,6 +119,24 @@ class RulesEngine:
             raise ActionFailed("S3Action", bucket, f"PutObject {bucket}/{key} failed: {exc}") from exc
         with self._lock:
             self.s3_puts += 1
+
+    def _dynamodb(self, spec: dict[str, Any], ctx: MessageContext, result: Result) -> None:
+        """AWS's DynamoDBv2 action: the message must be a JSON object; each of its fields becomes an attribute."""
+        from boto3.dynamodb.types import TypeSerializer
+
+        table = substitution.render(spec["putItem"]["tableName"], ctx)
+        try:
+            values = json.loads(result.payload, parse_float=decimal.Decimal)
+        except ValueError:
+            values = None
+        if not isinstance(values, dict):
+            raise ActionFailed("DynamoDBv2Action", table, "The message is not a JSON object, so it has no attributes")
+        serializer = TypeSerializer()
+        try:
+            item = {name: serializer.serialize(value) for name, value in values.items()}
+            dynamodb_backend(self.registry.account, self.registry.region).put_item(table, item)
+        except Exception as exc:
+            raise ActionFailed("DynamoDBv2Action", table, f"PutItem {table} failed: {exc}") from exc
 
     def _lambda(self, spec: dict[str, Any], result: Result, record) -> None:
         if self.lambdas is None:

@@ -54,3 +54,10 @@ def iot_arn(region: str, account: str, resource: str) -> str:
     from moto.utilities.utils import get_partition
 
     return f"arn:{get_partition(region)}:iot:{region}:{account}:{resource}"
+
+
+def dynamodb_backend(account: str, region: str) -> Any:
+    """moto's DynamoDB backend of one account and region."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends[account][region]
