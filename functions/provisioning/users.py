@@ -11,7 +11,11 @@ caller is the token's ``sub`` claim, never anything in the request body.
   and it must have no other owner: 403 for a wrong code or an unregistered device, 409 for another
   owner's device. Binding one's own device again answers 200.
 - ``DELETE /bindings/{thing}``: the caller's binding removed; 404 when the device is not theirs.
-- ``GET /bindings``: ``{"devices": [{"thingName", "boundAt"}]}``, the caller's devices.
+- ``GET /bindings``: ``{"devices": [{"thingName", "boundAt", "lastSeen"?}]}``, the caller's devices, each
+  with its last presence event when there is one (``{"connected", "at", "disconnectReason"?}``).
+- ``GET /devices/{thing}/telemetry?limit=&since=``: ``{"thingName", "messages": [{"timestamp", "payload"}]}``,
+  the newest ``limit`` (default 20, at most 50) telemetry messages archived since ``since`` (epoch ms;
+  default the last hour), oldest first: the caller's own devices only (404 for any other).
 - ``POST /credentials`` ``{"things"?: [...]}``: STS AssumeRole of the stack's user-device role with a
   session policy that allows ``iot:Connect`` as client ids ``<sub>-*``, ``iot:Subscribe`` and
   ``iot:Receive`` on each device's telemetry topic, and ``iot:Publish`` on its ``commands/*`` topics;
@@ -26,11 +30,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from activity import DEFAULT_MESSAGES, DEFAULT_WINDOW_MS, MAX_MESSAGES, last_seen, recent_telemetry
 from api_edge import Refusal, answer, cached, log, request_body
 from bindings import MAX_DEVICES, Bindings
 from botocore.exceptions import ClientError
@@ -54,11 +60,21 @@ class Config:
     topic_root: str
     region: str
     account_id: str
+    archive_bucket: str
+    presence_table: str
     seconds: int = MAX_CREDENTIAL_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
-        names = ("BINDINGS_TABLE", "FLEET_TABLE", "USER_DEVICE_ROLE_ARN", "TOPIC_ROOT", "AWS_REGION")
+        names = (
+            "BINDINGS_TABLE",
+            "FLEET_TABLE",
+            "USER_DEVICE_ROLE_ARN",
+            "TOPIC_ROOT",
+            "AWS_REGION",
+            "ARCHIVE_BUCKET",
+            "PRESENCE_TABLE",
+        )
         missing = [name for name in names if not env.get(name)]
         if missing:
             raise RuntimeError(f"the function needs {', '.join(missing)} in its environment")
@@ -72,6 +88,8 @@ class Config:
             topic_root=env["TOPIC_ROOT"],
             region=env["AWS_REGION"],
             account_id=env["USER_DEVICE_ROLE_ARN"].split(":")[4],
+            archive_bucket=env["ARCHIVE_BUCKET"],
+            presence_table=env["PRESENCE_TABLE"],
             seconds=int(seconds),
         )
 
@@ -159,7 +177,27 @@ class Users:
 
     def devices(self) -> dict[str, Any]:
         found = self.bindings.of_owner(self.subject)
-        return answer(200, {"devices": [{"thingName": b.thing_name, "boundAt": b.bound_at} for b in found]})
+        dynamodb = self.clients.client("dynamodb")
+        names = [b.thing_name for b in found]
+        seen = last_seen(dynamodb, self.call, self.config.presence_table, names) if found else {}
+        listed = []
+        for b in found:
+            device: dict[str, Any] = {"thingName": b.thing_name, "boundAt": b.bound_at}
+            if b.thing_name in seen:
+                device["lastSeen"] = seen[b.thing_name]
+            listed.append(device)
+        return answer(200, {"devices": listed})
+
+    def telemetry(self, thing: str, query: Mapping[str, str]) -> dict[str, Any]:
+        limit = _number(query, "limit", DEFAULT_MESSAGES, 1, MAX_MESSAGES)
+        now = int(time.time() * 1000)
+        since = _number(query, "since", now - DEFAULT_WINDOW_MS, 0, now)
+        if thing not in {b.thing_name for b in self.bindings.of_owner(self.subject)}:
+            raise Refusal(404, f"You have no device {thing}.")
+        topic = f"{self.config.topic_root}/{thing}/telemetry"
+        s3 = self.clients.client("s3")
+        messages = recent_telemetry(s3, self.call, self.config.archive_bucket, topic, limit=limit, since_ms=since)
+        return answer(200, {"thingName": thing, "messages": messages})
 
     def credentials(self, body: Mapping[str, Any]) -> dict[str, Any]:
         asked = body.get("things")
@@ -209,6 +247,15 @@ def _thing(value: Any) -> str:
     return value
 
 
+def _number(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Refusal(400, f"{name} must be a whole number from {low} to {high}.")
+    return int(raw)
+
+
 def subject_of(event: Mapping[str, Any]) -> str:
     """The signed-in user: the ``sub`` claim the JWT authorizer verified (never a claim the body makes)."""
     claims = ((event.get("requestContext") or {}).get("authorizer") or {}).get("jwt", {}).get("claims") or {}
@@ -229,6 +276,8 @@ def route(event: Mapping[str, Any], users: Users) -> dict[str, Any]:
         return users.unbind(_thing(thing))
     if key == "GET /bindings":
         return users.devices()
+    if key == "GET /devices/{thing}/telemetry":
+        return users.telemetry(_thing(thing), event.get("queryStringParameters") or {})
     if key == "POST /credentials":
         body = request_body(event, '{"things": ["..."]}') if (event.get("body") or "").strip() else {}
         return users.credentials(body)

@@ -16,6 +16,8 @@ ENV = {
     "USER_DEVICE_ROLE_ARN": "arn:aws:iam::123456789012:role/stack-UserDeviceRole-1",
     "TOPIC_ROOT": "devices/stack",
     "AWS_REGION": "eu-central-1",
+    "ARCHIVE_BUCKET": "archive",
+    "PRESENCE_TABLE": "presence",
 }
 
 
@@ -77,6 +79,7 @@ def test_a_request_without_the_authorizers_subject_is_401(monkeypatch):
         ("POST /bindings", "[1]", None, "must be a JSON object"),
         ("POST /credentials", '{"things": "dev-a"}', None, "things must be a non-empty list"),
         ("GET /devices/{thing}/registration", None, "bad name!", "A thing name is"),
+        ("GET /devices/{thing}/telemetry", None, "bad name!", "A thing name is"),
     ],
 )
 def test_malformed_requests_are_400_before_any_aws_call(monkeypatch, route, body, thing, message):

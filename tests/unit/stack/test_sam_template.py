@@ -107,6 +107,11 @@ def test_the_resources_are_there():
         "UsersFunctionAssumesDeviceRole": "AWS::IAM::Policy",
         "UsersFunctionLogGroup": "AWS::Logs::LogGroup",
         "UserDeviceRole": "AWS::IAM::Role",
+        "PresenceTable": "AWS::DynamoDB::Table",
+        "PresenceRuleRole": "AWS::IAM::Role",
+        "PresenceRule": "AWS::IoT::TopicRule",
+        "HostingBucket": "AWS::S3::Bucket",
+        "HostingBucketPolicy": "AWS::S3::BucketPolicy",
     }
     assert set(TEMPLATE["Outputs"]) >= {
         "ArchiveBucketName",
@@ -272,7 +277,8 @@ def test_the_function_may_call_exactly_the_operations_its_code_calls(translated)
     assert _allowed(translated, "ActivationFunctionRole") == actions
 
 
-USERS_MODULES = ("users.py", "bindings.py")  # the users function's own modules beside the provisioning function's
+# the users function's own modules beside the provisioning function's
+USERS_MODULES = ("users.py", "bindings.py", "activity.py")
 
 
 def test_the_provisioning_function_may_call_exactly_the_operations_its_code_calls(translated):
@@ -290,9 +296,10 @@ def test_the_provisioning_function_may_call_exactly_the_operations_its_code_call
 
 def test_the_users_function_may_call_exactly_the_operations_its_code_calls(translated):
     code = "\n".join((FUNCTION_DIR.parent / "provisioning" / name).read_text() for name in USERS_MODULES)
-    calls = set(re.findall(r"\b(iot|dynamodb|sts)\.([a-z]+(?:_[a-z]+)*)\b", code))  # dynamodb.query too
+    calls = set(re.findall(r"\b(iot|dynamodb|sts|s3)\.([a-z]+(?:_[a-z0-9]+)*)\b", code))  # dynamodb.query too
     actions = {f"{service}:{op.title().replace('_', '')}" for service, op in calls}
     actions |= {"dynamodb:GetItem", "iot:DescribeEndpoint"}  # FleetTable.get (the binding code), data_endpoint
+    actions = {"s3:ListBucket" if a == "s3:ListObjectsV2" else a for a in actions}  # IAM's name for the listing
     assert actions == {
         "iot:DescribeThing",
         "iot:ListThingPrincipals",
@@ -302,6 +309,9 @@ def test_the_users_function_may_call_exactly_the_operations_its_code_calls(trans
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",
         "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+        "s3:ListBucket",
+        "s3:GetObject",
         "sts:AssumeRole",
     }
     allowed = _allowed(translated, "UsersFunctionRole") | _allowed(translated, "UsersFunctionAssumesDeviceRole")
@@ -311,7 +321,7 @@ def test_the_users_function_may_call_exactly_the_operations_its_code_calls(trans
 def test_the_users_api_is_off_unless_asked_for_and_needs_the_provisioning_api():
     assert TEMPLATE["Parameters"]["UsersApi"]["Default"] == "false"
     users = [name for name, resource in RESOURCES.items() if resource.get("Condition") == "HasUsersApi"]
-    assert len(users) == 8
+    assert len(users) == 13
     condition = TEMPLATE["Conditions"]["HasUsersApi"]["Fn::And"]
     assert {"Condition": "HasProvisioningApi"} in condition
     for output in ("UsersApiUrl", "UserPoolId", "UserPoolClientId"):

@@ -22,8 +22,15 @@ BINDINGS = {
     "ErrorLogGroupName": {"Ref": "RuleErrorLogGroup"},
     "ErrorRoleArn": {"Fn::GetAtt": ["RuleErrorRole", "Arn"]},
     "RetireFunctionArn": {"Fn::GetAtt": ["RotationRetireFunction", "Arn"]},
+    "PresenceTableName": {"Ref": "PresenceTable"},
+    "PresenceRoleArn": {"Fn::GetAtt": ["PresenceRuleRole", "Arn"]},
 }
-RESOURCES = {"registration": "RegistrationRule", "archive": "ArchiveRule", "rotation": "RotationRule"}
+RESOURCES = {
+    "registration": "RegistrationRule",
+    "archive": "ArchiveRule",
+    "rotation": "RotationRule",
+    "presence": "PresenceRule",
+}
 CA_ID = "ab" * 32
 VALUES = {
     "CaCertificateId": CA_ID,
