@@ -12,7 +12,8 @@
 # certificate over HTTPS): THING_NAME is admitted as a serial instead of minted, and its token is printed once.
 #
 # USERS=true (with PROVISIONING=api) deploys the users API too: a Cognito user pool where people sign up, bind
-# their device with the binding code 'jitr fleet admit' hands out, and get credentials for it ('jitr app').
+# their device with the binding code 'jitr fleet admit' hands out, and get credentials for it ('jitr app'), and
+# the web page: web/ is built (scripts/build-web.sh, npm) and uploaded to the stack's hosting bucket.
 #
 # Environment: PROVISIONING=jitr|jitp|api (default jitr), USERS=true|false (default false), PKI_ROOT (default pki: the CA goes to
 # PKI_ROOT/STACK), JITR_PASSPHRASE_ENV (name of the variable holding the CA key passphrase),
@@ -137,6 +138,13 @@ if [ "$registered" != "$ca_id" ]; then
   deploy_stack "$registered"
 fi
 
+if [ "$USERS" = true ]; then
+  # the web page: built from web/ (npm's pinned libraries), uploaded with a config.json of the stack's settings
+  step "building the web page and uploading it to the stack's hosting bucket"
+  bash "$ROOT/scripts/build-web.sh" >/dev/null
+  website=$("$JITR" fleet website --stack "$STACK" --site "$ROOT/build/web" --json | json_field url)
+fi
+
 if [ "$PROVISIONING" = api ]; then
   api_url=$("$JITR" fleet describe --stack "$STACK" --json | json_field outputs.ProvisioningApiUrl)
   [ -n "$api_url" ] || die "stack $STACK has no ProvisioningApiUrl output"
@@ -148,6 +156,7 @@ print(any(d["serial"] == os.environ["THING"] for d in json.load(sys.stdin)["devi
     echo "Stack $STACK is deployed with its provisioning API at $api_url."
     echo "$THING is admitted already; its token was printed when it was admitted (and is in $tokens)."
     echo "A new one: $JITR fleet admit --stack $STACK --serial $THING --rotate-token"
+    if [ "$USERS" = true ]; then echo "The web page: $website"; fi
     exit 0
   fi
   mkdir -p "$PKI/tokens"
@@ -161,7 +170,7 @@ print(any(d["serial"] == os.environ["THING"] for d in json.load(sys.stdin)["devi
   echo "The token of $THING, shown this once (also in $tokens, mode 0600): $token"
   if [ "$USERS" = true ]; then
     echo "Its binding code, for its user (print it on the device or its box): $code"
-    echo "Users sign up with: $JITR app signup --stack $STACK --email EMAIL"
+    echo "Users sign up with: $JITR app signup --stack $STACK --email EMAIL, or on the web page: $website"
   fi
   echo "Enroll the device (it makes its key, gets its certificate, prints how to connect) with:"
   printf ' %q' "${enroll[@]}"

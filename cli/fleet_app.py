@@ -21,7 +21,7 @@ from base.errors import InvalidInputError, JitrError, NotFoundError
 from base.files import read_bytes
 from base.names import check_stack_name
 from ca.store import PkiStore
-from cli import fleet_admit, fleet_claim, fleet_logging
+from cli import fleet_admit, fleet_claim, fleet_logging, fleet_website
 from cli.common import JsonOption, ManifestOption, emit
 from cli.progress import ProgressBar
 from cli.wiring import stack_source
@@ -54,7 +54,7 @@ from fleet.reset import (
 
 app = typer.Typer(
     help="Describe a deployed stack, find its endpoint, register a minted batch up front, admit serials to the "
-    "provisioning API, set up provisioning by claim, and reset a fleet.",
+    "provisioning API, set up provisioning by claim, upload the web page, and reset a fleet.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -62,6 +62,7 @@ app = typer.Typer(
 app.command("admit")(fleet_admit.admit)
 app.command("claim")(fleet_claim.claim)
 app.command("logging")(fleet_logging.logging_command)
+app.command("website")(fleet_website.website)
 
 StackOption = Annotated[str, typer.Option("--stack", help="The stack name (deploy.sh's STACK).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -129,6 +130,8 @@ def reset(
     the templates 'jitr fleet claim' made for the stack, their claim and rotation policies and the
     claim certificates.
 
+    A stack with a web page (USERS=true) has its hosting bucket emptied as well (the site's files only).
+
     With --manifest instead of --stack, only a batch registered up front goes: the manifest's
     certificates (under a CA or without one) and its things that no other certificate uses; the CA,
     the thing type, the group and the device policy stay.
@@ -187,6 +190,10 @@ def reset(
     report["bucket"] = bucket
     report["objectsDeleted"] = (empty_bucket(s3, emptying) or 0) if emptying is not None else 0
     report["bucketGone"] = bucket_gone
+    site = info.hosting_bucket if info is not None else None
+    if site is not None:  # the web page's files: the stack cannot delete a bucket that holds any
+        report["hostingBucket"] = site
+        report["siteObjectsDeleted"] = empty_bucket(make_session().client("s3"), site) or 0
     emit(report, as_json, _summary(report, keep_ca=keep_ca))
 
 
@@ -364,6 +371,8 @@ def _summary(report: dict, *, keep_ca: bool) -> str:
             f"\nProvisioning by claim: deleted templates {', '.join(claims['templates']) or 'none'}, "
             f"{len(claims['policies'])} policies and {len(claims['certificates'])} claim certificates."
         )
+    if "hostingBucket" in report:
+        fleet += f"\nEmptied the web page's bucket {report['hostingBucket']}: {report['siteObjectsDeleted']} objects."
     if report["bucket"] is None:
         return fleet
     if report["bucketGone"]:

@@ -103,6 +103,29 @@ def empty_bucket(s3, bucket: str) -> int | None:
         raise AwsError(f"S3 refused to empty {bucket} ({code}): {message}.") from exc
 
 
+def publish_site(s3, bucket: str, files: list[tuple[str, bytes, str]]) -> tuple[int, int]:
+    """Put each ``(key, body, content type)`` in ``bucket`` in the order given, then delete every other key
+    (a previous version's files); ``(uploaded, removed)``. Each object says ``Cache-Control: no-cache``, so a
+    browser asks again (and gets 304 while it is unchanged)."""
+    from botocore.exceptions import ClientError
+
+    keep = {key for key, _, _ in files}
+    try:
+        for key, body, kind in files:
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=kind, CacheControl="no-cache")
+        stale = [
+            {"Key": item["Key"]}
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for item in page.get("Contents", [])
+            if item["Key"] not in keep
+        ]
+        for start in range(0, len(stale), S3_DELETE_BATCH):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": stale[start : start + S3_DELETE_BATCH], "Quiet": True})
+    except ClientError as exc:
+        raise _as_s3_error("the web page upload", bucket, exc) from exc
+    return len(files), len(stale)
+
+
 def fetch_url(url: str, *, timeout: float = 60.0) -> bytes:
     """GET a link AWS handed out, such as a registration task's report (a presigned S3 URL)."""
     if not url.startswith(("https://", "http://")):

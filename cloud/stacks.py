@@ -31,6 +31,11 @@ class StackInfo:
     def archive_bucket(self) -> str | None:
         return self.outputs.get("ArchiveBucketName") or None
 
+    @property
+    def hosting_bucket(self) -> str | None:
+        """The web page's bucket (stacks deployed with the users API)."""
+        return self.outputs.get("HostingBucketName") or None
+
     def as_dict(self) -> dict:
         return {
             "stack": self.name,
