@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := openssl mosquitto-clients shellcheck
+DEB_PACKAGES := openssl mosquitto-clients shellcheck chromium chromium-driver
 
-.PHONY: demo test lint format bench clean deps lock
+.PHONY: demo test lint format bench clean deps lock web
 
 # A new machine gets the versions the suite passed with: every package pinned in requirements.lock, installed
 # as pinned (--no-deps: the lock holds every dependency, and awsiotsdk's awscrt pin is knowingly overridden,
@@ -21,7 +21,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 deps: $(STAMP)
 
-demo: $(STAMP)
+# The stack's web page in build/web: web/ and its two npm libraries (pinned by web/package-lock.json).
+web:
+	bash scripts/build-web.sh
+
+demo: $(STAMP) web
 	$(BIN)/jitr demo
 
 lint: $(STAMP)

@@ -36,6 +36,7 @@ from ca.mint import mint_device
 from ca.registration import RegistrationRequest, register_ca
 from ca.store import CaMaterial, CaMetadata, PkiStore
 from ca.verify import verify_chain
+from cli import demo_web
 from cloud.fleet_table import fleet_table_of
 from cloud.iot import IotApi
 from cloud.session import make_session
@@ -55,6 +56,7 @@ THING = "demo-device-1"
 SERIAL = "demo-box-1"  # the device that ships with a serial and a token, and enrolls over HTTPS
 USER, USER_PASSWORD = "ada@example.com", "demo-password-2026"  # its user, in the stack's user pool
 TEMPLATE = Path(__file__).resolve().parents[1] / "sam" / "template.yaml"
+SITE = Path(__file__).resolve().parents[1] / "build" / "web"  # 'make web' (make demo runs it first)
 WAIT = 30.0  # seconds the demo waits for the Lambda or the archive before it calls the step failed
 
 
@@ -301,6 +303,10 @@ class DemoLoop:
             f"(credentials for {', '.join(credentials.things)} only, until {credentials.expiration:%H:%M} UTC)"
         )
 
+    def host_web_page(self) -> str:
+        self.state["website"], said = demo_web.host_web_page(STACK, SITE, self.state["outputs"]["UsersApiUrl"])
+        return said
+
     # -- manufacturing a batch ---------------------------------------------------------------------
 
     def mint_many(self) -> str:
@@ -336,11 +342,17 @@ def demo(
         "demo-output"
     ),
     devices: Annotated[int, typer.Option("--devices", min=1, help="Devices in the demo's minted batch.")] = 1000,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Keep the emulator running after the loop, to open the web page (Ctrl-C ends)."),
+    ] = False,
 ) -> None:
     """Run the whole loop locally against the emulator: CA, JITR registration, stack, first connect
     dropped, Lambda activation, reconnect, publish, archived S3 object; a device with only a serial and a
     token enrolling through the provisioning API and publishing; its user signing up, binding it, watching it
-    and commanding it over MQTT/WebSocket with SigV4; then a batch minted and verified."""
+    and commanding it over MQTT/WebSocket with SigV4; the web page uploaded to the stack's S3 website; then a
+    batch minted and verified. With --serve, the emulator keeps running after the loop until Ctrl-C (or
+    SIGTERM), so that the page can be opened in a browser."""
     _fresh(directory)
     loop, steps = DemoLoop(directory, devices), Steps()
     try:
@@ -360,6 +372,9 @@ def demo(
             steps.run(f"{USER} signs up and signs in (Cognito)", loop.user_signs_in)
             steps.run(f"She binds {SERIAL} with its binding code", loop.user_binds)
             steps.run("She watches it and sends it a command (WSS)", loop.user_watches_and_commands)
+            steps.run("The web page is hosted in S3 (website endpoint)", loop.host_web_page)
+            if serve:
+                demo_web.serve(loop.iot.info(), loop.state["website"], USER, USER_PASSWORD)
     finally:
         loop.stop()
     steps.run(f"Mint a batch of {devices} devices", loop.mint_many)

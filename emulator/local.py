@@ -18,6 +18,7 @@ from emulator.api.server import EmulatorApi
 from emulator.apigateway.server import ApiGateway
 from emulator.iot.core import IotCore
 from emulator.lambdas.runtime import LambdaRuntime
+from emulator.mqtt import tls
 from emulator.mqtt.broker import Broker
 from emulator.persistence import DEFAULT_INTERVAL, Persistence
 from emulator.regional import ENDPOINT_HOST, RegionServer, RegionSettings
@@ -165,6 +166,7 @@ class LocalIot:
             "mqtt_host": ENDPOINT_HOST,
             "mqtt_port": first["mqtt_port"],
             "endpoint_ca": first["endpoint_ca"],
+            "endpoint_spki_sha256": self._endpoint_spki(),
             "apigateway_url": first["apigateway_url"],
             "website_endpoint_url": self.website.url if self.website else None,
             "websites": self.website.sites(registry.region) if self.website else {},
@@ -173,6 +175,12 @@ class LocalIot:
             "account_id": registry.account,
             "state_dir": str(self.options.state_dir),
         } | (self.persistence.info() if self.persistence else {})
+
+    def _endpoint_spki(self) -> str | None:
+        """The broker certificate's key hash, for a browser told to trust it (chromium's
+        --ignore-certificate-errors-spki-list); None before the broker made its certificate."""
+        cert = Path(self.options.state_dir) / tls.SERVER_CERT_FILE
+        return tls.spki_sha256(cert) if cert.is_file() else None
 
     def environment(self) -> dict[str, str]:
         """Environment variables that point boto3, the AWS CLI and ``jitr`` at this emulator."""

@@ -258,6 +258,19 @@ def server_context(pki: EndpointPki) -> ssl.SSLContext:
     return context
 
 
+def spki_sha256(cert_file: Path) -> str:
+    """The base64 SHA-256 of a certificate's public key: what Chromium's --ignore-certificate-errors-spki-list
+    takes, so that a browser trusts the endpoint's own certificate (and only it) without the endpoint CA."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    key = load_certificate(cert_file.read_bytes()).public_key()
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
 # --- what the client presented ----------------------------------------------------------------
 
 

@@ -4,19 +4,14 @@ against the emulator's stack (users API on) with the page built by scripts/build
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import shutil
-import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from emulator.cloudformation.deploy import StackDeployer
 from emulator.local import LocalIot
@@ -49,15 +44,6 @@ class Stack:
 def build_site() -> None:
     done = subprocess.run(["bash", str(ROOT / "scripts" / "build-web.sh")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-
-
-def broker_spki(host: str, port: int) -> str:
-    """The base64 SHA-256 of the broker certificate's public key: what Chromium is told to trust (the
-    emulator's own CA signs it, which no browser knows), and nothing else."""
-    pem = ssl.get_server_certificate((host, port), timeout=10)
-    key = x509.load_pem_x509_certificate(pem.encode()).public_key()
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +89,8 @@ def chromium(stack: Stack, tmp: Path, *, width: int = 1280, height: int = 900):
         "--disable-dev-shm-usage",
         f"--window-size={width},{height}",
         f"--user-data-dir={tmp}",
-        f"--ignore-certificate-errors-spki-list={broker_spki('127.0.0.1', info['mqtt_port'])}",
+        # the emulator's broker certificate, which its own CA signs, is trusted by its key: that one only
+        f"--ignore-certificate-errors-spki-list={info['endpoint_spki_sha256']}",
         "--no-first-run",
         "--disable-background-networking",  # nothing but the page's own requests: no updates, no metrics
         "--disable-component-update",

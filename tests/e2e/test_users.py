@@ -23,7 +23,7 @@ from cloud.iot_websocket import TemporaryCredentials, signed_path
 from emulator.cloudformation.deploy import StackDeployer
 from emulator.local import LocalIot
 from tests.conftest import Jitr
-from tests.e2e.conftest import TEMPLATE, running_emulator
+from tests.e2e.conftest import TEMPLATE, running_emulator, wait_for
 from tests.e2e.conftest import curl_json as curl
 from user.devices import Credentials, UsersApi
 from user.live import LiveConnection, LiveConnectionError
@@ -238,6 +238,64 @@ def test_credentials_past_their_expiry_are_refused_at_the_upgrade(world):
     later = credentials.expiration + dt.timedelta(seconds=1)
     replayed = SignedConnections(None, account_id=account, region=REGION, now=lambda: later)
     assert replayed.on_websocket(request) is None  # the URL replayed after the credentials expired
+
+
+def test_a_user_reads_her_devices_recent_telemetry_and_when_it_was_last_seen_and_nobody_else_does(world):
+    api = world.outputs["UsersApiUrl"]
+    if "dev-e" not in _owned(world, "alice"):
+        world.api("alice").bind("dev-e", world.codes["dev-e"])
+    device = DevicePublisher(world, "dev-e")
+    try:
+        for seq in (101, 102, 103):
+            device.telemetry(seq)
+
+        def newest_two():
+            status, body = curl(f"{api}/devices/dev-e/telemetry?limit=2", *as_user(world, "alice"))
+            seqs = [m["payload"]["seq"] for m in body.get("messages", [])] if status == 200 else []
+            return seqs if seqs == [102, 103] else None
+
+        assert wait_for(newest_two) == [102, 103]  # read back from the archive, oldest first
+        assert _last_seen(world, "dev-e")["connected"] is True  # the presence rule saw it connect
+    finally:
+        device.close()
+    gone = wait_for(lambda: (seen := _last_seen(world, "dev-e")) and not seen["connected"] and seen)
+    assert gone["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT"
+    assert curl(f"{api}/devices/dev-e/telemetry", *as_user(world, "bob")) == (
+        404,
+        {"message": "You have no device dev-e."},
+    )
+    status, refused = curl(f"{api}/devices/dev-e/telemetry?limit=500", *as_user(world, "alice"))
+    assert status == 400 and "limit must be" in refused["message"]
+
+
+def _owned(world: World, user: str) -> list[str]:
+    return [d["thingName"] for d in world.api(user).devices()]
+
+
+def _last_seen(world: World, thing: str) -> dict:
+    status, listed = curl(f"{world.outputs['UsersApiUrl']}/bindings", *as_user(world, "alice"))
+    return next(d.get("lastSeen") for d in listed["devices"] if d["thingName"] == thing)
+
+
+def _headers(url: str, *args: str) -> dict[str, str]:
+    done = subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-", "--max-time", "20", *args, url],
+                          capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    lines = done.stdout.splitlines()[1:]
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if ":" in line)}
+
+
+def test_the_api_lets_the_web_pages_origin_call_it_and_no_other_origin(world):
+    api, page = world.outputs["UsersApiUrl"], world.outputs["WebsiteUrl"]
+    asked = ("-X", "OPTIONS", "-H", "Access-Control-Request-Method: POST",
+             "-H", "Access-Control-Request-Headers: authorization,content-type")  # fmt: skip
+    allowed = _headers(f"{api}/bindings", *asked, "-H", f"Origin: {page}")
+    assert allowed["access-control-allow-origin"] == page
+    assert "authorization" in allowed["access-control-allow-headers"].lower()
+    assert "access-control-allow-origin" not in _headers(
+        f"{api}/bindings", *asked, "-H", "Origin: http://evil.localhost"
+    )
+    answered = _headers(f"{api}/bindings", *as_user(world, "alice"), "-H", f"Origin: {page}")
+    assert answered["access-control-allow-origin"] == page
 
 
 # -- MQTT over WebSocket with the credentials ---------------------------------------------------------------
