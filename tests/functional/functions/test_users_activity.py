@@ -18,7 +18,8 @@ def call(operation, **kwargs):
 
 class FakeS3:
     def __init__(self, objects: dict[str, bytes], page: int = 2) -> None:
-        self.objects, self.page, self.listed = objects, page, []
+        self.objects, self.page = objects, page
+        self.listed: list[str] = []
 
     def list_objects_v2(self, Bucket, Prefix, StartAfter=None, ContinuationToken=None):  # noqa: N803 (boto3's names)
         after = ContinuationToken or StartAfter or ""
