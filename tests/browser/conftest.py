@@ -24,7 +24,7 @@ SHOTS = ROOT / "build" / "screenshots"
 STACK, REGION = "web-e2e", "us-east-1"
 CA_ID = "c" * 64
 PASSWORD = "correct-horse-42-battery"
-DEVICES = ("demo-box-1", "bobs-box")
+DEVICES = ("demo-box-1", "bobs-box", "demo-box-2")
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -46,7 +46,7 @@ def build_site() -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
     build_site()
@@ -138,3 +138,13 @@ def keep_console(driver, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     lines = [f"{entry['level']} {entry['message']}" for entry in driver.get_log("browser")]
     (SHOTS / f"console-{name}.log").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

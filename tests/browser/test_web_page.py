@@ -3,89 +3,16 @@ demo device, see its telemetry arrive live, command it, be refused a binding, si
 
 from __future__ import annotations
 
-import json
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
-from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.conftest import PASSWORD, Stack, screenshot
+from tests.browser.conftest import screenshot
+from tests.browser.page import WAIT, Device, bind, fill, problem_says, sign_up_and_in, text_of, wait
 
 pytestmark = pytest.mark.timeout(300)
-WAIT = 15
-
-
-def wait(driver, seconds: float = WAIT) -> WebDriverWait:
-    return WebDriverWait(driver, seconds, poll_frequency=0.05)
-
-
-def text_of(driver, element_id: str) -> str:
-    return driver.find_element(By.ID, element_id).text
-
-
-def problem_says(driver, words: str) -> None:
-    wait(driver).until(seen.text_to_be_present_in_element((By.ID, "problem-text"), words))
-
-
-def fill(driver, element_id: str, value: str) -> None:
-    field = driver.find_element(By.ID, element_id)
-    field.clear()
-    field.send_keys(value)
-
-
-def sign_up_and_in(driver, stack: Stack, email: str, shots: str | None = None) -> None:
-    driver.get(stack.url)
-    wait(driver).until(seen.visibility_of_element_located((By.ID, "sign-in-form")))
-    fill(driver, "email", email)
-    fill(driver, "password", PASSWORD)
-    if shots:
-        screenshot(driver, f"{shots}-1-sign-up")
-    driver.find_element(By.ID, "sign-up-button").click()
-    wait(driver).until(seen.visibility_of_element_located((By.ID, "confirm-form")))
-    fill(driver, "confirm-code", "123456")  # the emulator's Cognito takes any code (it sends no e-mail)
-    driver.find_element(By.ID, "confirm-button").click()
-    wait(driver).until(seen.text_to_be_present_in_element((By.ID, "status"), "Account confirmed"))
-    fill(driver, "password", PASSWORD)
-    driver.find_element(By.ID, "sign-in-button").click()
-    wait(driver).until(seen.visibility_of_element_located((By.ID, "bind-form")))
-    if shots:
-        screenshot(driver, f"{shots}-2-signed-in")
-
-
-def bind(driver, thing: str, code: str) -> None:
-    fill(driver, "bind-thing", thing)
-    fill(driver, "bind-code", code)
-    driver.find_element(By.ID, "bind-button").click()
-
-
-class Device:
-    """The device's own MQTT/TLS connection with its certificate: it publishes telemetry and hears commands."""
-
-    def __init__(self, stack: Stack, thing: str) -> None:
-        cert, key = stack.device_files(thing)
-        info = stack.emulator.info()
-        self.thing = thing
-        self.heard: list[tuple[str, str]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
-        self.client.tls_set(ca_certs=stack.endpoint_ca, certfile=str(cert), keyfile=str(key))
-        self.client.on_message = lambda _c, _u, m: self.heard.append((m.topic, m.payload.decode()))
-        self.client.connect(info["mqtt_host"], info["mqtt_port"], 30)
-        self.client.loop_start()
-        self.root = f"devices/{stack.outputs['DeviceTopicRoot'].split('/')[1]}/{thing}"
-        result, _ = self.client.subscribe(f"{self.root}/commands/#", qos=1)
-        assert result == mqtt.MQTT_ERR_SUCCESS
-
-    def publish(self, payload: dict) -> None:
-        info = self.client.publish(f"{self.root}/telemetry", json.dumps(payload), qos=1)
-        info.wait_for_publish(10)
-        assert info.is_published()
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def test_a_person_signs_up_binds_the_demo_device_watches_it_live_and_commands_it(stack, browser):

@@ -42,6 +42,7 @@ function failed(error, again) {
     signOut(error.message);
     return;
   }
+  status("");
   const known = error instanceof ApiError || error instanceof SignInError || error instanceof LiveError;
   problem(known ? error.message : "Something went wrong on this page: try again.", again);
   if (!known) console.error(error);
@@ -88,9 +89,9 @@ async function signIn(event) {
     const tokens = await pool.signIn(email, password);
     session.save({ ...tokens, email });
     $("password").value = "";
-    await enter();
   });
   status("");
+  if (session.load()) await guarded(enter, enter); // signed in: a failing API is tried again, not the password
 }
 
 async function signUp() {
