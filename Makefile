@@ -40,7 +40,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+test: lint web
 	bash scripts/run-tests.sh $(BIN)/python
 
 bench: $(STAMP)

@@ -254,6 +254,8 @@ def up(
             as_json,
             f"AWS IoT Core emulator running (Ctrl-C stops it).\n"
             f"  AWS API:  {info['aws_endpoint_url']} (every region)\n"
+            f"  Websites: {info['website_endpoint_url']} (S3 website buckets: http://BUCKET.s3-website-REGION.localhost:"
+            f"{info['website_endpoint_url'].rsplit(':', 1)[1]}/)\n"
             + "".join(_region_lines(region, served) for region, served in info["regions"].items())
             + f"  State:    {info.get('snapshot')} (kept across restarts; --fresh starts empty)\n"
             f'Point your shell at it (or eval "$(jitr local env{_state_arg(state_dir)})"):\n{exports}',

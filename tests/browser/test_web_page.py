@@ -40,6 +40,8 @@ def test_a_person_signs_up_binds_the_demo_device_watches_it_live_and_commands_it
         while not device.heard and time.monotonic() < deadline:
             time.sleep(0.05)
         assert device.heard == [(f"{device.root}/commands/app", '{"led": "on"}')]
+        browser.set_window_size(1280, 1500)  # the whole page in one picture (the README shows it)
+        browser.execute_script("window.scrollTo(0, 0)")
         screenshot(browser, "01-5-commanded")
         bind(browser, "bobs-box", "AAAA-BBBB-CCCC-DDDD")
         problem_says(browser, "The binding code does not match this device.")

@@ -56,11 +56,14 @@ def test_local_env_exports_what_the_banner_shows_and_fails_once_the_emulator_sto
         info = json.loads((state / "endpoint.json").read_text())
         assert exports["JITR_MQTT_ENDPOINT"] == f"localhost:{info['mqtt_port']}"
         assert exports["JITR_ROOT_CA"] == info["endpoint_ca"] and Path(info["endpoint_ca"]).is_file()
+        assert info["website_endpoint_url"].startswith("http://127.0.0.1:")  # S3 websites, on loopback
+        assert len(info["endpoint_spki_sha256"]) == 44  # base64 of a SHA-256: what a browser is told to trust
     finally:
         banner, _ = stop(process)
     assert process.returncode == 0
     for name, value in exports.items():  # the banner has every export, so copying it works as eval does
         assert f"export {name}={value}" in banner
+    assert f"Websites: {info['website_endpoint_url']}" in banner
     gone = jitr("local", "env", "--state-dir", state)
     assert gone.returncode == 3 and "No emulator is running" in gone.stderr and gone.stdout == ""
 
