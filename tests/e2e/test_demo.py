@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from cli.demo_web import get_from_loopback
 
 VENV_JITR = Path(sys.executable).with_name("jitr")
 JITR = VENV_JITR if VENV_JITR.exists() else Path(__file__).resolve().parents[2] / ".venv/bin/jitr"
@@ -47,6 +50,11 @@ def test_the_demo_runs_the_whole_loop_with_a_timing_per_step_and_can_run_again(t
             r"accepted on attempt 1; archived as s3://\S+/devices/jitr-demo/demo-box-1/telemetry/\d{13}_",
             steps["demo-box-1 connects and publishes"],
         )
+        assert re.match(
+            r"13 files in jitr-demo-hostingbucket-\S+; open http://jitr-demo-hostingbucket-\S+\.s3-website-us-east-1"
+            r"\.localhost:\d+/$",
+            steps["The web page is hosted in S3 (website endpoint)"],
+        )
         assert steps["Verify every device chain (RFC 5280)"] == "20 chains verify up to the root"
     assert len((tmp_path / "demo/fleet/manifest.jsonl").read_text().splitlines()) == 20
 
@@ -57,3 +65,29 @@ def test_the_demo_refuses_to_wipe_a_folder_it_did_not_make(jitr, tmp_path):
     result = jitr("demo", "--dir", tmp_path / "mine")
     assert result.exit_code == 4
     assert (tmp_path / "mine/keep.txt").read_text() == "precious"
+
+
+def test_demo_serve_keeps_the_web_page_up_until_sigterm(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [str(JITR), "demo", "--dir", str(tmp_path / "demo"), "--devices", "5", "--serve"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:  # bounded: the demo ends, or says it serves, within the test's timeout
+            lines.append(line)
+            if "Ctrl-C stops it" in line:
+                break
+        url = next(line.split("The web page: ", 1)[1].split("/ ", 1)[0] for line in lines if "The web page: " in line)
+        assert "--ignore-certificate-errors-spki-list=" in "".join(lines)
+        page = get_from_loopback(f"{url}/")
+        assert b'<script type="module" src="src/main.js">' in page
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "5 chains verify up to the root" in out  # after serving, the demo finished its steps
