@@ -26,7 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import parse_qsl
 
-from base.errors import InvalidInputError
+from emulator.api.loopback import HOST, LoopbackServer
 from emulator.api.quotas import TokenBucket
 from emulator.apigateway import cors, jwt_authorizer, payloads
 from emulator.apigateway.payloads import Request, Response, message
@@ -35,9 +35,7 @@ from emulator.lambdas.pool import FunctionError, LambdaError
 from emulator.store.gateway import GatewayApi, Route, find_api, user_pool_keys
 
 log = logging.getLogger("jitr.emulator.apigateway")
-HOST = "127.0.0.1"
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit, HTTP and REST APIs alike
-REQUEST_TIMEOUT = 30.0
 PRINCIPAL = "apigateway.amazonaws.com"
 
 
@@ -45,55 +43,28 @@ class ApiGateway:
     """Serves every API Gateway API of one account and region on a loopback port."""
 
     def __init__(self, *, account_id: str, region: str, lambdas: Any, port: int = 0) -> None:
-        if not 0 <= port <= 65535:
-            raise InvalidInputError(f"Port {port} is not a TCP port; use 0 to pick a free one.")
         self.account_id, self.region, self.lambdas = account_id, region, lambdas
-        self._requested_port = port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(self, port=port, name="jitr-apigateway")
         self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
         self._lock = threading.Lock()
         self._invocations = ThreadPoolExecutor(32, thread_name_prefix="jitr-apigw")
         self.find_api: Callable[[str], GatewayApi | None] = lambda api_id: find_api(account_id, region, api_id)
 
     def start(self) -> ApiGateway:
-        from werkzeug.serving import WSGIRequestHandler, make_server
-
-        class Handler(WSGIRequestHandler):
-            timeout = REQUEST_TIMEOUT
-            protocol_version = "HTTP/1.1"
-
-            def log_request(self, code: Any = "-", size: Any = "-") -> None:
-                pass
-
-        try:
-            self._server = make_server(HOST, self._requested_port, self, threaded=True, request_handler=Handler)
-        except OSError as exc:
-            raise InvalidInputError(f"Cannot listen on {HOST}:{self._requested_port}: {exc.strerror or exc}.") from exc
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="jitr-apigateway", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(5.0)
-            self._server = self._thread = None
+        self._server.stop()
         self._invocations.shutdown(wait=False, cancel_futures=True)
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("The API gateway is not started; call start() first.")
-        return int(self._server.server_port)
+        return self._server.port
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return self._server.url
 
     def api_url(self, api_id: str) -> str:
         """Where an API's ``https://{api_id}.execute-api.{region}.amazonaws.com`` is served locally."""

@@ -25,18 +25,15 @@ from __future__ import annotations
 import html
 import logging
 import re
-import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from base.errors import InvalidInputError
+from emulator.api.loopback import LoopbackServer
 from emulator.store.websites import WebObject, Websites
 
 log = logging.getLogger("jitr.emulator.website")
-HOST = "127.0.0.1"
-REQUEST_TIMEOUT = 30.0
 _HOST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\.s3-website[.-](?P<region>[a-z0-9-]+)\.")
 _REASONS = {200: "OK", 302: "Found", 304: "Not Modified", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
 
@@ -77,50 +74,23 @@ class WebsiteEndpoint:
     """Serves the website of every bucket of ``account`` that has one, on a loopback port."""
 
     def __init__(self, *, account_id: str, port: int = 0) -> None:
-        if not 0 <= port <= 65535:
-            raise InvalidInputError(f"Port {port} is not a TCP port; use 0 to pick a free one.")
         self.websites = Websites(account_id)
-        self._requested_port = port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(self, port=port, name="jitr-website")
 
     def start(self) -> WebsiteEndpoint:
-        from werkzeug.serving import WSGIRequestHandler, make_server
-
-        class Handler(WSGIRequestHandler):
-            timeout = REQUEST_TIMEOUT
-            protocol_version = "HTTP/1.1"
-
-            def log_request(self, code: Any = "-", size: Any = "-") -> None:
-                pass
-
-        try:
-            self._server = make_server(HOST, self._requested_port, self, threaded=True, request_handler=Handler)
-        except OSError as exc:
-            raise InvalidInputError(f"Cannot listen on {HOST}:{self._requested_port}: {exc.strerror or exc}.") from exc
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="jitr-website", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(5.0)
-            self._server = self._thread = None
+        self._server.stop()
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("The website endpoint is not started; call start() first.")
-        return int(self._server.server_port)
+        return self._server.port
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return self._server.url
 
     def sites(self, region: str) -> dict[str, str]:
         """Each website bucket's local URL (what ``jitr local up --json`` lists)."""

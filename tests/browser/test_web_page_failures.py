@@ -41,7 +41,8 @@ def rewrite_answers(driver, path: str, changes: dict) -> None:
           const answer = await real(url, options);
           if (!String(url).includes(path)) return answer;
           const body = Object.assign(await answer.json(), changes);
-          return new Response(JSON.stringify(body), { status: answer.status, headers: { "content-type": "application/json" } });
+          const headers = { "content-type": "application/json" };
+          return new Response(JSON.stringify(body), { status: answer.status, headers });
         };
         """,
         path,
@@ -100,7 +101,7 @@ def test_a_websocket_the_broker_refuses_is_a_sentence_and_reconnect_gets_new_cre
 
 
 def _expired(token: str) -> str:
-    """The same JWT with its exp in the past (the page reads exp to renew in time; signatures are the API's to check)."""
+    """The same JWT with its exp in the past (the page reads exp to renew in time; the API checks signatures)."""
     head, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["exp"] = 1
