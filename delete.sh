@@ -3,7 +3,8 @@
 #
 # BUCKET is the stack's archive bucket (its ArchiveBucketName output), not the SAM artifact bucket:
 # it is emptied (every version and delete marker) so the stack can delete it; any other bucket is
-# refused before anything is touched. 'jitr fleet reset' first stops the CA auto-registering, then
+# refused before anything is touched. A stack deployed with USERS=true also has the web page's hosting
+# bucket (HostingBucketName): it is found from the stack's outputs and emptied too, without being named. 'jitr fleet reset' first stops the CA auto-registering, then
 # deletes the certificates under the stack's CA with the things only they use, detaches the stack's
 # policy, deletes the CA registration (unless --keep-ca) and empties the bucket; then the stack goes.
 # Nothing that the stack did not create is deleted. The CA files in PKI_ROOT/STACK are kept.

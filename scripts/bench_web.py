@@ -52,7 +52,7 @@ new MutationObserver((changes) => {
 """
 
 
-def _percentile(values: list[float], share: float) -> float:
+def _percentile(values: list[int], share: float) -> int:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
-import paho.mqtt.client as mqtt
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser.conftest import PASSWORD, Stack, screenshot
+from tests.e2e.conftest import EnrolledDevice
 
 WAIT = 15
 
@@ -59,28 +57,8 @@ def bind(driver, thing: str, code: str) -> None:
     driver.find_element(By.ID, "bind-button").click()
 
 
-class Device:
-    """The device's own MQTT/TLS connection with its certificate: it publishes telemetry and hears commands."""
-
-    def __init__(self, stack: Stack, thing: str) -> None:
-        cert, key = stack.device_files(thing)
-        info = stack.emulator.info()
-        self.thing = thing
-        self.heard: list[tuple[str, str]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
-        self.client.tls_set(ca_certs=stack.endpoint_ca, certfile=str(cert), keyfile=str(key))
-        self.client.on_message = lambda _c, _u, m: self.heard.append((m.topic, m.payload.decode()))
-        self.client.connect(info["mqtt_host"], info["mqtt_port"], 30)
-        self.client.loop_start()
-        self.root = f"devices/{stack.outputs['DeviceTopicRoot'].split('/')[1]}/{thing}"
-        result, _ = self.client.subscribe(f"{self.root}/commands/#", qos=1)
-        assert result == mqtt.MQTT_ERR_SUCCESS
-
-    def publish(self, payload: dict) -> None:
-        info = self.client.publish(f"{self.root}/telemetry", json.dumps(payload), qos=1)
-        info.wait_for_publish(10)
-        assert info.is_published()
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def device_of(stack: Stack, thing: str) -> EnrolledDevice:
+    """The device's own MQTT/TLS connection with its certificate, listening to its commands."""
+    cert, key = stack.device_files(thing)
+    root = stack.outputs["DeviceTopicRoot"]
+    return EnrolledDevice(stack.emulator.info(), cert, key, thing, root, listen=True)

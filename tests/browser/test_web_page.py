@@ -10,13 +10,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 
 from tests.browser.conftest import screenshot
-from tests.browser.page import WAIT, Device, bind, fill, problem_says, sign_up_and_in, text_of, wait
+from tests.browser.page import WAIT, bind, device_of, fill, problem_says, sign_up_and_in, text_of, wait
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def test_a_person_signs_up_binds_the_demo_device_watches_it_live_and_commands_it(stack, browser):
-    device = Device(stack, "demo-box-1")
+    device = device_of(stack, "demo-box-1")
     try:
         device.publish({"thingName": "demo-box-1", "temperature": 20.5})  # archived before anyone watches
         sign_up_and_in(browser, stack, "alice@example.com", shots="01")

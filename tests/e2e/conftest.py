@@ -236,6 +236,30 @@ class Session:
             self.client.loop_stop()
 
 
+class EnrolledDevice:
+    """A device's own MQTT/TLS connection with its certificate (the emulator's ``info`` says where): it publishes
+    telemetry under ``topic_root``, and with ``listen`` subscribes to its commands, which land in ``heard``."""
+
+    def __init__(self, info: dict, cert: Path, key: Path, thing: str, topic_root: str, *, listen: bool = False) -> None:
+        self.thing, self.root = thing, f"{topic_root}/{thing}"
+        self.heard: list[tuple[str, str]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
+        self.client.tls_set(ca_certs=info["endpoint_ca"], certfile=str(cert), keyfile=str(key))
+        self.client.on_message = lambda _c, _u, m: self.heard.append((m.topic, m.payload.decode()))
+        self.client.connect(info["mqtt_host"], info["mqtt_port"], 30)
+        self.client.loop_start()
+        if listen:
+            result, _ = self.client.subscribe(f"{self.root}/commands/#", qos=1)
+            assert result == mqtt.MQTT_ERR_SUCCESS
+
+    def publish(self, payload: dict) -> None:
+        publish(self.client, f"{self.root}/telemetry", payload)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def publish(client, topic: str, payload: dict, timeout: float = 10.0) -> None:
     info = client.publish(topic, json.dumps(payload), qos=1)
     info.wait_for_publish(timeout)

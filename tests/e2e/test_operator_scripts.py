@@ -177,6 +177,27 @@ def test_jitp_deploys_the_stack_first_for_its_role_and_delete_removes_the_policy
     assert iot.list_certificates()["certificates"] == [] and iot.list_ca_certificates()["certificates"] == []
 
 
+def test_deploy_with_users_uploads_the_web_page_and_delete_empties_its_bucket_and_removes_it(run, aws):
+    deployed = run("deploy.sh", STACK, SAM_BUCKET, "DE", "box-1", PROVISIONING="api", USERS="true")
+    assert deployed.returncode == 0, deployed.stderr
+    described = json.loads(run("jitr", "fleet", "describe", "--stack", STACK, "--json").stdout)["outputs"]
+    site = described["WebsiteUrl"]
+    assert f"or on the web page: {site}" in deployed.stdout
+    hosting = described["HostingBucketName"]
+    s3 = aws.client("s3")
+    config = json.loads(s3.get_object(Bucket=hosting, Key="config.json")["Body"].read())
+    assert config["usersApiUrl"] == described["UsersApiUrl"] and config["userPoolId"] == described["UserPoolId"]
+    assert {"index.html", "error.html", "src/main.js", "vendor/mqtt.esm.js"} <= {
+        item["Key"] for item in s3.list_objects_v2(Bucket=hosting)["Contents"]
+    }
+    again = run("deploy.sh", STACK, SAM_BUCKET, "DE", "box-1", PROVISIONING="api", USERS="true")
+    assert again.returncode == 0 and f"The web page: {site}" in again.stdout  # a re-run uploads it again
+    deleted = run("delete.sh", STACK, run.archive_bucket())
+    assert deleted.returncode == 0, deleted.stderr
+    assert "Emptied the web page's bucket" in deleted.stdout
+    assert hosting not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+
+
 # -- bad arguments: a usage line, exit 2, nothing created --------------------------------------------------------
 
 DEPLOY_ARGS = ["kit", SAM_BUCKET, "DE", "dev-1"]

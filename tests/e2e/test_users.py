@@ -23,7 +23,7 @@ from cloud.iot_websocket import TemporaryCredentials, signed_path
 from emulator.cloudformation.deploy import StackDeployer
 from emulator.local import LocalIot
 from tests.conftest import Jitr
-from tests.e2e.conftest import TEMPLATE, running_emulator, wait_for
+from tests.e2e.conftest import TEMPLATE, EnrolledDevice, running_emulator, wait_for
 from tests.e2e.conftest import curl_json as curl
 from user.devices import Credentials, UsersApi
 from user.live import LiveConnection, LiveConnectionError
@@ -105,28 +105,10 @@ def as_user(world: World, user: str) -> tuple[str, ...]:
     return ("-H", f"Authorization: {world.tokens[user]}", "-H", "content-type: application/json")
 
 
-class DevicePublisher:
-    """A device's own MQTT/TLS connection with its certificate: it publishes telemetry and hears commands."""
-
-    def __init__(self, world: World, thing: str) -> None:
-        cert, key = world.device_files(thing)
-        info = world.emulator.info()
-        self.thing = thing
-        self.heard: list[tuple[str, dict]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311)
-        self.client.tls_set(ca_certs=world.endpoint_ca, certfile=str(cert), keyfile=str(key))
-        self.client.on_message = lambda _c, _u, m: self.heard.append((m.topic, json.loads(m.payload)))
-        self.client.connect(info["mqtt_host"], info["mqtt_port"], 30)
-        self.client.loop_start()
-
-    def telemetry(self, seq: int) -> None:
-        info = self.client.publish(f"devices/{STACK}/{self.thing}/telemetry", json.dumps({"seq": seq}), qos=1)
-        info.wait_for_publish(10)
-        assert info.is_published()
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def device_of(world: World, thing: str) -> EnrolledDevice:
+    """The device's own MQTT/TLS connection with its certificate; it subscribes to nothing."""
+    cert, key = world.device_files(thing)
+    return EnrolledDevice(world.emulator.info(), cert, key, thing, f"devices/{STACK}")
 
 
 # -- the routes, with curl ---------------------------------------------------------------------------------
@@ -244,10 +226,10 @@ def test_a_user_reads_her_devices_recent_telemetry_and_when_it_was_last_seen_and
     api = world.outputs["UsersApiUrl"]
     if "dev-e" not in _owned(world, "alice"):
         world.api("alice").bind("dev-e", world.codes["dev-e"])
-    device = DevicePublisher(world, "dev-e")
+    device = device_of(world, "dev-e")
     try:
         for seq in (101, 102, 103):
-            device.telemetry(seq)
+            device.publish({"seq": seq})
 
         def newest_two():
             status, body = curl(f"{api}/devices/dev-e/telemetry?limit=2", *as_user(world, "alice"))
@@ -310,13 +292,13 @@ def _credentials(world: World, user: str, thing: str) -> Credentials:
 
 def test_credentials_hear_the_users_device_and_nothing_else(world):
     credentials = _credentials(world, "alice", "dev-c")
-    device = DevicePublisher(world, "dev-c")
+    device = device_of(world, "dev-c")
     try:
         with LiveConnection(credentials, root_ca=Path(world.endpoint_ca)) as live:
             live.subscribe(credentials.telemetry_topic("dev-c"))
             with pytest.raises(LiveConnectionError, match="refused the subscription"):
                 live.subscribe(f"devices/{STACK}/dev-d/telemetry")  # another device's telemetry: SUBACK 0x80
-            device.telemetry(1)
+            device.publish({"seq": 1})
             message = live.messages.get(timeout=10)
             assert (message.topic, json.loads(message.payload)) == (f"devices/{STACK}/dev-c/telemetry", {"seq": 1})
             live.publish(credentials.command_topic("dev-c", "light"), b'{"on": true}')
@@ -408,7 +390,7 @@ def test_the_aws_iot_device_sdk_v2_connects_with_the_credentials_and_hears_the_d
         keep_alive_secs=30,
     )
     connection.connect().result(15)
-    device = DevicePublisher(world, "dev-c")
+    device = device_of(world, "dev-c")
     try:
         heard: list[bytes] = []
         subscribed, _ = connection.subscribe(
@@ -420,7 +402,7 @@ def test_the_aws_iot_device_sdk_v2_connects_with_the_credentials_and_hears_the_d
         refused, _ = connection.subscribe(topic=f"devices/{STACK}/dev-d/telemetry", qos=crt_mqtt.QoS.AT_LEAST_ONCE)
         with pytest.raises(Exception):  # noqa: B017 the SDK raises its own error for a SUBACK failure
             refused.result(10)
-        device.telemetry(7)
+        device.publish({"seq": 7})
         deadline = time.monotonic() + 10
         while not heard and time.monotonic() < deadline:
             time.sleep(0.05)
