@@ -5,7 +5,7 @@ its S3 website endpoint each run one."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Self
 
 from base.errors import InvalidInputError
 
@@ -15,16 +15,18 @@ STOP_TIMEOUT = 5.0
 
 
 class LoopbackServer:
-    """Serves ``app`` on ``HOST:port`` (0 picks a free port) from :meth:`start` until :meth:`stop`."""
+    """Serves a WSGI application on ``HOST:port`` (0 picks a free port) from :meth:`start` until :meth:`stop`:
+    ``app``, or the subclass itself, whose ``__call__`` is then the application."""
 
-    def __init__(self, app: Any, *, port: int, name: str) -> None:
+    def __init__(self, *, port: int, name: str, app: Any = None) -> None:
         if not 0 <= port <= 65535:
             raise InvalidInputError(f"Port {port} is not a TCP port; use 0 to pick a free one.")
-        self.app, self.name, self._requested_port = app, name, port
+        self.app: Any = app if app is not None else self
+        self.name, self._requested_port = name, port
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self) -> Self:
         from werkzeug.serving import WSGIRequestHandler, make_server
 
         class Handler(WSGIRequestHandler):
@@ -42,6 +44,7 @@ class LoopbackServer:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.name, daemon=True
         )
         self._thread.start()
+        return self
 
     def stop(self) -> None:
         if self._server is not None:

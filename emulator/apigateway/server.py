@@ -39,32 +39,20 @@ MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit, HTTP and REST APIs a
 PRINCIPAL = "apigateway.amazonaws.com"
 
 
-class ApiGateway:
+class ApiGateway(LoopbackServer):
     """Serves every API Gateway API of one account and region on a loopback port."""
 
     def __init__(self, *, account_id: str, region: str, lambdas: Any, port: int = 0) -> None:
+        super().__init__(port=port, name="jitr-apigateway")
         self.account_id, self.region, self.lambdas = account_id, region, lambdas
-        self._server = LoopbackServer(self, port=port, name="jitr-apigateway")
         self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
         self._lock = threading.Lock()
         self._invocations = ThreadPoolExecutor(32, thread_name_prefix="jitr-apigw")
         self.find_api: Callable[[str], GatewayApi | None] = lambda api_id: find_api(account_id, region, api_id)
 
-    def start(self) -> ApiGateway:
-        self._server.start()
-        return self
-
     def stop(self) -> None:
-        self._server.stop()
+        super().stop()
         self._invocations.shutdown(wait=False, cancel_futures=True)
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    @property
-    def url(self) -> str:
-        return self._server.url
 
     def api_url(self, api_id: str) -> str:
         """Where an API's ``https://{api_id}.execute-api.{region}.amazonaws.com`` is served locally."""

@@ -70,27 +70,12 @@ def _object(found: WebObject, status: int = 200) -> Answer:
     return Answer(status, headers, found.body)
 
 
-class WebsiteEndpoint:
+class WebsiteEndpoint(LoopbackServer):
     """Serves the website of every bucket of ``account`` that has one, on a loopback port."""
 
     def __init__(self, *, account_id: str, port: int = 0) -> None:
+        super().__init__(port=port, name="jitr-website")
         self.websites = Websites(account_id)
-        self._server = LoopbackServer(self, port=port, name="jitr-website")
-
-    def start(self) -> WebsiteEndpoint:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    @property
-    def url(self) -> str:
-        return self._server.url
 
     def sites(self, region: str) -> dict[str, str]:
         """Each website bucket's local URL (what ``jitr local up --json`` lists)."""
