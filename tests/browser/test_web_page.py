@@ -3,8 +3,10 @@ demo device, see its telemetry arrive live, command it, be refused a binding, si
 
 from __future__ import annotations
 
+import json
 import time
 
+import boto3
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
@@ -46,9 +48,28 @@ def test_a_person_signs_up_binds_the_demo_device_watches_it_live_and_commands_it
         bind(browser, "bobs-box", "AAAA-BBBB-CCCC-DDDD")
         problem_says(browser, "The binding code does not match this device.")
         screenshot(browser, "01-6-refused")
+        tokens = json.loads(browser.execute_script("return sessionStorage.getItem('jitr-session')"))
         browser.find_element(By.ID, "sign-out").click()
         wait(browser).until(seen.visibility_of_element_located((By.ID, "sign-in-form")))
         assert browser.execute_script("return sessionStorage.length + localStorage.length") == 0
+        idp = boto3.client("cognito-idp")  # the refresh token was revoked (GlobalSignOut), not just forgotten
+        refresh = {"REFRESH_TOKEN": tokens["refreshToken"]}
+        with pytest.raises(idp.exceptions.NotAuthorizedException):
+            wait(browser).until(lambda _: _refreshes(idp, stack, refresh) is False)
+            idp.initiate_auth(
+                ClientId=stack.outputs["UserPoolClientId"], AuthFlow="REFRESH_TOKEN_AUTH", AuthParameters=refresh
+            )
         screenshot(browser, "01-7-signed-out")
     finally:
         device.close()
+
+
+def _refreshes(idp, stack, refresh: dict) -> bool:
+    """Whether the refresh token still gets new tokens (the page's sign-out revokes it asynchronously)."""
+    try:
+        idp.initiate_auth(
+            ClientId=stack.outputs["UserPoolClientId"], AuthFlow="REFRESH_TOKEN_AUTH", AuthParameters=refresh
+        )
+    except idp.exceptions.NotAuthorizedException:
+        return False
+    return True

@@ -231,12 +231,18 @@ def test_a_user_reads_her_devices_recent_telemetry_and_when_it_was_last_seen_and
         for seq in (101, 102, 103):
             device.publish({"seq": seq})
 
+        answers: list = []
+
         def newest_two():
-            status, body = curl(f"{api}/devices/dev-e/telemetry?limit=2", *as_user(world, "alice"))
+            answers.append(curl(f"{api}/devices/dev-e/telemetry?limit=2", *as_user(world, "alice")))
+            status, body = answers[-1]
             seqs = [m["payload"]["seq"] for m in body.get("messages", [])] if status == 200 else []
             return seqs if seqs == [102, 103] else None
 
-        assert wait_for(newest_two) == [102, 103]  # read back from the archive, oldest first
+        try:
+            wait_for(newest_two, timeout=30)  # read back from the archive, oldest first
+        except AssertionError:
+            raise AssertionError(f"the archive never answered the newest two; last: {answers[-1]}") from None
         assert _last_seen(world, "dev-e")["connected"] is True  # the presence rule saw it connect
     finally:
         device.close()

@@ -27,7 +27,7 @@ export class UserPool {
     this.clientId = config.clientId;
   }
 
-  async call(operation, body) {
+  async call(operation, body, { withClient = true } = {}) {
     let response;
     try {
       response = await fetch(this.endpoint + "/", {
@@ -36,7 +36,7 @@ export class UserPool {
           "Content-Type": "application/x-amz-json-1.1",
           "X-Amz-Target": `AWSCognitoIdentityProviderService.${operation}`,
         },
-        body: JSON.stringify({ ClientId: this.clientId, ...body }),
+        body: JSON.stringify(withClient ? { ClientId: this.clientId, ...body } : body),
         signal: AbortSignal.timeout(TIMEOUT_MS),
       });
     } catch {
@@ -64,6 +64,11 @@ export class UserPool {
       AuthParameters: { USERNAME: email, PASSWORD: password },
     });
     return tokens(answer, null);
+  }
+
+  signOut(accessToken) {
+    // GlobalSignOut: the refresh token stops working; an ID token already issued lasts until it expires
+    return this.call("GlobalSignOut", { AccessToken: accessToken }, { withClient: false });
   }
 
   async refresh(refreshToken) {

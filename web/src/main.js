@@ -120,6 +120,8 @@ async function confirmAccount(event) {
 }
 
 function signOut(why = "") {
+  const tokens = session.load();
+  if (!why && tokens?.accessToken) pool.signOut(tokens.accessToken).catch(() => {}); // best effort: gone here anyway
   closeLive();
   session.clear();
   $("device-table").tBodies[0].replaceChildren();
