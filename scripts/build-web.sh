@@ -6,7 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v npm >/dev/null || bash scripts/install-debian-packages.sh nodejs npm
 out=build/web
-npm ci --prefix web --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
+# npm ci again only when the lock file changed since the last install (it deletes and rewrites node_modules)
+stamp=web/node_modules/.installed-lock.sha256
+want=$(sha256sum web/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  npm ci --prefix web --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
+  echo "$want" >"$stamp"
+fi
 rm -rf "$out.new"
 mkdir -p "$out.new/src" "$out.new/vendor"
 cp web/index.html web/error.html web/app.css "$out.new/"
