@@ -35,7 +35,15 @@ from emulator.store.websites import WebObject, Websites
 
 log = logging.getLogger("jitr.emulator.website")
 _HOST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\.s3-website[.-](?P<region>[a-z0-9-]+)\.")
-_REASONS = {200: "OK", 302: "Found", 304: "Not Modified", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {
+    200: "OK",
+    301: "Moved Permanently",
+    302: "Found",
+    304: "Not Modified",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+}
 
 
 @dataclass

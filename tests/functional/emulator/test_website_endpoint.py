@@ -121,3 +121,13 @@ def test_the_bucket_can_be_named_in_the_path_by_clients_that_do_not_resolve_loca
     assert connection.getresponse().read() == b"export {}"
     connection.close()
     assert endpoint.sites("us-east-1") == {BUCKET: local_website_url(endpoint.url, BUCKET, "us-east-1")}
+
+
+def test_a_bucket_that_redirects_every_request_sends_each_path_to_the_other_host(endpoint, s3):
+    s3.create_bucket(Bucket="old-site")
+    s3.put_bucket_website(
+        Bucket="old-site",
+        WebsiteConfiguration={"RedirectAllRequestsTo": {"HostName": "example.com", "Protocol": "https"}},
+    )
+    status, headers, _ = get(endpoint, "/docs/page.html", bucket="old-site")
+    assert (status, headers["Location"]) == (301, "https://example.com/docs/page.html")
