@@ -160,13 +160,20 @@ def reset(
     provisioned = provisioned_things(api, stack) if api is not None else []  # the API's, and claim's
     claims = claim_templates(api, info) if api is not None and info is not None else []
     emptying = None if bucket_gone else bucket
+    site = info.hosting_bucket if info is not None else None  # the web page's: a stack cannot delete a full bucket
     if not yes and (
-        (plan is not None and not plan.is_empty(keep_ca=keep_ca)) or emptying is not None or provisioned or claims
+        (plan is not None and not plan.is_empty(keep_ca=keep_ca))
+        or emptying is not None
+        or provisioned
+        or claims
+        or site is not None
     ):
         if plan is not None:
             question = plan.question(keep_ca=keep_ca, bucket=emptying)
-        else:
+        elif emptying is not None:
             question = f"This deletes every object version in bucket {emptying}; continue?"
+        else:
+            question = "This resets the stack's fleet; continue?"
         if provisioned:
             question = (
                 f"{question[:-1]} It also deletes the {len(provisioned)} devices the provisioning API or fleet "
@@ -174,6 +181,8 @@ def reset(
             )
         if claims:
             question = f"{question[:-1]} And the templates {', '.join(claims)} with their claim certificates?"
+        if site is not None:
+            question = f"{question[:-1]} It also empties the web page's bucket {site}?"
         if not typer.confirm(question, err=True):
             typer.echo("Aborted; nothing was deleted.", err=True)
             raise typer.Exit(1)
@@ -190,10 +199,9 @@ def reset(
     report["bucket"] = bucket
     report["objectsDeleted"] = (empty_bucket(s3, emptying) or 0) if emptying is not None else 0
     report["bucketGone"] = bucket_gone
-    site = info.hosting_bucket if info is not None else None
-    if site is not None:  # the web page's files: the stack cannot delete a bucket that holds any
+    if site is not None:
         report["hostingBucket"] = site
-        report["siteObjectsDeleted"] = empty_bucket(make_session().client("s3"), site) or 0
+        report["siteObjectsDeleted"] = empty_bucket(s3 or make_session().client("s3"), site) or 0
     emit(report, as_json, _summary(report, keep_ca=keep_ca))
 
 
