@@ -19,6 +19,7 @@ from emulator.store import snapshot
 from emulator.store.state import StateStore
 
 SNAPSHOT_FILE = "emulator.snapshot"
+OBJECTS_FILE = "emulator.objects"  # S3 objects, kept on disk (emulator.store.s3_objects)
 SET_ASIDE_SUFFIX = ".old"  # where --fresh moves the previous snapshot
 DEFAULT_INTERVAL = 2.0  # seconds between saves (a save is skipped when nothing changed)
 
@@ -30,6 +31,7 @@ class Persistence:
 
     def __init__(self, state_dir: Path, store: StateStore, *, interval: float = DEFAULT_INTERVAL) -> None:
         self.path = Path(state_dir) / SNAPSHOT_FILE
+        self.objects_path = Path(state_dir) / OBJECTS_FILE
         self.store = store
         self.interval = interval
         self.ports: dict[str, int] = {}  # the servers' ports, saved so a restart listens where clients dial
@@ -45,14 +47,24 @@ class Persistence:
         """Install the snapshot, if there is one (``fresh``: set it aside as ``*.old`` and start empty);
         the ports it recorded. A snapshot that cannot be loaded raises :class:`snapshot.SnapshotError`
         and stays where it is."""
+        from emulator.store import s3_objects  # imports moto's S3
+
         if fresh and self.path.exists():
             aside = self.path.with_name(self.path.name + SET_ASIDE_SUFFIX)
             os.replace(self.path, aside)
             log.info("Starting empty (--fresh); the previous snapshot is now %s", aside)
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):  # SQLite's journal beside it goes with it
+                objects = self.objects_path.with_name(self.objects_path.name + suffix)
+                if objects.exists():
+                    os.replace(objects, self.objects_path.with_name(self.objects_path.name + SET_ASIDE_SUFFIX + suffix))
+        s3_objects.activate(self.objects_path)
         if not self.path.exists():
+            s3_objects.adopt(_s3_backends())  # rows no snapshot names are dropped
             return {}
         contents = snapshot.read(self.path)
         snapshot.install(contents)
+        s3_objects.adopt(_s3_backends())
         self.store.restore(contents.extra.get("iot", {}))
         self._saved_header = self.path.read_bytes().partition(b"\n")[0]
         ports = contents.extra.get("ports", {})
@@ -114,6 +126,14 @@ class Persistence:
             log.error(
                 "The emulator's state was not saved at stop: %s; the snapshot on disk is the last one taken.", exc
             )
+        finally:
+            from emulator.store import s3_objects
+
+            s3_objects.deactivate()
 
     def info(self) -> dict[str, Any]:
-        return {"snapshot": str(self.path), "snapshot_interval": self.interval}
+        return {"snapshot": str(self.path), "snapshot_interval": self.interval, "objects": str(self.objects_path)}
+
+
+def _s3_backends() -> list[Any]:
+    return [backend for (service, _account, _region), backend in snapshot.backends_in_use().items() if service == "s3"]
