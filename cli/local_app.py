@@ -207,8 +207,8 @@ def up(
         bool,
         typer.Option(
             "--fresh",
-            help="Start empty: the state of earlier runs (STATE/emulator.snapshot) is set aside as "
-            "emulator.snapshot.old, not loaded.",
+            help="Start empty: the state of earlier runs (STATE/emulator.snapshot and emulator.objects) is set "
+            "aside as emulator.snapshot.old and emulator.objects.old, not loaded.",
         ),
     ] = False,
     as_json: JsonOption = False,
@@ -216,7 +216,8 @@ def up(
     """Start the emulator on loopback and run until interrupted (Ctrl-C).
 
     What it holds (CAs, certificates, things, policies, rules, templates, S3 objects, functions, stacks,
-    tables, parameters, roles, user pools) is kept in STATE/emulator.snapshot: saved every 2 seconds while
+    tables, parameters, roles, user pools) is kept in STATE/emulator.snapshot, S3 objects in
+    STATE/emulator.objects (SQLite, so the archive does not fill memory): saved every 2 seconds while
     it changes and at a clean stop (Ctrl-C, SIGTERM), and loaded at the next start, which listens on the
     same ports when they are free. After a SIGKILL at most the last 2 seconds of changes are lost. A
     snapshot that is damaged or not the user's own is refused (exit 1) and left in place.

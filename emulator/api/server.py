@@ -32,6 +32,7 @@ from emulator.api.calls import DEFAULT_REGION, ApiSettings
 from emulator.api.middleware import IotMiddleware, iot_operations
 from emulator.api.moto_server import cached_dispatcher, quiet_request_handler, remember_response_methods
 from emulator.api.quotas import Quotas
+from emulator.store.backends import untrack_model_instances
 from emulator.store.registry import Registry
 from emulator.store.state import StateStore
 
@@ -86,6 +87,7 @@ class EmulatorApi:
         from moto.server import create_backend_app
 
         remember_response_methods()
+        untrack_model_instances()
         from werkzeug.serving import make_server
 
         self._saved_iot_config = copy.deepcopy(default_user_config.get("iot"))

@@ -61,3 +61,26 @@ def dynamodb_backend(account: str, region: str) -> Any:
     from moto.dynamodb.models import dynamodb_backends
 
     return dynamodb_backends[account][region]
+
+
+def untrack_model_instances() -> None:
+    """Stop moto keeping every model object it ever made (idempotent).
+
+    moto's ``BaseModel.__new__`` appends each instance (an S3 object, its ACL and grants, a thing, a
+    certificate) to a class-wide ``instances_tracked`` list, for its dashboard (``/moto-api/``) and for
+    ``reset``; nothing removes them, deleted ones included, so an emulator that archives every device
+    message grew by every object ever made. The emulator never resets moto (a snapshot replaces the
+    backends) and serves no dashboard, so it makes them untracked and drops the lists.
+    """
+    from moto.core.common_models import BaseModel
+    from moto.core.model_instances import reset_model_data
+
+    if getattr(BaseModel.__new__, "__untracked_by_jitr__", False):
+        return
+
+    def new(cls: type, *args: Any, **kwargs: Any) -> Any:
+        return super(BaseModel, cls).__new__(cls)  # type: ignore[misc]  # moto's, without the list
+
+    new.__untracked_by_jitr__ = True  # type: ignore[attr-defined]
+    BaseModel.__new__ = staticmethod(new)  # type: ignore[method-assign]
+    reset_model_data()
