@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import os
 import pickle
 import sqlite3
 import threading
@@ -62,6 +63,14 @@ class ObjectFile:
         self.lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                status = self.path.stat()
+                if status.st_uid != os.getuid() or status.st_mode & 0o022:
+                    raise ObjectFileError(
+                        f"The emulator's S3 object file {self.path} is writable by, or belongs to, another user; it "
+                        "is not opened, since reading its objects runs what is in it (move it away, or start "
+                        "with --fresh)."
+                    )
             self.path.touch(mode=0o600, exist_ok=True)
             self.path.chmod(0o600)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -166,3 +166,29 @@ def test_a_damaged_snapshot_is_refused_in_one_sentence_and_kept_and_fresh_starts
         assert (state / "emulator.snapshot.old").read_bytes() == bytes(damaged)  # set aside, not deleted
     finally:
         stop(fresh)
+
+
+def test_an_s3_object_file_others_could_write_is_refused_in_one_sentence(tmp_path):
+    state = tmp_path / "state"
+    process = start(state)
+    try:
+        _client(state, "s3").create_bucket(Bucket="archive")
+        _client(state, "s3").put_object(Bucket="archive", Key="a", Body=b"1")
+    finally:
+        stop(process)
+    objects = state / "emulator.objects"
+    objects.chmod(0o666)
+
+    refused = run_jitr("local", "up", "--state-dir", state)
+
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"Error: The emulator's S3 object file {objects.resolve()} is writable by, or belongs to, another user; it is "
+        "not opened, since reading its objects runs what is in it (move it away, or start with --fresh)."
+    ]
+    objects.chmod(0o600)
+    again = start(state)
+    try:
+        assert _client(state, "s3").get_object(Bucket="archive", Key="a")["Body"].read() == b"1"
+    finally:
+        stop(again)
