@@ -142,12 +142,12 @@ class DiskKeyStore(_VersionedKeyStore):
     """A bucket's ``keys`` whose entries (a key name's list of versions) live in the object file, the
     recently used ones also in memory. moto's own dict is left empty; every method moto calls is here."""
 
-    def __init__(self, store: str | None = None, hot: int = HOT_NAMES) -> None:
+    def __init__(self, store: str | None = None) -> None:
         super().__init__()
         self.store = store or uuid.uuid4().hex
         self._objects = _file()
         self._hot: collections.OrderedDict[str, list] = collections.OrderedDict()
-        self._capacity = hot
+        self._capacity = HOT_NAMES
 
     def __reduce__(self) -> Any:  # a snapshot holds the bucket's rows by name, written first
         self.write_back()

@@ -19,7 +19,8 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def objects(tmp_path):
+def objects(tmp_path, monkeypatch):
+    monkeypatch.setattr(s3_objects, "HOT_NAMES", 16)  # a bucket keeps its 16 last used names in memory
     with mock_aws():
         s3_objects.activate(tmp_path / "emulator.objects")
         try:
