@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import collections
 import functools
-import os
 import pickle
-import sqlite3
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,82 +37,10 @@ from typing import Any
 from moto.s3.models import FakeBucket, FakeDeleteMarker, FakeTableStorageBucket, S3Backend
 from moto.s3.utils import _VersionedKeyStore
 
-from base.errors import JitrError
+from emulator.store.object_file import ObjectFile, ObjectFileError
 
 HOT_NAMES = 256  # key names per bucket kept in memory after use
-_ROW = "SELECT versions FROM objects WHERE store = ? AND name = ?"
 _PAGE = 512  # names read from the index at a time while listing
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS objects (store TEXT NOT NULL, name TEXT NOT NULL, versions BLOB NOT NULL,"
-    " PRIMARY KEY (store, name)) WITHOUT ROWID"
-)
-
-
-class ObjectFileError(JitrError):
-    """The emulator's S3 object file cannot be opened, read or written."""
-
-
-class ObjectFile:
-    """One SQLite file holding the objects of every bucket kept on disk, rows keyed by (store, name)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.lock = threading.RLock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.exists():
-                status = self.path.stat()
-                if status.st_uid != os.getuid() or status.st_mode & 0o022:
-                    raise ObjectFileError(
-                        f"The emulator's S3 object file {self.path} is writable by, or belongs to, another user; it "
-                        "is not opened, since reading its objects runs what is in it (move it away, or start "
-                        "with --fresh)."
-                    )
-            self.path.touch(mode=0o600, exist_ok=True)
-            self.path.chmod(0o600)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "PRAGMA synchronous=NORMAL"
-            )  # a commit survives a crash of the emulator, not of the machine
-            self._db.execute(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ObjectFileError(f"Cannot open the emulator's S3 object file {self.path}: {exc}.") from exc
-
-    def close(self) -> None:
-        with self.lock:
-            self._db.close()
-
-    def execute(self, sql: str, parameters: tuple = ()) -> list[tuple]:
-        with self.lock:
-            try:
-                return self._db.execute(sql, parameters).fetchall()
-            except sqlite3.Error as exc:
-                raise ObjectFileError(f"The emulator's S3 object file {self.path} failed: {exc}.") from exc
-
-    def write(self, store: str, rows: list[tuple[str, bytes]]) -> None:
-        with self.lock:
-            try:
-                self._db.execute("BEGIN")
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO objects (store, name, versions) VALUES (?, ?, ?)",
-                    [(store, name, data) for name, data in rows],
-                )
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.rollback()
-                raise ObjectFileError(f"The emulator's S3 object file {self.path} failed: {exc}.") from exc
-
-    def stores(self) -> set[str]:
-        return {row[0] for row in self.execute("SELECT DISTINCT store FROM objects")}
-
-    def drop_stores_except(self, keep: set[str]) -> int:
-        """Delete the rows of buckets no longer in the state (created after the last snapshot and lost with
-        it, or gone); how many stores were dropped."""
-        gone = self.stores() - keep
-        for store in gone:
-            self.execute("DELETE FROM objects WHERE store = ?", (store,))
-        return len(gone)
 
 
 _active: ObjectFile | None = None
@@ -160,10 +85,10 @@ class DiskKeyStore(_VersionedKeyStore):
             if name in self._hot:
                 self._hot.move_to_end(name)
                 return self._hot[name]
-            rows = self._objects.execute(_ROW, (self.store, name))
-            if not rows:
+            data = self._objects.versions(self.store, name)
+            if data is None:
                 return None
-            versions = pickle.loads(rows[0][0])  # noqa: S301  # our own file, beside the checked snapshot
+            versions = pickle.loads(data)  # noqa: S301  # our own file, checked as the snapshot is
             self._keep(name, versions)
             return versions
 
@@ -172,8 +97,8 @@ class DiskKeyStore(_VersionedKeyStore):
         with self._objects.lock:
             if name in self._hot:
                 return self._hot[name]
-            rows = self._objects.execute(_ROW, (self.store, name))
-        return pickle.loads(rows[0][0]) if rows else None  # noqa: S301  # our own file
+            data = self._objects.versions(self.store, name)
+        return None if data is None else pickle.loads(data)  # noqa: S301  # our own file
 
     def _peek(self, name: str) -> Any:
         versions = self._peek_list(name)
@@ -194,20 +119,13 @@ class DiskKeyStore(_VersionedKeyStore):
 
     def _names(self, start: str = "", stop: str | None = None) -> Iterator[str]:
         """Key names from ``start`` (inclusive) below ``stop``, in order, read a page at a time."""
-        bound = start
-        inclusive = True
+        bound, inclusive = start, True
         while True:
-            rows = self._objects.execute(
-                f"SELECT name FROM objects WHERE store = ? AND name {'>=' if inclusive else '>'} ?"
-                + (" AND name < ?" if stop is not None else "")
-                + f" ORDER BY name LIMIT {_PAGE}",
-                (self.store, bound) + ((stop,) if stop is not None else ()),
-            )
-            for (name,) in rows:
-                yield name
-            if len(rows) < _PAGE:
+            names = self._objects.names(self.store, bound, inclusive=inclusive, below=stop, limit=_PAGE)
+            yield from names
+            if len(names) < _PAGE:
                 return
-            bound, inclusive = rows[-1][0], False
+            bound, inclusive = names[-1], False
 
     # -- what moto calls ------------------------------------------------------------------------
 
@@ -256,7 +174,7 @@ class DiskKeyStore(_VersionedKeyStore):
             for version in versions:
                 version.dispose()
             self._hot.pop(key, None)
-            self._objects.execute("DELETE FROM objects WHERE store = ? AND name = ?", (self.store, key))
+            self._objects.delete(self.store, key)
             return versions
 
     def __delitem__(self, key: str) -> None:
@@ -264,16 +182,16 @@ class DiskKeyStore(_VersionedKeyStore):
             if self._load(key) is None:
                 raise KeyError(key)
             self._hot.pop(key, None)
-            self._objects.execute("DELETE FROM objects WHERE store = ? AND name = ?", (self.store, key))
+            self._objects.delete(self.store, key)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self._peek_list(key) is not None
 
     def __len__(self) -> int:
-        return int(self._objects.execute("SELECT count(*) FROM objects WHERE store = ?", (self.store,))[0][0])
+        return self._objects.count(self.store)
 
     def __bool__(self) -> bool:
-        return bool(self._objects.execute("SELECT 1 FROM objects WHERE store = ? LIMIT 1", (self.store,)))
+        return bool(self._objects.names(self.store, "", inclusive=True, below=None, limit=1))
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._names()))
@@ -282,9 +200,7 @@ class DiskKeyStore(_VersionedKeyStore):
         return list(self._names())
 
     def item_size(self) -> int:
-        return sum(
-            len(row[0]) for row in self._objects.execute("SELECT versions FROM objects WHERE store = ?", (self.store,))
-        )
+        return self._objects.size(self.store)
 
     def _self_iterable(self) -> dict[str, Any]:
         return dict(self._iterlists())
@@ -312,7 +228,7 @@ class DiskKeyStore(_VersionedKeyStore):
     def clear(self) -> None:
         with self._objects.lock:
             self._hot.clear()
-            self._objects.execute("DELETE FROM objects WHERE store = ?", (self.store,))
+            self._objects.delete(self.store)
 
     # -- one page of a listing --------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from emulator.persistence import Persistence
 from emulator.store import s3_objects, snapshot
+from emulator.store.object_file import ObjectFile
 from emulator.store.state import StateStore
 
 REGION = "us-east-1"
@@ -191,7 +192,7 @@ def test_persistence_keeps_objects_across_a_restart_and_drops_rows_no_snapshot_n
             client = boto3.client("s3", region_name=REGION)
             assert [b["Name"] for b in client.list_buckets()["Buckets"]] == ["archive"]
             assert client.get_object(Bucket="archive", Key="kept")["Body"].read() == b"1"
-            assert s3_objects.ObjectFile(second.objects_path).stores() == {_bucket("archive").keys.store}
+            assert ObjectFile(second.objects_path).stores() == {_bucket("archive").keys.store}
         finally:
             second.stop()
     assert (tmp_path / "emulator.objects").stat().st_mode & 0o777 == 0o600
