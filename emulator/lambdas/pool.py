@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import multiprocessing
+import multiprocessing.forkserver
 import signal
 import threading
 import time
@@ -29,6 +30,14 @@ MAX_WORKERS_PER_FUNCTION = 4  # warm workers a function may have without Reserve
 INIT_TIMEOUT = 10.0  # seconds Lambda gives a function's init phase
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["emulator.lambdas.worker", "boto3", "botocore.session"])
+
+
+def start_fork_server() -> None:
+    """Start the server workers are forked from, if it is not running: it imports boto3 (about a second of
+    a busy 2-core machine) while the emulator waits for its first invocation, not during it. A worker's own
+    cold start (its fork, the function's import and init) is still paid, and reported, at its first
+    invocation."""
+    multiprocessing.forkserver.ensure_running()
 
 
 class Throttled(LambdaError):

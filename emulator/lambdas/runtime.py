@@ -42,7 +42,14 @@ from typing import Any
 
 from emulator.lambdas import output as function_output
 from emulator.lambdas.log_groups import LogGroups
-from emulator.lambdas.pool import MAX_WORKERS_PER_FUNCTION, FunctionError, FunctionWorkers, LambdaError, Outcome
+from emulator.lambdas.pool import (
+    MAX_WORKERS_PER_FUNCTION,
+    FunctionError,
+    FunctionWorkers,
+    LambdaError,
+    Outcome,
+    start_fork_server,
+)
 from emulator.store.backends import lambda_backend
 
 log = logging.getLogger("jitr.emulator.lambda")
@@ -149,6 +156,7 @@ class LambdaRuntime:
         self._runtimes_said: set[str] = set()
         self.invocations: list[Invocation] = []  # for tests and the demo: what ran, how often
         self.logs = LogGroups(log_dir) if log_dir is not None else None  # else what functions print goes to stdout
+        start_fork_server()
 
     def close(self) -> None:
         self._retries.close()
