@@ -24,11 +24,12 @@ JITR = str(Path(sys.executable).with_name("jitr"))
 class EmulatorProcess:
     """``jitr local up --json --fresh --state-dir STATE [--quota ...]``, running until :meth:`stop`."""
 
-    def __init__(self, state: Path, quotas: Sequence[str] = ()) -> None:
+    def __init__(self, state: Path, quotas: Sequence[str] = (), options: Sequence[str] = ()) -> None:
         self.state = Path(state)
         command = [JITR, "local", "up", "--json", "--fresh", "--state-dir", str(self.state)]  # each run starts empty
         for quota in quotas:
             command += ["--quota", quota]
+        command += options
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         self._info: dict | None = None
         ready = threading.Event()
@@ -79,11 +80,24 @@ class EmulatorProcess:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the emulator process has used so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return math.nan
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(self.process.pid)
+
+    def children_cpu_seconds(self) -> float:
+        """User plus system CPU time of the emulator's live descendants so far: its Lambda workers, the server
+        they are forked from (and any other process it started)."""
+        parents: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            parents[int(stat.parent.name)] = int(fields[1])
+        family, grew = {self.process.pid}, True
+        while grew:
+            children = {pid for pid, parent in parents.items() if parent in family} - family
+            family |= children
+            grew = bool(children)
+        return sum(seconds for seconds in map(_cpu_seconds, family - {self.process.pid}) if not math.isnan(seconds))
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -93,3 +107,12 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (Linux /proc); NaN once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

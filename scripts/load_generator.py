@@ -71,9 +71,11 @@ def run_devices(
     for worker in workers:
         worker.start()
     barrier.wait()
-    go, go_wall, emulator_cpu = time.monotonic(), time.time(), emu.cpu_seconds()
+    go, go_wall = time.monotonic(), time.time()
+    emulator_cpu, children_cpu = emu.cpu_seconds(), emu.children_cpu_seconds()
     parts = [results.get() for _ in workers]
     emulator_cpu = emu.cpu_seconds() - emulator_cpu
+    children_cpu = emu.children_cpu_seconds() - children_cpu  # Lambda workers (those still alive)
     for worker in workers:
         worker.join()
     times = sorted(t for part in parts for t in part["times"])
@@ -93,5 +95,6 @@ def run_devices(
         "p95": nearest_rank(times, 95),
         "failures": failures,
         "emulatorCpu": round(emulator_cpu, 2),
+        "workerCpu": round(children_cpu, 2),
         "generatorCpu": round(sum(part["cpu"] for part in parts), 2),
     }
