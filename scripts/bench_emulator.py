@@ -190,8 +190,11 @@ def jitr_latency(args, work: Path, manifest: Path, name: str, *, burst: bool = F
         shards = shard_manifest(manifest, args.jitr_devices, args.generators, work / name)
         in_flight = args.concurrency if burst else max(1, args.jitr_in_flight // len(shards))
         run = run_devices(emu, shards, messages=1, concurrency=in_flight, topic_root=TOPIC_ROOT)
-        decisions = [line.get("decision") for _, line in emu.decisions()]
+        logged = emu.decisions()
+        decisions = [line.get("decision") for _, line in logged]
         invocations = sum(1 for decision in decisions if decision in ("activated", "already-active"))
+        # when the activations landed, from switch-on: the rate scripts/model_jitr_burst.py takes
+        activated = sorted(at - run["goWall"] for at, line in logged if line.get("decision") == "activated")
     return {
         "devices": run["devices"],
         "succeeded": run["succeeded"],
@@ -201,6 +204,10 @@ def jitr_latency(args, work: Path, manifest: Path, name: str, *, burst: bool = F
         "attemptsPerDevice": round(run["attempts"] / max(1, run["devices"]), 2),
         "lambdaInvocations": invocations,
         "duplicateInvocations": decisions.count("duplicate"),  # a reconnect's event while another held the claim
+        "activations": [round(activated[0], 2), round(activated[-1], 2)] if activated else None,  # first, last
+        "activationsPerSecond": (
+            round((len(activated) - 1) / (activated[-1] - activated[0]), 1) if len(activated) > 1 else None
+        ),
         "failures": run["failures"],
         "emulatorCpu": run["emulatorCpu"],
         "workerCpu": run["workerCpu"],
