@@ -42,6 +42,7 @@ def test_a_restarted_emulator_has_the_stacks_devices_and_data_and_active_devices
     pki = tmp_path / "pki"
     assert jitr("ca", "init", "--dir", pki, "--country", "DE", "--intermediate").exit_code == 0
     with running_emulator(state, persist=True) as iot:
+        _forget_everything(iot)  # as a new process: not what earlier tests left in this one's moto backends
         session = boto3.Session(region_name=iot.info()["region"])
         ca_id = register_ca(jitr, pki)
         kit = deploy_stack(session, ca_id)
