@@ -336,7 +336,8 @@ def deploy(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create the template's resources in the emulator (replacing an existing stack of that name).
+    """Create the template's resources in the emulator; an existing stack of that name is updated as CloudFormation
+    updates it: what is unchanged stays as it is, what changed is replaced, what is gone is removed.
 
     Parameters are checked as CloudFormation checks them (AllowedPattern, AllowedValues, lengths, values
     without a Default) before anything is created or replaced.

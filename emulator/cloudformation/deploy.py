@@ -9,6 +9,7 @@ removes what it had created: nothing is left half-made.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import urllib.request
@@ -141,7 +142,8 @@ class StackDeployer(Deployment):
     # -- deploy ------------------------------------------------------------------------------------
 
     def deploy(self, template_path: Path, stack: str, overrides: Mapping[str, str]) -> dict:
-        """Create the stack; an existing stack of that name is replaced (so re-running deploy is safe)."""
+        """Create the stack, or update an existing one of that name: unchanged resources stay, changed ones are
+        replaced, removed ones deleted (so re-running deploy is safe, with devices attached to its policy)."""
         check_stack_name(stack)
         template, code_dirs = load_sam(template_path, overrides)
         pseudo = {
@@ -160,21 +162,35 @@ class StackDeployer(Deployment):
         localize = self._localizer()
         previous = self.record(stack)
         kept: dict[str, dict] = {}
-        if previous is not None:  # an update: everything is replaced but the buckets, which keep their objects
+        # An update, as CloudFormation makes it: a resource whose type and properties (and, for a function, code)
+        # are unchanged stays as it is (a device policy attached to certificates, a table and its items, a user
+        # pool and its users); a changed one is replaced, the old deleted just before the new is made; buckets
+        # keep their objects whatever changes; what the template no longer declares goes at the end.
+        unchanged: dict[str, dict] = {}
+        if previous is not None:
             kept = {
                 item["logicalId"]: item
                 for item in previous["resources"]
                 if item["type"] == BUCKET and self._bucket_exists(item["physicalId"])
             }
-            self._delete_all([item for item in previous["resources"] if item["logicalId"] not in kept])
-            self._save(stack, {**previous, "resources": list(kept.values())})
+            unchanged = {item["logicalId"]: item for item in previous["resources"] if item["type"] != BUCKET}
         created: list[dict] = []
+        reused: set[str] = set()  # logical ids of the previous resources left as they were
         try:
             for name in _order(resources):
                 resource = resources[name]
                 if "Condition" in resource and not resolver.conditions[resource["Condition"]]:
                     continue
                 props = localize(resolver.resolve(resource.get("Properties") or {}))
+                fingerprint = _fingerprint(resource["Type"], props, code_dirs.get(name))
+                before = unchanged.pop(name, None)
+                if before is not None and before.get("fingerprint") == fingerprint:  # the type is in the fingerprint
+                    values[name], attributes[name] = before["physicalId"], before["attributes"]
+                    created.append(before)
+                    reused.add(name)
+                    continue
+                if before is not None:
+                    self._delete_all([before])
                 old = kept.pop(name, None) if resource["Type"] == BUCKET else None
                 if old is not None and props.get("BucketName", old["physicalId"]) == old["physicalId"]:
                     props = {**props, "BucketName": old["physicalId"], "_keep": True}
@@ -184,7 +200,13 @@ class StackDeployer(Deployment):
                 values[name] = physical
                 attributes[name] = attrs
                 created.append(
-                    {"logicalId": name, "type": resource["Type"], "physicalId": physical, "attributes": attrs}
+                    {
+                        "logicalId": name,
+                        "type": resource["Type"],
+                        "physicalId": physical,
+                        "attributes": attrs,
+                        "fingerprint": fingerprint,
+                    }
                 )
             outputs = {
                 k: localize(resolver.resolve(v["Value"]))
@@ -192,10 +214,12 @@ class StackDeployer(Deployment):
                 if "Condition" not in v or resolver.conditions[v["Condition"]]
             }
         except Exception as exc:
-            self._delete_all([item for item in created if not item["attributes"].get("kept")])
-            if previous is not None:
-                survivors = [i for i in created if i["attributes"].get("kept")] + list(kept.values())
-                self._save(stack, {**previous, "resources": survivors})
+            made = [item for item in created if item["logicalId"] not in reused]
+            self._delete_all([item for item in made if not item["attributes"].get("kept")])
+            if previous is not None:  # what still stands: the resources left as they were, and those not reached
+                survivors = [item for item in created if item["logicalId"] in reused]
+                survivors += [item for item in made if item["attributes"].get("kept")]
+                self._save(stack, {**previous, "resources": survivors + list(unchanged.values()) + list(kept.values())})
             if isinstance(exc, JitrError):
                 raise
             failure = aws_failure(exc)  # the emulator went away mid-deploy, say: exit 6 with one sentence
@@ -204,6 +228,7 @@ class StackDeployer(Deployment):
             raise StackError(f"Deploying stack {stack} failed: {str(exc).rstrip('.')}.") from exc
         record = {"stack": stack, "resources": created, "outputs": outputs, "parameters": dict(overrides)}
         self._save(stack, record)
+        self._delete_all(list(unchanged.values()))  # what the template no longer declares
         self._delete_all(list(kept.values()))  # buckets the new template no longer declares under that name
         return record
 
@@ -296,3 +321,13 @@ class EmulatorStacks:
         if record is None:
             return None
         return StackInfo(name, "DEPLOYED", record.get("parameters") or {}, record.get("outputs") or {})
+
+
+def _fingerprint(kind: str, props: Mapping[str, Any], code: Path | None) -> str:
+    """What decides whether a re-deploy leaves a resource as it is: its type, its resolved properties and,
+    for a function, the content of its code folder (a changed handler must be deployed again)."""
+    digest = hashlib.sha256(json.dumps([kind, props], sort_keys=True, default=str).encode())
+    if code is not None:
+        for path in sorted(p for p in Path(code).rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(path.relative_to(code)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()

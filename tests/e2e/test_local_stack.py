@@ -29,7 +29,47 @@ def test_redeploying_with_another_ca_keeps_the_archive_bucket_and_its_objects(aw
     rules = {r["ruleName"]: r for r in aws.client("iot").list_topic_rules()["rules"]}
     registration = [n for n in _physical(second, "AWS::IoT::TopicRule") if "Registration" in n]
     assert registration and CA_B in rules[registration[0]]["topicPattern"]
-    assert set(_physical(first, "AWS::IoT::TopicRule")).isdisjoint(rules)  # the old rules are gone
+    old_registration = [n for n in _physical(first, "AWS::IoT::TopicRule") if "Registration" in n]
+    assert old_registration and old_registration[0] not in rules  # the rule naming the old CA was replaced
+    archive = [n for n in _physical(first, "AWS::IoT::TopicRule") if "Archive" in n]
+    assert archive == [n for n in _physical(second, "AWS::IoT::TopicRule") if "Archive" in n]  # unchanged: kept
+
+
+def test_redeploying_unchanged_keeps_a_device_policy_attached_to_a_certificate_and_the_rest_as_it_was(aws, emulator):
+    deployer = StackDeployer(aws)
+    first = deployer.deploy(TEMPLATE, "again", {"CaCertificateId": CA_A})
+    iot = aws.client("iot")
+    device = iot.create_keys_and_certificate(setAsActive=True)
+    policy = _physical(first, "AWS::IoT::Policy")[0]
+    iot.attach_policy(policyName=policy, target=device["certificateArn"])  # as the activation function does
+
+    second = deployer.deploy(TEMPLATE, "again", {"CaCertificateId": CA_A})
+
+    assert [item["physicalId"] for item in second["resources"]] == [item["physicalId"] for item in first["resources"]]
+    assert iot.list_attached_policies(target=device["certificateArn"])["policies"][0]["policyName"] == policy
+    assert second["outputs"] == first["outputs"]
+
+
+def test_redeploying_a_function_whose_code_changed_replaces_it(aws, emulator, tmp_path):
+    import shutil
+
+    copy = tmp_path / "kit"
+    shutil.copytree(TEMPLATE.parents[1] / "functions", copy / "functions")
+    shutil.copytree(TEMPLATE.parent, copy / "sam")
+    deployer = StackDeployer(aws)
+    first = deployer.deploy(copy / "sam" / TEMPLATE.name, "code", {"CaCertificateId": CA_A})
+    (copy / "functions" / "jitr_activation" / "app.py").open("a").write("\n# a new release\n")
+
+    second = deployer.deploy(copy / "sam" / TEMPLATE.name, "code", {"CaCertificateId": CA_A})
+
+    functions = {r["logicalId"]: r["physicalId"] for r in second["resources"] if r["type"] == "AWS::Lambda::Function"}
+    before = {r["logicalId"]: r["physicalId"] for r in first["resources"] if r["type"] == "AWS::Lambda::Function"}
+    assert functions["ActivationFunction"] != before["ActivationFunction"]  # its code changed: deployed again
+    assert {k: v for k, v in functions.items() if k != "ActivationFunction"} == {
+        k: v for k, v in before.items() if k != "ActivationFunction"
+    }
+    names = {f["FunctionName"] for f in aws.client("lambda").list_functions()["Functions"]}
+    assert functions["ActivationFunction"] in names and before["ActivationFunction"] not in names
 
 
 def test_destroy_skips_resources_already_deleted_and_can_be_run_after_a_partial_failure(aws, emulator):
