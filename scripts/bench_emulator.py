@@ -43,17 +43,15 @@ import functools
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-from emulator_process import JITR, ROOT, EmulatorProcess  # scripts/, beside this file
+from emulator_process import JITR, ROOT, EmulatorProcess, fresh_emulator  # scripts/, beside this file
 from load_generator import run_devices, shard_manifest
 
 sys.path.insert(0, str(ROOT))
@@ -76,37 +74,10 @@ AT_MOST = {"jitr", "jitr-burst", "jitr-floor"}  # figures that meet their target
 LATENCY = ("jitr", "jitr-burst", "jitr-floor")
 
 
-# -- the emulator in a process of its own -----------------------------------------------------------------
+# -- the emulator in a process of its own (scripts/emulator_process.py) ----------------------------------
 
 
-class Emulator(EmulatorProcess):
-    """The emulator, and the decisions its Lambda logged."""
-
-    def decisions(self) -> list[tuple[float, dict]]:
-        """(time.time() it was logged, the line) for each decision the Lambda logged, from its log group's file."""
-        from emulator.lambdas.log_groups import parse_event_line
-
-        found = []
-        for path in sorted((self.state / "logs").glob("aws_lambda_*.log")):
-            for line in path.read_text().splitlines():
-                at, message = parse_event_line(line)
-                if message.startswith("{") and '"decision"' in message:
-                    found.append((at.timestamp(), json.loads(message)))
-        return found
-
-
-@contextmanager
-def emulator(work: Path, name: str, quotas: Sequence[str] = (), options: Sequence[str] = ()):
-    state = work / f"state-{name}"
-    shutil.rmtree(state, ignore_errors=True)  # a --work folder used before: start from a fresh emulator state
-    running = Emulator(state, list(quotas), list(options))
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def deploy(emu: Emulator, pki: Path, *, jitp: bool) -> dict:
+def deploy(emu: EmulatorProcess, pki: Path, *, jitp: bool) -> dict:
     """The operators' order (deploy.sh): the stack with the CA's id, then the CA (JITP: with the stack's role)."""
     from base.certificates import certificate_id, load_certificates
 
@@ -131,12 +102,12 @@ def deploy(emu: Emulator, pki: Path, *, jitp: bool) -> dict:
     return stack["outputs"]
 
 
-def count_objects(emu: Emulator, bucket: str) -> int:
+def count_objects(emu: EmulatorProcess, bucket: str) -> int:
     pages = emu.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return sum(page.get("KeyCount", 0) for page in pages)
 
 
-def wait_for_objects(emu: Emulator, bucket: str, expected: int, timeout: float, interval: float = 0.5) -> tuple:
+def wait_for_objects(emu: EmulatorProcess, bucket: str, expected: int, timeout: float, interval: float = 0.5) -> tuple:
     """(count, monotonic time it was first seen) once ``expected`` objects are there or nothing changed for long."""
     deadline, last, changed = time.monotonic() + timeout, -1, time.monotonic()
     while True:
@@ -149,7 +120,7 @@ def wait_for_objects(emu: Emulator, bucket: str, expected: int, timeout: float, 
         time.sleep(interval)
 
 
-def count_active(emu: Emulator) -> int:
+def count_active(emu: EmulatorProcess) -> int:
     pages = emu.client("iot").get_paginator("list_certificates").paginate(pageSize=250)
     return sum(c["status"] == "ACTIVE" for page in pages for c in page["certificates"])
 
@@ -158,7 +129,7 @@ def count_active(emu: Emulator) -> int:
 
 
 def jitp_fleet(args, work: Path, manifest: Path, name: str) -> dict:
-    with emulator(work, name) as emu:
+    with fresh_emulator(work, name) as emu:
         bucket = deploy(emu, work / "pki", jitp=True)["ArchiveBucketName"]
         shards = shard_manifest(manifest, args.devices, args.generators, work / name)
         run = run_devices(emu, shards, messages=1, concurrency=args.concurrency, topic_root=TOPIC_ROOT)
@@ -185,7 +156,7 @@ def jitr_latency(args, work: Path, manifest: Path, name: str, *, burst: bool = F
     """JITR devices' first connect to first accepted publish; with ``floor``, JITP with the first connect
     dropped stands in for a JITR whose activation takes no time."""
     options = ["--jitp-drops-first-connect"] if floor else []
-    with emulator(work, name, options=options) as emu:
+    with fresh_emulator(work, name, options=options) as emu:
         deploy(emu, work / "pki", jitp=floor)
         shards = shard_manifest(manifest, args.jitr_devices, args.generators, work / name)
         in_flight = args.concurrency if burst else max(1, args.jitr_in_flight // len(shards))
@@ -217,7 +188,7 @@ def jitr_latency(args, work: Path, manifest: Path, name: str, *, burst: bool = F
     }
 
 
-def sentinel(emu: Emulator, shard: Path, bucket: str, timeout: float = 300) -> float:
+def sentinel(emu: EmulatorProcess, shard: Path, bucket: str, timeout: float = 300) -> float:
     """Publish one more message after the fleet's and wait until it is archived; when it was (monotonic).
 
     The rules engine handles messages in the order the broker accepted them, so once this one is an object
@@ -239,7 +210,7 @@ def sentinel(emu: Emulator, shard: Path, bucket: str, timeout: float = 300) -> f
 
 
 def archive(args, work: Path, manifest: Path, name: str) -> dict:
-    with emulator(work, name) as emu:
+    with fresh_emulator(work, name) as emu:
         bucket = deploy(emu, work / "pki", jitp=True)["ArchiveBucketName"]
         shards = shard_manifest(manifest, args.archive_devices, args.generators, work / name)
         warm = run_devices(
@@ -270,7 +241,7 @@ def archive(args, work: Path, manifest: Path, name: str) -> dict:
 
 def throttled(args, work: Path, manifest: Path, name: str, *, aws_defaults: bool = False) -> dict:
     rate = AWS_DEFAULT_JITR_CEILING if aws_defaults else args.quota_rate
-    with emulator(work, name, ["aws-defaults" if aws_defaults else f"UpdateCertificate={rate:g}"]) as emu:
+    with fresh_emulator(work, name, ["aws-defaults" if aws_defaults else f"UpdateCertificate={rate:g}"]) as emu:
         deploy(emu, work / "pki", jitp=False)
         shards = shard_manifest(manifest, args.throttled_devices, args.generators, work / name)
         run = run_devices(emu, shards, messages=1, concurrency=args.concurrency, topic_root=TOPIC_ROOT)

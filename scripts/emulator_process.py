@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,19 @@ class EmulatorProcess:
         """User plus system CPU time the emulator process has used so far (Linux /proc)."""
         return _cpu_seconds(self.process.pid)
 
+    def decisions(self) -> list[tuple[float, dict]]:
+        """(time.time() it was logged, the line) for each decision a function logged (a JSON line with a
+        ``decision``, as the activation function logs them), from the log groups' files."""
+        from emulator.lambdas.log_groups import parse_event_line
+
+        found = []
+        for path in sorted((self.state / "logs").glob("aws_lambda_*.log")):
+            for line in path.read_text().splitlines():
+                at, message = parse_event_line(line)
+                if message.startswith("{") and '"decision"' in message:
+                    found.append((at.timestamp(), json.loads(message)))
+        return found
+
     def children_cpu_seconds(self) -> float:
         """User plus system CPU time of the emulator's live descendants so far: its Lambda workers, the server
         they are forked from (and any other process it started)."""
@@ -107,6 +122,18 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@contextmanager
+def fresh_emulator(work: Path, name: str, quotas: Sequence[str] = (), options: Sequence[str] = ()):
+    """An emulator on an empty state folder ``work/state-NAME`` (emptied if a run before left it), stopped after."""
+    state = work / f"state-{name}"
+    shutil.rmtree(state, ignore_errors=True)
+    running = EmulatorProcess(state, list(quotas), list(options))
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 def _cpu_seconds(pid: int) -> float:
