@@ -80,7 +80,8 @@ command -v "$JITR" >/dev/null || die "'$JITR' not found: run 'make deps' and use
 
 deploy_stack() { # deploy_stack CA_ID
   if [ -n "$EMULATOR" ]; then
-    # 'jitr local deploy' replaces the stack's resources (keeping its archive bucket): only when the CA changed.
+    # 'jitr local deploy' updates the stack as CloudFormation does (what is unchanged stays, the archive bucket
+    # keeps its objects); skipped when the CA and the options are those deployed.
     described=$("$JITR" fleet describe --stack "$STACK" --json)
     deployed=$(json_field parameters.CaCertificateId <<<"$described")
     deployed_api=$(json_field parameters.ProvisioningApi <<<"$described")

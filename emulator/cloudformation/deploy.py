@@ -39,6 +39,7 @@ from emulator.website.server import local_website_url
 RECORD_PREFIX = "/jitr/local/stacks/"
 INFO_TIMEOUT = 5.0
 CREATORS: dict[str, Creator] = {**kit_resources.CREATORS, **gateway_resources.CREATORS, **service_resources.CREATORS}
+UPDATERS = kit_resources.UPDATERS
 DELETERS: dict[str, Deleter] = {**kit_resources.DELETERS, **gateway_resources.DELETERS, **service_resources.DELETERS}
 BUCKET = "AWS::S3::Bucket"
 # Error codes meaning "already deleted": destroying it again is done, not a failure.
@@ -184,9 +185,17 @@ class StackDeployer(Deployment):
                 props = localize(resolver.resolve(resource.get("Properties") or {}))
                 fingerprint = _fingerprint(resource["Type"], props, code_dirs.get(name))
                 before = unchanged.pop(name, None)
+                replacing = _replacement_key(resource["Type"], props)
                 if before is not None and before.get("fingerprint") == fingerprint:  # the type is in the fingerprint
                     values[name], attributes[name] = before["physicalId"], before["attributes"]
                     created.append(before)
+                    reused.add(name)
+                    continue
+                if before is not None and replacing is not None and before.get("replacementKey") == replacing:
+                    _properties, update = UPDATERS[resource["Type"]]  # changed in place, as CloudFormation does
+                    attrs = update(self, before, props)
+                    values[name], attributes[name] = before["physicalId"], attrs
+                    created.append({**before, "attributes": attrs, "fingerprint": fingerprint})
                     reused.add(name)
                     continue
                 if before is not None:
@@ -207,6 +216,7 @@ class StackDeployer(Deployment):
                         "attributes": attrs,
                         "fingerprint": fingerprint,
                     }
+                    | ({"replacementKey": replacing} if replacing is not None else {})
                 )
             outputs = {
                 k: localize(resolver.resolve(v["Value"]))
@@ -321,6 +331,15 @@ class EmulatorStacks:
         if record is None:
             return None
         return StackInfo(name, "DEPLOYED", record.get("parameters") or {}, record.get("outputs") or {})
+
+
+def _replacement_key(kind: str, props: Mapping[str, Any]) -> str | None:
+    """For a resource CloudFormation can update in place (:data:`UPDATERS`): what must be unchanged for it to be
+    updated rather than replaced (a policy's PolicyName, absent or given); None for the other resources."""
+    if kind not in UPDATERS:
+        return None
+    replacing, _update = UPDATERS[kind]
+    return json.dumps([kind, {name: props.get(name) for name in replacing}], sort_keys=True, default=str)
 
 
 def _fingerprint(kind: str, props: Mapping[str, Any], code: Path | None) -> str:

@@ -7,12 +7,15 @@ import io
 import json
 import secrets
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from base.errors import AlreadyExistsError
 from emulator.cloudformation.context import Creator, Deleter, Deployment, iam_document
 from emulator.cloudformation.sam import LOCAL_CODE_BUCKET, TemplateError
+
+MAX_POLICY_VERSIONS = 5  # AWS IoT keeps at most 5 versions of a policy
 
 AWS_MANAGED = "arn:aws:iam::aws:policy/"
 _CAMEL = {"Sql": "sql", "AwsIotSqlVersion": "awsIotSqlVersion"}
@@ -186,6 +189,19 @@ def _iot_policy(d: Deployment, stack, logical, props, _code):
     return name, {"Arn": answer["policyArn"], "Id": name}
 
 
+def _update_iot_policy(d: Deployment, item: dict, props: dict) -> dict:
+    """CloudFormation's in-place update of a policy's document (only a new PolicyName replaces it): a new
+    default version; at AWS IoT's 5 versions the oldest version that is not the default goes first. The
+    policy keeps its name, so the certificates it is attached to keep it."""
+    iot, name = d.client("iot"), item["physicalId"]
+    versions = iot.list_policy_versions(policyName=name)["policyVersions"]
+    if len(versions) >= MAX_POLICY_VERSIONS:
+        oldest = min((v for v in versions if not v["isDefaultVersion"]), key=lambda v: int(v["versionId"]))
+        iot.delete_policy_version(policyName=name, policyVersionId=oldest["versionId"])
+    iot.create_policy_version(policyName=name, policyDocument=json.dumps(props["PolicyDocument"]), setAsDefault=True)
+    return item["attributes"]
+
+
 CREATORS: dict[str, Creator] = {
     "AWS::IAM::Role": _role,
     "AWS::Lambda::Function": _function,
@@ -195,6 +211,12 @@ CREATORS: dict[str, Creator] = {
     "AWS::S3::Bucket": _bucket,
     "AWS::S3::BucketPolicy": _bucket_policy,
     "AWS::IoT::Policy": _iot_policy,
+}
+
+# Resources CloudFormation updates in place when only some properties change: the properties whose change
+# still means a replacement, and the updater, ``(deployment, previous record item, properties) -> attributes``.
+UPDATERS: dict[str, tuple[tuple[str, ...], Callable[[Deployment, dict, dict], dict]]] = {
+    "AWS::IoT::Policy": (("PolicyName",), _update_iot_policy),
 }
 
 DELETERS: dict[str, Deleter] = {

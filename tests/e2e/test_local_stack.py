@@ -72,6 +72,42 @@ def test_redeploying_a_function_whose_code_changed_replaces_it(aws, emulator, tm
     assert functions["ActivationFunction"] in names and before["ActivationFunction"] not in names
 
 
+POLICY_TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Topic:
+    Type: String
+Resources:
+  Policy:
+    Type: AWS::IoT::Policy
+    Properties:
+      PolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Effect: Allow
+            Action: iot:Publish
+            Resource: !Sub arn:aws:iot:*:*:topic/${Topic}
+"""
+
+
+def test_a_changed_policy_document_is_a_new_default_version_of_the_same_policy_still_attached(aws, emulator, tmp_path):
+    template = tmp_path / "policy.yaml"
+    template.write_text(POLICY_TEMPLATE)
+    deployer, iot = StackDeployer(aws), aws.client("iot")
+    name = _physical(deployer.deploy(template, "doc", {"Topic": "t0"}), "AWS::IoT::Policy")[0]
+    device = iot.create_keys_and_certificate(setAsActive=True)
+    iot.attach_policy(policyName=name, target=device["certificateArn"])
+
+    for topic in ("t1", "t2", "t3", "t4", "t5", "t6"):  # past AWS IoT's 5 versions: the oldest goes
+        assert _physical(deployer.deploy(template, "doc", {"Topic": topic}), "AWS::IoT::Policy") == [name]
+
+    assert "topic/t6" in iot.get_policy(policyName=name)["policyDocument"]
+    versions = iot.list_policy_versions(policyName=name)["policyVersions"]
+    assert sorted(int(v["versionId"]) for v in versions) == [3, 4, 5, 6, 7]
+    assert [v["versionId"] for v in versions if v["isDefaultVersion"]] == ["7"]
+    assert iot.list_attached_policies(target=device["certificateArn"])["policies"][0]["policyName"] == name
+
+
 def test_destroy_skips_resources_already_deleted_and_can_be_run_after_a_partial_failure(aws, emulator):
     deployer = StackDeployer(aws)
     record = deployer.deploy(TEMPLATE, "gone", {"CaCertificateId": CA_A})
