@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from base.certificates import certificate_id, load_certificates
+from emulator.cloudformation.deploy import StackDeployer
 from tests.e2e.conftest import Device, publish, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +133,28 @@ def test_deploy_connect_archive_redeploy_and_delete_leave_nothing_of_the_stack(r
     assert rerun.returncode == 0, rerun.stderr
     assert "already gone" in rerun.stdout
     _assert_untouched(iot, registry, foreign)
+
+
+def test_adding_the_provisioning_api_to_a_stack_with_an_active_device_keeps_the_device_connecting(run, emulator, aws):
+    deployed = run("deploy.sh", STACK, SAM_BUCKET, "DE", "dev-1")
+    assert deployed.returncode == 0, deployed.stderr
+    connect = _connect_line(deployed.stdout)
+    device = Device(emulator, Path(connect["--cert"]), Path(connect["--key"]), "dev-1")
+    assert device.connect_once() == (None, None)  # JITR: the function activates it and attaches the device policy
+    client, _ = device.connect_until_accepted()
+    client.disconnect()
+    policy = [r["physicalId"] for r in StackDeployer(aws).record(STACK)["resources"] if r["type"] == "AWS::IoT::Policy"]
+
+    updated = run("deploy.sh", STACK, SAM_BUCKET, "DE", "box-1", PROVISIONING="api")  # a stack update, as on AWS
+
+    assert updated.returncode == 0, updated.stderr
+    outputs = StackDeployer(aws).record(STACK)["outputs"]
+    assert outputs.get("ProvisioningApiUrl")
+    after = [r["physicalId"] for r in StackDeployer(aws).record(STACK)["resources"] if r["type"] == "AWS::IoT::Policy"]
+    assert policy[0] in after  # the device policy the device has is the stack's still
+    rc, client = Device(emulator, Path(connect["--cert"]), Path(connect["--key"]), "dev-1").connect_once()
+    assert rc == 0, "the device that was ACTIVE before the update is accepted at its first connect"
+    client.disconnect()
 
 
 def _assert_nothing_of_the_stack_remains(aws, ca_id: str, bucket: str) -> None:
