@@ -45,8 +45,8 @@ class Operator:
         command = [str(ROOT / script) if script.endswith(".sh") else str(JITR), *args]
         return subprocess.run(command, env=self.env | extra, capture_output=True, text=True, timeout=180, cwd=self.cwd)
 
-    def archive_bucket(self) -> str:
-        described = self("jitr", "fleet", "describe", "--stack", STACK, "--json")
+    def archive_bucket(self, stack: str = STACK) -> str:
+        described = self("jitr", "fleet", "describe", "--stack", stack, "--json")
         assert described.returncode == 0, described.stderr
         return json.loads(described.stdout)["outputs"]["ArchiveBucketName"]
 
@@ -155,6 +155,44 @@ def test_adding_the_provisioning_api_to_a_stack_with_an_active_device_keeps_the_
     rc, client = Device(emulator, Path(connect["--cert"]), Path(connect["--key"]), "dev-1").connect_once()
     assert rc == 0, "the device that was ACTIVE before the update is accepted at its first connect"
     client.disconnect()
+
+
+def test_two_stacks_in_one_account_onboard_their_own_devices_and_deleting_one_leaves_the_other(run, emulator, aws):
+    s3, other = aws.client("s3"), "kit-e2e-b"
+    lines = {}
+    for stack in (STACK, other):
+        deployed = run("deploy.sh", stack, SAM_BUCKET, "DE", "dev-1")  # the same thing name, a CA each
+        assert deployed.returncode == 0, deployed.stderr
+        lines[stack] = _connect_line(deployed.stdout)
+    buckets = {stack: run.archive_bucket(stack) for stack in lines}
+    assert len(set(buckets.values())) == 2
+
+    # Each stack's dev-1 is its own device: the first activated claims the thing name, the other CA's is refused.
+    first = Device(emulator, Path(lines[STACK]["--cert"]), Path(lines[STACK]["--key"]), "dev-1")
+    assert first.connect_once() == (None, None)
+    client, _ = first.connect_until_accepted()
+    publish(client, f"{lines[STACK]['--topic-root']}/dev-1/telemetry", {"n": 1})
+    client.disconnect()
+    assert wait_for(lambda: s3.list_objects_v2(Bucket=buckets[STACK]).get("KeyCount"))
+    assert s3.list_objects_v2(Bucket=buckets[other]).get("KeyCount") == 0  # each archive hears its own stack
+    second = Device(emulator, Path(lines[other]["--cert"]), Path(lines[other]["--key"]), "dev-1")
+    assert second.connect_once() == (None, None)
+    refused = wait_for(
+        lambda: [i for i in emulator.lambdas.invocations if (i.result or {}).get("outcome") == "refused"]
+    )
+    assert "belongs to CA" in refused[0].result["reason"]  # the other stack's function will not hand it dev-1
+    second_id = certificate_id(load_certificates(Path(lines[other]["--cert"]).read_bytes())[0])
+    assert emulator.api.registry().certificate(second_id).status == "PENDING_ACTIVATION"
+
+    deleted = run("delete.sh", other, buckets[other])
+    assert deleted.returncode == 0, deleted.stderr
+
+    rc, client = Device(emulator, Path(lines[STACK]["--cert"]), Path(lines[STACK]["--key"]), "dev-1").connect_once()
+    assert rc == 0, "the remaining stack's device still connects"
+    publish(client, f"{lines[STACK]['--topic-root']}/dev-1/telemetry", {"n": 2})
+    client.disconnect()
+    assert wait_for(lambda: s3.list_objects_v2(Bucket=buckets[STACK]).get("KeyCount") == 2)
+    assert StackDeployer(aws).record(STACK) is not None and StackDeployer(aws).record(other) is None
 
 
 def _assert_nothing_of_the_stack_remains(aws, ca_id: str, bucket: str) -> None:
