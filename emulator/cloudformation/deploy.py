@@ -191,7 +191,9 @@ class StackDeployer(Deployment):
                     created.append(before)
                     reused.add(name)
                     continue
-                if before is not None and replacing is not None and before.get("replacementKey") == replacing:
+                # a record from before keys were kept: its policy took the name the emulator gave it
+                was = before.get("replacementKey", _replacement_key(resource["Type"], {})) if before else None
+                if before is not None and replacing is not None and was == replacing:
                     _properties, update = UPDATERS[resource["Type"]]  # changed in place, as CloudFormation does
                     attrs = update(self, before, props)
                     values[name], attributes[name] = before["physicalId"], attrs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from emulator.cloudformation.deploy import StackDeployer, StackError
@@ -106,6 +108,23 @@ def test_a_changed_policy_document_is_a_new_default_version_of_the_same_policy_s
     assert sorted(int(v["versionId"]) for v in versions) == [3, 4, 5, 6, 7]
     assert [v["versionId"] for v in versions if v["isDefaultVersion"]] == ["7"]
     assert iot.list_attached_policies(target=device["certificateArn"])["policies"][0]["policyName"] == name
+
+
+def test_a_stack_deployed_by_an_earlier_version_updates_its_attached_device_policy_in_place(aws, emulator):
+    deployer, iot, ssm = StackDeployer(aws), aws.client("iot"), aws.client("ssm")
+    first = deployer.deploy(TEMPLATE, "older", {"CaCertificateId": CA_A})
+    for item in first["resources"]:  # the record as the emulator kept it before it recorded what decides updates
+        for key in ("fingerprint", "replacementKey"):
+            item.pop(key, None)
+    ssm.put_parameter(Name="/jitr/local/stacks/older", Value=json.dumps(first), Type="String", Overwrite=True)
+    device = iot.create_keys_and_certificate(setAsActive=True)
+    policy = _physical(first, "AWS::IoT::Policy")[0]
+    iot.attach_policy(policyName=policy, target=device["certificateArn"])
+
+    second = deployer.deploy(TEMPLATE, "older", {"CaCertificateId": CA_A})
+
+    assert _physical(second, "AWS::IoT::Policy") == [policy]
+    assert iot.list_attached_policies(target=device["certificateArn"])["policies"][0]["policyName"] == policy
 
 
 def test_destroy_skips_resources_already_deleted_and_can_be_run_after_a_partial_failure(aws, emulator):
