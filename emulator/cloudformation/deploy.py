@@ -316,6 +316,12 @@ class StackDeployer(Deployment):
                     errors.append(
                         f"{item['logicalId']}: bucket {item['physicalId']} is not empty (delete.sh empties it)"
                     )
+                elif code == "DeleteConflictException" and item["type"] == "AWS::IoT::Policy":
+                    errors.append(
+                        f"{item['logicalId']}: policy {item['physicalId']} is still attached to certificates; detach"
+                        " it first (delete.sh, or 'jitr fleet reset --stack STACK', does so for the devices under"
+                        " the stack's CA)"
+                    )
                 elif code not in _GONE:
                     errors.append(f"{item['logicalId']}: {exc}")
         if errors:

@@ -127,6 +127,22 @@ def test_a_stack_deployed_by_an_earlier_version_updates_its_attached_device_poli
     assert iot.list_attached_policies(target=device["certificateArn"])["policies"][0]["policyName"] == policy
 
 
+def test_destroying_a_stack_whose_policy_a_certificate_has_names_the_policy_and_can_be_run_again(aws, emulator):
+    deployer, iot = StackDeployer(aws), aws.client("iot")
+    record = deployer.deploy(TEMPLATE, "held", {"CaCertificateId": CA_A})
+    policy = _physical(record, "AWS::IoT::Policy")[0]
+    device = iot.create_keys_and_certificate(setAsActive=True)
+    iot.attach_policy(policyName=policy, target=device["certificateArn"])
+
+    with pytest.raises(StackError, match=f"policy {policy} is still attached to certificates; detach it first"):
+        deployer.destroy("held")
+
+    iot.detach_policy(policyName=policy, target=device["certificateArn"])
+    deployer.destroy("held")  # the rest went the first time; the policy goes now
+    assert deployer.record("held") is None
+    assert policy not in [p["policyName"] for p in iot.list_policies()["policies"]]
+
+
 def test_destroy_skips_resources_already_deleted_and_can_be_run_after_a_partial_failure(aws, emulator):
     deployer = StackDeployer(aws)
     record = deployer.deploy(TEMPLATE, "gone", {"CaCertificateId": CA_A})
