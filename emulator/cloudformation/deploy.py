@@ -9,6 +9,7 @@ removes what it had created: nothing is left half-made.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -176,7 +177,8 @@ class StackDeployer(Deployment):
             }
             unchanged = {item["logicalId"]: item for item in previous["resources"] if item["type"] != BUCKET}
         created: list[dict] = []
-        reused: set[str] = set()  # logical ids of the previous resources left as they were
+        reused: set[str] = set()  # logical ids of the previous resources left as they were, or updated in place
+        undos: list[tuple[dict, Callable[[], None]]] = []  # the updates in place, and what undoes each
         try:
             for name in _order(resources):
                 resource = resources[name]
@@ -195,10 +197,11 @@ class StackDeployer(Deployment):
                 was = before.get("replacementKey", _replacement_key(resource["Type"], {})) if before else None
                 if before is not None and replacing is not None and was == replacing:
                     _properties, update = UPDATERS[resource["Type"]]  # changed in place, as CloudFormation does
-                    attrs = update(self, before, props)
+                    attrs, undo = update(self, before, props)
                     values[name], attributes[name] = before["physicalId"], attrs
                     created.append({**before, "attributes": attrs, "fingerprint": fingerprint})
                     reused.add(name)
+                    undos.append((before, undo))
                     continue
                 if before is not None:
                     self._delete_all([before])
@@ -228,8 +231,13 @@ class StackDeployer(Deployment):
         except Exception as exc:
             made = [item for item in created if item["logicalId"] not in reused]
             self._delete_all([item for item in made if not item["attributes"].get("kept")])
+            undone = {}
+            for before, undo in reversed(undos):  # an update in place rolls back, as CloudFormation's would
+                with contextlib.suppress(Exception):
+                    undo()
+                    undone[before["logicalId"]] = before
             if previous is not None:  # what still stands: the resources left as they were, and those not reached
-                survivors = [item for item in created if item["logicalId"] in reused]
+                survivors = [undone.get(item["logicalId"], item) for item in created if item["logicalId"] in reused]
                 survivors += [item for item in made if item["attributes"].get("kept")]
                 self._save(stack, {**previous, "resources": survivors + list(unchanged.values()) + list(kept.values())})
             if isinstance(exc, JitrError):

@@ -189,17 +189,25 @@ def _iot_policy(d: Deployment, stack, logical, props, _code):
     return name, {"Arn": answer["policyArn"], "Id": name}
 
 
-def _update_iot_policy(d: Deployment, item: dict, props: dict) -> dict:
+def _update_iot_policy(d: Deployment, item: dict, props: dict) -> tuple[dict, Callable[[], None]]:
     """CloudFormation's in-place update of a policy's document (only a new PolicyName replaces it): a new
     default version; at AWS IoT's 5 versions the oldest version that is not the default goes first. The
-    policy keeps its name, so the certificates it is attached to keep it."""
+    policy keeps its name, so the certificates it is attached to keep it. Undone (the update failed further
+    on) by making the version before the default again and deleting the new one."""
     iot, name = d.client("iot"), item["physicalId"]
     versions = iot.list_policy_versions(policyName=name)["policyVersions"]
+    default = next(v["versionId"] for v in versions if v["isDefaultVersion"])
     if len(versions) >= MAX_POLICY_VERSIONS:
         oldest = min((v for v in versions if not v["isDefaultVersion"]), key=lambda v: int(v["versionId"]))
         iot.delete_policy_version(policyName=name, policyVersionId=oldest["versionId"])
-    iot.create_policy_version(policyName=name, policyDocument=json.dumps(props["PolicyDocument"]), setAsDefault=True)
-    return item["attributes"]
+    document = json.dumps(props["PolicyDocument"])
+    new = iot.create_policy_version(policyName=name, policyDocument=document, setAsDefault=True)["policyVersionId"]
+
+    def undo() -> None:
+        iot.set_default_policy_version(policyName=name, policyVersionId=default)
+        iot.delete_policy_version(policyName=name, policyVersionId=new)
+
+    return item["attributes"], undo
 
 
 CREATORS: dict[str, Creator] = {
@@ -214,8 +222,10 @@ CREATORS: dict[str, Creator] = {
 }
 
 # Resources CloudFormation updates in place when only some properties change: the properties whose change
-# still means a replacement, and the updater, ``(deployment, previous record item, properties) -> attributes``.
-UPDATERS: dict[str, tuple[tuple[str, ...], Callable[[Deployment, dict, dict], dict]]] = {
+# still means a replacement, and the updater, ``(deployment, previous record item, properties)``, which answers the
+# attributes and what undoes the update should a later resource of the stack fail.
+Updater = Callable[[Deployment, dict, dict], tuple[dict, Callable[[], None]]]  # -> (attributes, undo)
+UPDATERS: dict[str, tuple[tuple[str, ...], Updater]] = {
     "AWS::IoT::Policy": (("PolicyName",), _update_iot_policy),
 }
 

@@ -1,4 +1,5 @@
-"""``jitr local deploy``/``destroy`` semantics: a re-deploy keeps the archive, a destroy tolerates what is gone."""
+"""``jitr local deploy``/``destroy`` semantics: updates as CloudFormation makes them (unchanged resources stay, a
+policy document changes in place and rolls back), the archive kept, a destroy that tolerates what is gone."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 
 import pytest
 
+from base.errors import AwsError
 from emulator.cloudformation.deploy import StackDeployer, StackError
 from tests.e2e.conftest import TEMPLATE
 
@@ -125,6 +127,34 @@ def test_a_stack_deployed_by_an_earlier_version_updates_its_attached_device_poli
 
     assert _physical(second, "AWS::IoT::Policy") == [policy]
     assert iot.list_attached_policies(target=device["certificateArn"])["policies"][0]["policyName"] == policy
+
+
+def test_an_update_that_fails_further_on_rolls_the_policy_back_to_its_version_before(aws, emulator, tmp_path):
+    template = tmp_path / "policy-and-rule.yaml"
+    template.write_text(
+        POLICY_TEMPLATE.replace("Parameters:\n", "Parameters:\n  Sql:\n    Type: String\n")
+        + """
+  Rule:
+    Type: AWS::IoT::TopicRule
+    DependsOn: Policy
+    Properties:
+      TopicRulePayload:
+        Sql: !Ref Sql
+        Actions: []
+"""
+    )
+    deployer, iot = StackDeployer(aws), aws.client("iot")
+    good = {"Topic": "t0", "Sql": "SELECT * FROM 'a/b'"}
+    name = _physical(deployer.deploy(template, "undo", good), "AWS::IoT::Policy")[0]
+
+    with pytest.raises(AwsError, match="SqlParseException"):
+        deployer.deploy(template, "undo", {"Topic": "t1", "Sql": "SELECT FROM WHERE"})  # the rule does not parse
+
+    assert "topic/t0" in iot.get_policy(policyName=name)["policyDocument"]
+    assert [v["versionId"] for v in iot.list_policy_versions(policyName=name)["policyVersions"]] == ["1"]
+    again = deployer.deploy(template, "undo", good)  # the record is the stack before the failed update
+    assert _physical(again, "AWS::IoT::Policy") == [name]
+    assert [v["versionId"] for v in iot.list_policy_versions(policyName=name)["policyVersions"]] == ["1"]
 
 
 def test_destroying_a_stack_whose_policy_a_certificate_has_names_the_policy_and_can_be_run_again(aws, emulator):
