@@ -17,6 +17,9 @@ from typing import Any
 
 Creator = Callable[..., tuple[str, dict[str, Any]]]
 Deleter = Callable[..., None]
+# ``(deployment, the previous record item, properties) -> (attributes, undo)``: a resource CloudFormation changes
+# in place, and what undoes the change should a later resource of the stack fail
+Updater = Callable[["Deployment", dict, dict], tuple[dict, Callable[[], None]]]
 
 
 class Deployment:

@@ -40,10 +40,19 @@ from emulator.website.server import local_website_url
 RECORD_PREFIX = "/jitr/local/stacks/"
 INFO_TIMEOUT = 5.0
 CREATORS: dict[str, Creator] = {**kit_resources.CREATORS, **gateway_resources.CREATORS, **service_resources.CREATORS}
-UPDATERS = kit_resources.UPDATERS
+UPDATERS = {**kit_resources.UPDATERS, **service_resources.UPDATERS}
 DELETERS: dict[str, Deleter] = {**kit_resources.DELETERS, **gateway_resources.DELETERS, **service_resources.DELETERS}
 BUCKET = "AWS::S3::Bucket"
 # Error codes meaning "already deleted": destroying it again is done, not a failure.
+_TAKEN = {  # the name is had already: a replacement whose name the template fixes
+    "AlreadyExistsException",
+    "ConflictException",
+    "EntityAlreadyExists",
+    "ParameterAlreadyExists",
+    "ResourceAlreadyExistsException",
+    "ResourceConflictException",
+    "ResourceInUseException",
+}
 _GONE = {
     "ResourceNotFoundException",
     "NoSuchEntity",
@@ -166,8 +175,9 @@ class StackDeployer(Deployment):
         kept: dict[str, dict] = {}
         # An update, as CloudFormation makes it: a resource whose type and properties (and, for a function, code)
         # are unchanged stays as it is (a device policy attached to certificates, a table and its items, a user
-        # pool and its users); a changed one is replaced, the old deleted just before the new is made; buckets
-        # keep their objects whatever changes; what the template no longer declares goes at the end.
+        # pool and its users); a policy's document, a rule's payload and a parameter's value change in place
+        # (UPDATERS), undone if the update fails; any other changed resource is replaced, the new one made first;
+        # buckets keep their objects whatever changes; what was replaced or dropped goes once the stack stands.
         unchanged: dict[str, dict] = {}
         if previous is not None:
             kept = {
@@ -177,8 +187,10 @@ class StackDeployer(Deployment):
             }
             unchanged = {item["logicalId"]: item for item in previous["resources"] if item["type"] != BUCKET}
         created: list[dict] = []
+        pending: dict | None = None  # the previous resource of the one being made, until it is accounted for
         reused: set[str] = set()  # logical ids of the previous resources left as they were, or updated in place
         undos: list[tuple[dict, Callable[[], None]]] = []  # the updates in place, and what undoes each
+        replaced: list[dict] = []  # previous resources a new one replaces: deleted once the new stack stands
         try:
             for name in _order(resources):
                 resource = resources[name]
@@ -186,12 +198,13 @@ class StackDeployer(Deployment):
                     continue
                 props = localize(resolver.resolve(resource.get("Properties") or {}))
                 fingerprint = _fingerprint(resource["Type"], props, code_dirs.get(name))
-                before = unchanged.pop(name, None)
+                before = pending = unchanged.pop(name, None)  # pending: still standing, not yet accounted for
                 replacing = _replacement_key(resource["Type"], props)
                 if before is not None and before.get("fingerprint") == fingerprint:  # the type is in the fingerprint
                     values[name], attributes[name] = before["physicalId"], before["attributes"]
                     created.append(before)
                     reused.add(name)
+                    pending = None
                     continue
                 # a record from before keys were kept: its policy took the name the emulator gave it
                 was = before.get("replacementKey", _replacement_key(resource["Type"], {})) if before else None
@@ -202,15 +215,27 @@ class StackDeployer(Deployment):
                     created.append({**before, "attributes": attrs, "fingerprint": fingerprint})
                     reused.add(name)
                     undos.append((before, undo))
+                    pending = None
                     continue
-                if before is not None:
-                    self._delete_all([before])
                 old = kept.pop(name, None) if resource["Type"] == BUCKET else None
                 if old is not None and props.get("BucketName", old["physicalId"]) == old["physicalId"]:
                     props = {**props, "BucketName": old["physicalId"], "_keep": True}
                 elif old is not None:  # renamed: the old bucket goes once the new stack stands
                     kept[name] = old
-                physical, attrs = self._create(stack, name, resource["Type"], props, code_dirs)
+                # A replacement is made first and the old resource deleted once the new stack stands, as
+                # CloudFormation does, so a failed update leaves the old one working. A name the template
+                # fixes cannot be had twice: then the old one goes first.
+                try:
+                    physical, attrs = self._create(stack, name, resource["Type"], props, code_dirs)
+                except Exception as exc:
+                    if before is None or error_code(exc) not in _TAKEN:
+                        raise
+                    self._delete_all([before])
+                    before = pending = None
+                    physical, attrs = self._create(stack, name, resource["Type"], props, code_dirs)
+                if before is not None and before["physicalId"] != physical:  # the same id: made over in place
+                    replaced.append(before)
+                pending = None
                 values[name] = physical
                 attributes[name] = attrs
                 created.append(
@@ -239,7 +264,9 @@ class StackDeployer(Deployment):
             if previous is not None:  # what still stands: the resources left as they were, and those not reached
                 survivors = [undone.get(item["logicalId"], item) for item in created if item["logicalId"] in reused]
                 survivors += [item for item in made if item["attributes"].get("kept")]
-                self._save(stack, {**previous, "resources": survivors + list(unchanged.values()) + list(kept.values())})
+                survivors += replaced + ([pending] if pending is not None else [])
+                survivors += list(unchanged.values()) + list(kept.values())
+                self._save(stack, {**previous, "resources": survivors})
             if isinstance(exc, JitrError):
                 raise
             failure = aws_failure(exc)  # the emulator went away mid-deploy, say: exit 6 with one sentence
@@ -248,8 +275,8 @@ class StackDeployer(Deployment):
             raise StackError(f"Deploying stack {stack} failed: {str(exc).rstrip('.')}.") from exc
         record = {"stack": stack, "resources": created, "outputs": outputs, "parameters": dict(overrides)}
         self._save(stack, record)
-        self._delete_all(list(unchanged.values()))  # what the template no longer declares
-        self._delete_all(list(kept.values()))  # buckets the new template no longer declares under that name
+        # CloudFormation's cleanup: what was replaced, what the template no longer declares, renamed buckets
+        self._delete_all(list(reversed(replaced)) + list(unchanged.values()) + list(kept.values()))
         return record
 
     def _localizer(self) -> Callable[[Any], Any]:

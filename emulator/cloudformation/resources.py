@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from base.errors import AlreadyExistsError
-from emulator.cloudformation.context import Creator, Deleter, Deployment, iam_document
+from emulator.cloudformation.context import Creator, Deleter, Deployment, Updater, iam_document
 from emulator.cloudformation.sam import LOCAL_CODE_BUCKET, TemplateError
 
 MAX_POLICY_VERSIONS = 5  # AWS IoT keeps at most 5 versions of a policy
@@ -210,6 +210,19 @@ def _update_iot_policy(d: Deployment, item: dict, props: dict) -> tuple[dict, Ca
     return item["attributes"], undo
 
 
+_RULE_PAYLOAD = ("sql", "description", "actions", "errorAction", "ruleDisabled", "awsIotSqlVersion")
+
+
+def _update_topic_rule(d: Deployment, item: dict, props: dict) -> tuple[dict, Callable[[], None]]:
+    """CloudFormation's in-place update of a rule's TopicRulePayload (only a new RuleName replaces it):
+    ReplaceTopicRule; undone by replacing it with the payload it had."""
+    iot, name = d.client("iot"), item["physicalId"]
+    rule = iot.get_topic_rule(ruleName=name)["rule"]
+    before = {key: rule[key] for key in _RULE_PAYLOAD if rule.get(key) is not None}
+    iot.replace_topic_rule(ruleName=name, topicRulePayload=_lower_first(props["TopicRulePayload"]))
+    return item["attributes"], lambda: iot.replace_topic_rule(ruleName=name, topicRulePayload=before)
+
+
 CREATORS: dict[str, Creator] = {
     "AWS::IAM::Role": _role,
     "AWS::Lambda::Function": _function,
@@ -224,9 +237,9 @@ CREATORS: dict[str, Creator] = {
 # Resources CloudFormation updates in place when only some properties change: the properties whose change
 # still means a replacement, and the updater, ``(deployment, previous record item, properties)``, which answers the
 # attributes and what undoes the update should a later resource of the stack fail.
-Updater = Callable[[Deployment, dict, dict], tuple[dict, Callable[[], None]]]  # -> (attributes, undo)
 UPDATERS: dict[str, tuple[tuple[str, ...], Updater]] = {
     "AWS::IoT::Policy": (("PolicyName",), _update_iot_policy),
+    "AWS::IoT::TopicRule": (("RuleName",), _update_topic_rule),
 }
 
 DELETERS: dict[str, Deleter] = {

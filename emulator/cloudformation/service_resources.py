@@ -5,9 +5,10 @@ and Fn::GetAtt answer what CloudFormation documents for the type."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from emulator.cloudformation.context import Creator, Deleter, Deployment, iam_document
+from emulator.cloudformation.context import Creator, Deleter, Deployment, Updater, iam_document
 
 _TABLE_KEYS = (
     "AttributeDefinitions",
@@ -144,6 +145,21 @@ def _parameter(d: Deployment, stack, logical, props, _code):
     return name, {"Type": props.get("Type", "String"), "Value": str(props["Value"])}
 
 
+def _update_parameter(d: Deployment, item: dict, props: dict) -> tuple[dict, Callable[[], None]]:
+    """CloudFormation's in-place update of a parameter's value (only a new Name replaces it): PutParameter
+    with Overwrite; undone by putting the value it had back."""
+    ssm, name = d.client("ssm"), item["physicalId"]
+    before = ssm.get_parameter(Name=name)["Parameter"]
+    params = {k: props[k] for k in ("Description", "AllowedPattern", "Tier", "DataType") if k in props}
+    kind = props.get("Type", "String")
+    ssm.put_parameter(Name=name, Value=str(props["Value"]), Type=kind, Overwrite=True, **params)
+
+    def undo() -> None:
+        ssm.put_parameter(Name=name, Value=before["Value"], Type=before["Type"], Overwrite=True)
+
+    return {"Type": kind, "Value": str(props["Value"])}, undo
+
+
 def _managed_policy(d: Deployment, stack, logical, props, _code):
     iam = d.client("iam")
     name = props.get("ManagedPolicyName") or d._name(stack, logical, limit=128)
@@ -200,4 +216,9 @@ DELETERS: dict[str, Deleter] = {
     "AWS::SSM::Parameter": lambda d, i: d.client("ssm").delete_parameter(Name=i["physicalId"]),
     "AWS::IAM::ManagedPolicy": _delete_managed_policy,
     "AWS::IAM::Policy": _delete_inline_policy,
+}
+
+# what CloudFormation updates in place (see resources.UPDATERS): the properties that still replace, the updater
+UPDATERS: dict[str, tuple[tuple[str, ...], Updater]] = {
+    "AWS::SSM::Parameter": (("Name",), _update_parameter),
 }

@@ -33,8 +33,8 @@ def test_redeploying_with_another_ca_keeps_the_archive_bucket_and_its_objects(aw
     rules = {r["ruleName"]: r for r in aws.client("iot").list_topic_rules()["rules"]}
     registration = [n for n in _physical(second, "AWS::IoT::TopicRule") if "Registration" in n]
     assert registration and CA_B in rules[registration[0]]["topicPattern"]
-    old_registration = [n for n in _physical(first, "AWS::IoT::TopicRule") if "Registration" in n]
-    assert old_registration and old_registration[0] not in rules  # the rule naming the old CA was replaced
+    # the rule that names the CA keeps its name: its payload is replaced in place, as CloudFormation updates a rule
+    assert registration == [n for n in _physical(first, "AWS::IoT::TopicRule") if "Registration" in n]
     archive = [n for n in _physical(first, "AWS::IoT::TopicRule") if "Archive" in n]
     assert archive == [n for n in _physical(second, "AWS::IoT::TopicRule") if "Archive" in n]  # unchanged: kept
 
@@ -155,6 +155,84 @@ def test_an_update_that_fails_further_on_rolls_the_policy_back_to_its_version_be
     again = deployer.deploy(template, "undo", good)  # the record is the stack before the failed update
     assert _physical(again, "AWS::IoT::Policy") == [name]
     assert [v["versionId"] for v in iot.list_policy_versions(policyName=name)["policyVersions"]] == ["1"]
+
+
+UPDATE_TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Days:
+    Type: Number
+  NamedDays:
+    Type: Number
+  FirstSql:
+    Type: String
+  SecondSql:
+    Type: String
+Resources:
+  Logs:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      RetentionInDays: !Ref Days
+  NamedLogs:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      LogGroupName: named-logs
+      RetentionInDays: !Ref NamedDays
+  First:
+    Type: AWS::IoT::TopicRule
+    Properties:
+      TopicRulePayload:
+        Sql: !Ref FirstSql
+        Actions: []
+  Second:
+    Type: AWS::IoT::TopicRule
+    DependsOn: [Logs, NamedLogs, First]
+    Properties:
+      TopicRulePayload:
+        Sql: !Ref SecondSql
+        Actions: []
+"""
+GOOD = {"Days": "7", "NamedDays": "7", "FirstSql": "SELECT * FROM 'a/1'", "SecondSql": "SELECT * FROM 'b'"}
+
+
+def _id(record: dict, logical: str) -> str:
+    return next(r["physicalId"] for r in record["resources"] if r["logicalId"] == logical)
+
+
+def _log_groups(aws) -> list[str]:
+    return sorted(g["logGroupName"] for g in aws.client("logs").describe_log_groups()["logGroups"])
+
+
+def test_a_failed_update_leaves_replaced_resources_as_they_were_and_rolls_back_rule_changes(aws, emulator, tmp_path):
+    template = tmp_path / "update.yaml"
+    template.write_text(UPDATE_TEMPLATE)
+    deployer, iot = StackDeployer(aws), aws.client("iot")
+    first = deployer.deploy(template, "swap", GOOD)
+    groups = _log_groups(aws)
+
+    with pytest.raises(AwsError, match="SqlParseException"):  # Second does not parse: the update fails there
+        deployer.deploy(template, "swap", GOOD | {"Days": "14", "FirstSql": "SELECT * FROM 'a/2'", "SecondSql": "x"})
+
+    by_id = sorted(deployer.record("swap")["resources"], key=lambda r: r["logicalId"])
+    assert by_id == sorted(first["resources"], key=lambda r: r["logicalId"])  # the stack as before the update
+    assert _log_groups(aws) == groups  # the replacement was made first, then deleted; the old one stays
+    assert iot.get_topic_rule(ruleName=_id(first, "First"))["rule"]["sql"] == "SELECT * FROM 'a/1'"  # rolled back
+
+
+def test_an_update_replaces_changed_resources_and_changes_rules_and_parameters_in_place(aws, emulator, tmp_path):
+    template = tmp_path / "update.yaml"
+    template.write_text(UPDATE_TEMPLATE)
+    deployer, iot = StackDeployer(aws), aws.client("iot")
+    first = deployer.deploy(template, "swap", GOOD)
+
+    changed = {"Days": "14", "NamedDays": "14", "FirstSql": "SELECT * FROM 'a/2'"}
+    updated = deployer.deploy(template, "swap", GOOD | changed)
+
+    assert _id(updated, "Logs") != _id(first, "Logs")  # a generated name: made anew, the old deleted
+    assert _id(updated, "NamedLogs") == "named-logs"  # a name the template fixes: the old one went first
+    assert _log_groups(aws) == sorted([_id(updated, "Logs"), "named-logs"])
+    assert _id(updated, "First") == _id(first, "First")  # ReplaceTopicRule, as CloudFormation updates a rule
+    assert iot.get_topic_rule(ruleName=_id(first, "First"))["rule"]["sql"] == "SELECT * FROM 'a/2'"
 
 
 def test_destroying_a_stack_whose_policy_a_certificate_has_names_the_policy_and_can_be_run_again(aws, emulator):
