@@ -153,8 +153,9 @@ class StackDeployer(Deployment):
     # -- deploy ------------------------------------------------------------------------------------
 
     def deploy(self, template_path: Path, stack: str, overrides: Mapping[str, str]) -> dict:
-        """Create the stack, or update an existing one of that name: unchanged resources stay, changed ones are
-        replaced, removed ones deleted (so re-running deploy is safe, with devices attached to its policy)."""
+        """Create the stack, or update an existing one of that name as CloudFormation does: unchanged resources
+        stay, some change in place (:data:`UPDATERS`), others are replaced, removed ones deleted, and a failed
+        update leaves the stack as it was (so re-running deploy is safe, with devices attached to its policy)."""
         check_stack_name(stack)
         template, code_dirs = load_sam(template_path, overrides)
         pseudo = {
@@ -206,7 +207,7 @@ class StackDeployer(Deployment):
                     reused.add(name)
                     pending = None
                     continue
-                # a record from before keys were kept: its policy took the name the emulator gave it
+                # a record from before keys were kept: its resource took the name the emulator gave it
                 was = before.get("replacementKey", _replacement_key(resource["Type"], {})) if before else None
                 if before is not None and replacing is not None and was == replacing:
                     _properties, update = UPDATERS[resource["Type"]]  # changed in place, as CloudFormation does
