@@ -135,6 +135,13 @@ def test_deploy_connect_archive_redeploy_and_delete_leave_nothing_of_the_stack(r
     _assert_untouched(iot, registry, foreign)
 
 
+def _policies(aws) -> list[str]:
+    """The IoT policies of the stack, as the emulator recorded it."""
+    record = StackDeployer(aws).record(STACK)
+    assert record is not None, f"no stack {STACK} in the emulator"
+    return [r["physicalId"] for r in record["resources"] if r["type"] == "AWS::IoT::Policy"]
+
+
 def test_adding_the_provisioning_api_to_a_stack_with_an_active_device_keeps_the_device_connecting(run, emulator, aws):
     deployed = run("deploy.sh", STACK, SAM_BUCKET, "DE", "dev-1")
     assert deployed.returncode == 0, deployed.stderr
@@ -143,15 +150,13 @@ def test_adding_the_provisioning_api_to_a_stack_with_an_active_device_keeps_the_
     assert device.connect_once() == (None, None)  # JITR: the function activates it and attaches the device policy
     client, _ = device.connect_until_accepted()
     client.disconnect()
-    policy = [r["physicalId"] for r in StackDeployer(aws).record(STACK)["resources"] if r["type"] == "AWS::IoT::Policy"]
+    policy = _policies(aws)
 
     updated = run("deploy.sh", STACK, SAM_BUCKET, "DE", "box-1", PROVISIONING="api")  # a stack update, as on AWS
 
     assert updated.returncode == 0, updated.stderr
-    outputs = StackDeployer(aws).record(STACK)["outputs"]
-    assert outputs.get("ProvisioningApiUrl")
-    after = [r["physicalId"] for r in StackDeployer(aws).record(STACK)["resources"] if r["type"] == "AWS::IoT::Policy"]
-    assert policy[0] in after  # the device policy the device has is the stack's still
+    assert StackDeployer(aws).record(STACK)["outputs"].get("ProvisioningApiUrl")
+    assert policy[0] in _policies(aws)  # the device policy the device has is the stack's still
     rc, client = Device(emulator, Path(connect["--cert"]), Path(connect["--key"]), "dev-1").connect_once()
     assert rc == 0, "the device that was ACTIVE before the update is accepted at its first connect"
     client.disconnect()
