@@ -138,9 +138,14 @@ def _identity_roles(d: Deployment, stack, logical, props, _code):
     return props["IdentityPoolId"], {}
 
 
+def _parameter_options(props: dict) -> dict:
+    """PutParameter's optional arguments the template gives."""
+    return {k: props[k] for k in ("Description", "AllowedPattern", "Tier", "DataType") if k in props}
+
+
 def _parameter(d: Deployment, stack, logical, props, _code):
     name = props.get("Name") or f"/{d._name(stack, logical)}"
-    params = {k: props[k] for k in ("Description", "AllowedPattern", "Tier", "DataType") if k in props}
+    params = _parameter_options(props)
     d.client("ssm").put_parameter(Name=name, Value=str(props["Value"]), Type=props.get("Type", "String"), **params)
     return name, {"Type": props.get("Type", "String"), "Value": str(props["Value"])}
 
@@ -150,7 +155,7 @@ def _update_parameter(d: Deployment, item: dict, props: dict) -> tuple[dict, Cal
     with Overwrite; undone by putting the value it had back."""
     ssm, name = d.client("ssm"), item["physicalId"]
     before = ssm.get_parameter(Name=name)["Parameter"]
-    params = {k: props[k] for k in ("Description", "AllowedPattern", "Tier", "DataType") if k in props}
+    params = _parameter_options(props)
     kind = props.get("Type", "String")
     ssm.put_parameter(Name=name, Value=str(props["Value"]), Type=kind, Overwrite=True, **params)
 
