@@ -142,14 +142,28 @@ def _policies(aws) -> list[str]:
     return [r["physicalId"] for r in record["resources"] if r["type"] == "AWS::IoT::Policy"]
 
 
-def test_adding_the_provisioning_api_to_a_stack_with_an_active_device_keeps_the_device_connecting(run, emulator, aws):
+def test_a_live_stack_gains_the_provisioning_api_and_a_second_stack_comes_and_goes_beside_it(run, emulator, aws):
+    """One scenario, to keep the suite short: a stack update with an ACTIVE device (the device policy it has
+    stays), then two stacks in one account, each with a CA of its own and a device named dev-1."""
+    s3, other = aws.client("s3"), "kit-e2e-b"
     deployed = run("deploy.sh", STACK, SAM_BUCKET, "DE", "dev-1")
     assert deployed.returncode == 0, deployed.stderr
-    connect = _connect_line(deployed.stdout)
-    device = Device(emulator, Path(connect["--cert"]), Path(connect["--key"]), "dev-1")
-    assert device.connect_once() == (None, None)  # JITR: the function activates it and attaches the device policy
-    client, _ = device.connect_until_accepted()
-    client.disconnect()
+    line = _connect_line(deployed.stdout)
+    bucket = run.archive_bucket()
+
+    def connect_and_publish(n: int, *, first: bool = False) -> None:
+        device = Device(emulator, Path(line["--cert"]), Path(line["--key"]), "dev-1")
+        if first:  # JITR: the function activates it and attaches the device policy
+            assert device.connect_once() == (None, None)
+            client, _ = device.connect_until_accepted()
+        else:
+            rc, client = device.connect_once()
+            assert rc == 0, "the ACTIVE device is accepted at its first connect"
+        publish(client, f"{line['--topic-root']}/dev-1/telemetry", {"n": n})
+        client.disconnect()
+        assert wait_for(lambda: s3.list_objects_v2(Bucket=bucket).get("KeyCount") == n)
+
+    connect_and_publish(1, first=True)
     policy = _policies(aws)
 
     updated = run("deploy.sh", STACK, SAM_BUCKET, "DE", "box-1", PROVISIONING="api")  # a stack update, as on AWS
@@ -157,46 +171,26 @@ def test_adding_the_provisioning_api_to_a_stack_with_an_active_device_keeps_the_
     assert updated.returncode == 0, updated.stderr
     assert StackDeployer(aws).record(STACK)["outputs"].get("ProvisioningApiUrl")
     assert policy[0] in _policies(aws)  # the device policy the device has is the stack's still
-    rc, client = Device(emulator, Path(connect["--cert"]), Path(connect["--key"]), "dev-1").connect_once()
-    assert rc == 0, "the device that was ACTIVE before the update is accepted at its first connect"
-    client.disconnect()
+    connect_and_publish(2)
 
-
-def test_two_stacks_in_one_account_onboard_their_own_devices_and_deleting_one_leaves_the_other(run, emulator, aws):
-    s3, other = aws.client("s3"), "kit-e2e-b"
-    lines = {}
-    for stack in (STACK, other):
-        deployed = run("deploy.sh", stack, SAM_BUCKET, "DE", "dev-1")  # the same thing name, a CA each
-        assert deployed.returncode == 0, deployed.stderr
-        lines[stack] = _connect_line(deployed.stdout)
-    buckets = {stack: run.archive_bucket(stack) for stack in lines}
-    assert len(set(buckets.values())) == 2
-
-    # Each stack's dev-1 is its own device: the first activated claims the thing name, the other CA's is refused.
-    first = Device(emulator, Path(lines[STACK]["--cert"]), Path(lines[STACK]["--key"]), "dev-1")
-    assert first.connect_once() == (None, None)
-    client, _ = first.connect_until_accepted()
-    publish(client, f"{lines[STACK]['--topic-root']}/dev-1/telemetry", {"n": 1})
-    client.disconnect()
-    assert wait_for(lambda: s3.list_objects_v2(Bucket=buckets[STACK]).get("KeyCount"))
-    assert s3.list_objects_v2(Bucket=buckets[other]).get("KeyCount") == 0  # each archive hears its own stack
-    second = Device(emulator, Path(lines[other]["--cert"]), Path(lines[other]["--key"]), "dev-1")
-    assert second.connect_once() == (None, None)
+    second = run("deploy.sh", other, SAM_BUCKET, "DE", "dev-1")  # the same thing name, another CA
+    assert second.returncode == 0, second.stderr
+    other_line, other_bucket = _connect_line(second.stdout), run.archive_bucket(other)
+    assert other_bucket != bucket
+    device = Device(emulator, Path(other_line["--cert"]), Path(other_line["--key"]), "dev-1")
+    assert device.connect_once() == (None, None)
     refused = wait_for(
         lambda: [i for i in emulator.lambdas.invocations if (i.result or {}).get("outcome") == "refused"]
     )
     assert "belongs to CA" in refused[0].result["reason"]  # the other stack's function will not hand it dev-1
-    second_id = certificate_id(load_certificates(Path(lines[other]["--cert"]).read_bytes())[0])
-    assert emulator.api.registry().certificate(second_id).status == "PENDING_ACTIVATION"
+    other_id = certificate_id(load_certificates(Path(other_line["--cert"]).read_bytes())[0])
+    assert emulator.api.registry().certificate(other_id).status == "PENDING_ACTIVATION"
+    assert s3.list_objects_v2(Bucket=other_bucket).get("KeyCount") == 0  # each archive hears its own stack
 
-    deleted = run("delete.sh", other, buckets[other])
+    deleted = run("delete.sh", other, other_bucket)
+
     assert deleted.returncode == 0, deleted.stderr
-
-    rc, client = Device(emulator, Path(lines[STACK]["--cert"]), Path(lines[STACK]["--key"]), "dev-1").connect_once()
-    assert rc == 0, "the remaining stack's device still connects"
-    publish(client, f"{lines[STACK]['--topic-root']}/dev-1/telemetry", {"n": 2})
-    client.disconnect()
-    assert wait_for(lambda: s3.list_objects_v2(Bucket=buckets[STACK]).get("KeyCount") == 2)
+    connect_and_publish(3)  # the remaining stack's device still connects and is archived
     assert StackDeployer(aws).record(STACK) is not None and StackDeployer(aws).record(other) is None
 
 
